@@ -1,0 +1,1383 @@
+"""scimlite: a SCIM 2.0 provisioning server you start with one command.
+
+    pip install -r requirements.txt
+    python scim_server.py [--config PATH] [--host HOST] [--port PORT] [--database URL] [--token TOKEN]
+
+Point Okta or Microsoft Entra ID at http://127.0.0.1:5000/scim/v2 (usually through
+ngrok) and users and groups arrive in a SQLite file, scim.db.
+
+What it supports: /Users and /Groups with POST, GET (by id, and lists with
+filter, startIndex and count), PUT, PATCH (RFC 7644 §3.5.2, with Okta's and
+Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
+/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match.
+
+What it deliberately does not: bulk operations, sorting, password changes,
+nested groups (members are users), and authenticating end users: the password
+an IdP sends is accepted and dropped, never stored, never returned.
+
+Needs: bottle, peewee, waitress (see requirements.txt). `app` is a WSGI
+application for other servers (`waitress-serve scim_server:app`); `main()` is
+the command line.
+"""
+
+import argparse
+import configparser
+import copy
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+import bottle
+from bottle import request, response
+
+import scimfilter as F
+import store
+
+log = logging.getLogger('scimlite')
+
+# ===========================================================================
+# Settings
+# ===========================================================================
+
+CONFIG_FILE = Path(__file__).with_name('config.ini')
+DEMO_TOKEN = '123456789'
+
+DEFAULTS = {
+    'host': '127.0.0.1',
+    'port': 5000,
+    'database': 'sqlite:///scim.db',
+    'token': '',
+    'base_url': '',
+    'base_path': '/scim/v2',
+    'default_page_size': 100,
+    'max_page_size': 1000,
+    'max_body_bytes': 1024 * 1024,
+    'threads': 8,
+}
+INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads')
+ENVIRONMENT = {
+    'SCIM_HOST': 'host',
+    'SCIM_PORT': 'port',
+    'SCIM_DATABASE_URL': 'database',
+    'SCIM_TOKEN': 'token',
+    'SCIM_BASE_URL': 'base_url',
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line for a human."""
+
+
+def read_config_file(path):
+    """The [scimlite] section of an ini file as a dict (empty if the file is absent)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding='utf-8') as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, configparser.Error) as error:
+        raise SettingsError(f'cannot read {path}: {error}') from None
+    return dict(parser['scimlite']) if parser.has_section('scimlite') else {}
+
+
+def load_settings(argv=None, environ=None):
+    """Settings from flags > environment > config.ini > DEFAULTS."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog='scim_server.py', description='scimlite: a SCIM 2.0 server.')
+    parser.add_argument('--config', help='ini file (default: config.ini beside this script)')
+    parser.add_argument('--host', help='address to listen on (default 127.0.0.1)')
+    parser.add_argument('--port', help='port to listen on (default 5000)')
+    parser.add_argument('--database', help='sqlite:///scim.db (default) or a PostgreSQL URL')
+    parser.add_argument('--token', action='append', help='bearer token; repeat it to accept several')
+    args = parser.parse_args(argv)
+
+    config_path = args.config or environ.get('SCIM_CONFIG')
+    if config_path and not Path(config_path).is_file():
+        raise SettingsError(f'config file not found: {config_path}')
+    from_file = read_config_file(config_path or CONFIG_FILE)
+    from_environment = {key: environ[name] for name, key in ENVIRONMENT.items() if environ.get(name)}
+    from_flags = {key: value for key, value in vars(args).items()
+                  if value is not None and key != 'config'}
+    if 'token' in from_flags:
+        from_flags['token'] = ','.join(from_flags['token'])
+    return normalise_settings({**from_file, **from_environment, **from_flags})
+
+
+def normalise_settings(overrides):
+    """DEFAULTS updated with `overrides`, each value checked and given its type."""
+    unknown = set(overrides) - set(DEFAULTS) - {'tokens'}
+    if unknown:
+        raise SettingsError(f'unknown setting(s): {", ".join(sorted(unknown))}')
+    settings = {**DEFAULTS, **overrides}
+    for key in INTEGER_SETTINGS:
+        try:
+            settings[key] = int(settings[key])
+        except (TypeError, ValueError):
+            raise SettingsError(f'{key} must be a whole number, not {settings[key]!r}') from None
+    if not 0 < settings['port'] < 65536:
+        raise SettingsError(f'port must be between 1 and 65535, not {settings["port"]}')
+    tokens = settings.get('tokens') or [t.strip() for t in str(settings['token']).split(',')]
+    settings['tokens'] = tuple(token for token in tokens if token)
+    if not settings['tokens']:
+        raise SettingsError('no token is set: give --token, SCIM_TOKEN or token= in config.ini')
+    settings['base_path'] = '/' + settings['base_path'].strip('/')
+    settings['base_url'] = settings['base_url'].rstrip('/')
+    return settings
+
+
+def is_loopback(host):
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ===========================================================================
+# Errors: one type, rendered in one place (ScimApp.default_error_handler)
+# ===========================================================================
+
+ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error'
+
+
+class ScimError(bottle.HTTPError):
+    """Raise from anywhere; the app renders it as a SCIM Error (RFC 7644 §3.12)."""
+
+    def __init__(self, status, scim_type=None, detail=None, **headers):
+        super().__init__(status, detail)
+        self.scim_type = scim_type
+        self.detail = detail
+        for name, value in headers.items():
+            self.set_header(name.replace('_', '-'), value)
+
+
+def error_document(status, scim_type, detail):
+    document = {'schemas': [ERROR_SCHEMA], 'status': str(status)}
+    if scim_type:
+        document['scimType'] = scim_type
+    if detail:
+        document['detail'] = detail
+    return document
+
+
+# Bottle's own errors (no route, wrong method, an exception in a route) as SCIM text.
+BOTTLE_ERROR_DETAILS = {
+    404: 'No such endpoint.',
+    405: 'Method not allowed on this endpoint.',
+    500: 'Internal server error; the details are in the server log.',
+}
+
+
+# ===========================================================================
+# Wire format: reading JSON whatever the Content-Type, writing application/scim+json
+# ===========================================================================
+
+SCIM_MEDIA_TYPE = 'application/scim+json; charset=utf-8'
+
+
+def read_json():
+    """The request body as a JSON object, or a SCIM 4xx.
+
+    Bottle's `request.json` ignores application/scim+json, so the body is read
+    here, whatever the Content-Type, up to the configured size."""
+    limit = request.app.settings['max_body_bytes']
+    if request.content_length > limit:
+        raise ScimError(413, None, f'The body is larger than {limit} bytes.')
+    body = request.environ['wsgi.input'].read(request.content_length if request.content_length >= 0 else limit + 1)
+    if len(body) > limit:
+        raise ScimError(413, None, f'The body is larger than {limit} bytes.')
+    try:
+        document = json.loads(body.decode('utf-8'))
+    except UnicodeDecodeError:
+        raise ScimError(400, 'invalidSyntax', 'The body is not UTF-8.') from None
+    except (ValueError, RecursionError) as error:
+        raise ScimError(400, 'invalidSyntax', f'The body is not valid JSON: {error}') from None
+    if not isinstance(document, dict):
+        raise ScimError(400, 'invalidSyntax', 'The body must be a JSON object.')
+    return document
+
+
+def scim_reply(document, status=200, location=None, version=None):
+    """Write a SCIM response: the media type, and Location and ETag where given."""
+    response.status = status
+    response.content_type = SCIM_MEDIA_TYPE
+    if location:
+        response.set_header('Location', location)
+    if version is not None:
+        response.set_header('ETag', etag(version))
+    return json.dumps(document, ensure_ascii=False, separators=(',', ':')).encode('utf-8')
+
+
+def etag(version):
+    return f'W/"{version}"'
+
+
+def expected_version():
+    """If-Match as a stored version number: None when absent or `*`; 412 if unreadable."""
+    header = request.get_header('If-Match')
+    if not header or header.strip() == '*':
+        return None
+    text = header.strip()
+    text = text[2:] if text.startswith('W/') else text
+    try:
+        return int(text.strip('"'))
+    except ValueError:
+        raise ScimError(412, None, f'If-Match {header!r} does not match the current version.') from None
+
+
+def not_modified(version):
+    """True if If-None-Match names `version` (a GET then answers 304)."""
+    header = request.get_header('If-None-Match')
+    if not header:
+        return False
+    tags = {tag.strip() for tag in header.split(',')}
+    return '*' in tags or etag(version) in tags or f'"{version}"' in tags
+
+
+def base_url():
+    """The public address of the SCIM API: `base_url` if set, else from the request."""
+    settings = request.app.settings
+    if settings['base_url']:
+        return settings['base_url']
+    scheme, host = request.urlparts[:2]
+    return f'{scheme}://{host}{request.script_name.rstrip("/")}{settings["base_path"]}'
+
+
+# ===========================================================================
+# Schemas (RFC 7643 §4 and §8.7): what the discovery endpoints say and what
+# validation enforces, from one definition
+# ===========================================================================
+
+USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
+GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
+ENTERPRISE_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
+LIST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListResponse'
+PATCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp'
+SCHEMA_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Schema'
+RESOURCE_TYPE_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ResourceType'
+SPC_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'
+# Entra adds this to every group it creates; it describes nothing we must enforce.
+ENTRA_GROUP_SCHEMA = 'http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group'
+
+
+def attribute(name, type_='string', description='', *, multi=False, required=False,
+              case_exact=False, mutability='readWrite', returned='default',
+              uniqueness='none', sub=None, canonical=None, references=None):
+    definition = {
+        'name': name, 'type': type_, 'multiValued': multi, 'description': description,
+        'required': required, 'caseExact': case_exact, 'mutability': mutability,
+        'returned': returned, 'uniqueness': uniqueness,
+    }
+    if sub:
+        definition['subAttributes'] = sub
+    if canonical:
+        definition['canonicalValues'] = list(canonical)
+    if references:
+        definition['referenceTypes'] = list(references)
+    return definition
+
+
+def multi_valued(name, description, types, value_type='string', references=None):
+    """The usual shape of a multi-valued attribute: value, display, type, primary."""
+    return attribute(name, 'complex', description, multi=True, sub=[
+        attribute('value', value_type, f'The {name[:-1]} itself.', references=references),
+        attribute('display', description='A human-readable name.'),
+        attribute('type', description='A label for its function.', canonical=types),
+        attribute('primary', 'boolean', 'The preferred value; at most one is true.'),
+    ])
+
+
+USER_ATTRIBUTES = [
+    attribute('userName', description='Unique identifier for the user, used to sign in.',
+              required=True, uniqueness='server'),
+    attribute('name', 'complex', "The components of the user's name.", sub=[
+        attribute(sub_name, description=text) for sub_name, text in (
+            ('formatted', 'The full name for display.'), ('familyName', 'The family name.'),
+            ('givenName', 'The given name.'), ('middleName', 'The middle name(s).'),
+            ('honorificPrefix', 'Honorific prefix, e.g. Ms.'),
+            ('honorificSuffix', 'Honorific suffix, e.g. III.'))]),
+    attribute('displayName', description='The name to display.'),
+    attribute('nickName', description='The casual name.'),
+    attribute('profileUrl', 'reference', 'A URL of the online profile.', references=['external']),
+    attribute('title', description="The user's title, e.g. Vice President."),
+    attribute('userType', description='The relationship to the organisation, e.g. Employee.'),
+    attribute('preferredLanguage', description='Preferred language, e.g. en-US.'),
+    attribute('locale', description='Default location for localisation, e.g. en-US.'),
+    attribute('timezone', description='Time zone in IANA form, e.g. America/Los_Angeles.'),
+    attribute('active', 'boolean', 'Whether the user may sign in; false is a soft delete.'),
+    attribute('password', description='Accepted and dropped: never stored, never returned.',
+              mutability='writeOnly', returned='never'),
+    multi_valued('emails', 'Email addresses.', ('work', 'home', 'other')),
+    multi_valued('phoneNumbers', 'Phone numbers.', ('work', 'home', 'mobile', 'fax', 'pager', 'other')),
+    multi_valued('ims', 'Instant messaging addresses.',
+                 ('aim', 'gtalk', 'icq', 'xmpp', 'msn', 'skype', 'qq', 'yahoo')),
+    multi_valued('photos', 'URLs of photos.', ('photo', 'thumbnail'), 'reference', ['external']),
+    attribute('addresses', 'complex', 'Physical mailing addresses.', multi=True, sub=[
+        attribute('formatted', description='The full address for display.'),
+        attribute('streetAddress', description='Street, house number, P.O. box.'),
+        attribute('locality', description='City or locality.'),
+        attribute('region', description='State or region.'),
+        attribute('postalCode', description='Zip or postal code.'),
+        attribute('country', description='Country, ISO 3166-1 alpha-2.'),
+        attribute('type', description='A label for its function.', canonical=('work', 'home', 'other')),
+        attribute('primary', 'boolean', 'The preferred address.'),
+    ]),
+    attribute('groups', 'complex', 'The groups the user belongs to, from group membership.',
+              multi=True, mutability='readOnly', sub=[
+                  attribute('value', description='The id of the group.', mutability='readOnly'),
+                  attribute('$ref', 'reference', 'The URI of the group.', mutability='readOnly',
+                            references=['Group']),
+                  attribute('display', description="The group's displayName.", mutability='readOnly'),
+                  attribute('type', description='direct (nested groups are not supported).',
+                            mutability='readOnly', canonical=('direct',)),
+              ]),
+    multi_valued('entitlements', 'Entitlements.', ()),
+    multi_valued('roles', 'Roles.', ()),
+    multi_valued('x509Certificates', 'DER certificates, base64.', (), 'binary'),
+]
+
+ENTERPRISE_ATTRIBUTES = [
+    attribute('employeeNumber', description='Identifier assigned by the organisation.'),
+    attribute('costCenter', description='Name of a cost center.'),
+    attribute('organization', description='Name of an organisation.'),
+    attribute('division', description='Name of a division.'),
+    attribute('department', description='Name of a department.'),
+    attribute('manager', 'complex', "The user's manager.", sub=[
+        attribute('value', description="The id of the manager's User."),
+        attribute('$ref', 'reference', "The URI of the manager's User.", references=['User']),
+        attribute('displayName', description="The manager's displayName.", mutability='readOnly'),
+    ]),
+]
+
+GROUP_ATTRIBUTES = [
+    attribute('displayName', description='A human-readable name for the group.', required=True),
+    attribute('members', 'complex', 'The users in the group.', multi=True, sub=[
+        attribute('value', description='The id of the member User.', mutability='immutable'),
+        attribute('$ref', 'reference', 'The URI of the member.', mutability='immutable',
+                  references=['User']),
+        attribute('display', description="The member's userName.", mutability='readOnly'),
+        attribute('type', description='User (nested groups are not supported).',
+                  mutability='immutable', canonical=('User',)),
+    ]),
+]
+
+SCHEMAS = {
+    USER_SCHEMA: ('User', 'User Account', USER_ATTRIBUTES),
+    GROUP_SCHEMA: ('Group', 'Group', GROUP_ATTRIBUTES),
+    ENTERPRISE_SCHEMA: ('EnterpriseUser', 'Enterprise User', ENTERPRISE_ATTRIBUTES),
+}
+
+
+class ResourceType:
+    """What differs between Users and Groups: schemas, endpoint, store functions."""
+
+    def __init__(self, name, endpoint, schema, extensions, attributes, membership, required):
+        self.name = name
+        self.endpoint = endpoint
+        self.schema = schema
+        self.extensions = extensions
+        self.attributes = {a['name'].lower(): a for a in attributes}
+        self.membership = membership          # 'groups' on users (read-only), 'members' on groups
+        self.required = required
+
+    def definition(self, urn):
+        """The attribute map of the core schema or of a known extension."""
+        if urn is None or urn.lower() == self.schema.lower():
+            return self.attributes
+        for extension in self.extensions:
+            if urn.lower() == extension.lower():
+                return {a['name'].lower(): a for a in SCHEMAS[extension][2]}
+        return None
+
+    def known_urn(self, urn):
+        return next((u for u in (self.schema, *self.extensions) if u.lower() == urn.lower()), None)
+
+
+USERS = ResourceType('User', '/Users', USER_SCHEMA, (ENTERPRISE_SCHEMA,), USER_ATTRIBUTES,
+                     'groups', 'userName')
+GROUPS = ResourceType('Group', '/Groups', GROUP_SCHEMA, (), GROUP_ATTRIBUTES, 'members', 'displayName')
+
+
+# ===========================================================================
+# Resources: a request body -> the stored resource -> the JSON we answer
+# ===========================================================================
+
+READ_ONLY_COMMON = ('id', 'meta')
+
+
+def find_key(mapping, name):
+    """The key of `mapping` equal to `name` ignoring case (SCIM names are case-insensitive)."""
+    if name in mapping:
+        return name
+    lowered = name.lower()
+    return next((key for key in mapping if isinstance(key, str) and key.lower() == lowered), None)
+
+
+def check_value(definition, value, where):
+    """Type-check one value against its attribute definition; returns it canonicalised.
+
+    Nulls inside complex values are dropped ("null means not set")."""
+    if definition['multiValued']:
+        if not isinstance(value, list):
+            raise ScimError(400, 'invalidValue', f'{where} must be a list.')
+        single = dict(definition, multiValued=False)
+        items = [check_value(single, item, f'{where}[{i}]') for i, item in enumerate(value) if item is not None]
+        return items
+    kind = definition['type']
+    if kind == 'complex':
+        if not isinstance(value, dict):
+            raise ScimError(400, 'invalidValue', f'{where} must be an object.')
+        subs = {s['name'].lower(): s for s in definition.get('subAttributes', ())}
+        checked = {}
+        for key, item in value.items():
+            sub = subs.get(key.lower())
+            if item is None:
+                continue
+            if sub is None:
+                checked[key] = item
+            else:
+                checked[sub['name']] = check_value(sub, item, f'{where}.{sub["name"]}')
+        return checked
+    if kind == 'boolean':
+        if not isinstance(value, bool):
+            raise ScimError(400, 'invalidValue', f'{where} must be true or false.')
+        return value
+    if kind == 'integer':
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScimError(400, 'invalidValue', f'{where} must be an integer.')
+        return value
+    if kind == 'decimal':
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ScimError(400, 'invalidValue', f'{where} must be a number.')
+        return value
+    if not isinstance(value, str):
+        raise ScimError(400, 'invalidValue', f'{where} must be a string.')
+    if kind == 'dateTime' and store.normalise_time(value) is None:
+        raise ScimError(400, 'invalidValue', f'{where} must be an RFC 3339 date and time.')
+    return value
+
+
+def check_schemas(body, kind):
+    """`schemas` must be a list of URI strings that includes the resource's core schema."""
+    schemas = body.get('schemas')
+    if not isinstance(schemas, list) or not all(isinstance(s, str) and s for s in schemas):
+        raise ScimError(400, 'invalidSyntax', f'schemas must be a list of schema URIs, including {kind.schema}.')
+    if kind.schema.lower() not in (s.lower() for s in schemas):
+        raise ScimError(400, 'invalidSyntax', f'schemas must include {kind.schema}.')
+    return list(dict.fromkeys(kind.known_urn(s) or s for s in schemas))
+
+
+def clean_resource(body, kind):
+    """A request body -> the resource we store, or a 400.
+
+    Read-only attributes (`id`, `meta`, a user's `groups`) are ignored, as Okta
+    sends back what it read; `password` is dropped; nulls mean "not set"; known
+    attributes are type-checked and take their schema's spelling; anything else
+    an IdP sends (its own extensions) is kept as sent. `members` of a group are
+    not part of the stored resource: they live in link rows."""
+    schemas = check_schemas(body, kind)
+    resource = {'schemas': schemas}
+    for key, value in body.items():
+        lowered = key.lower()
+        if lowered in ('schemas', 'password', kind.membership) or lowered in READ_ONLY_COMMON or value is None:
+            continue
+        urn = kind.known_urn(key) if lowered.startswith('urn:') else None
+        if urn and urn != kind.schema:
+            if not isinstance(value, dict):
+                raise ScimError(400, 'invalidValue', f'{urn} must be an object.')
+            extension = kind.definition(urn)
+            resource[urn] = {definition['name'] if definition else name: (
+                check_value(definition, item, f'{urn}:{name}') if definition else item)
+                for name, item in value.items() if item is not None
+                for definition in [extension.get(name.lower())]}
+            continue
+        definition = kind.attributes.get(lowered)
+        if definition is None:
+            resource[key] = value
+        elif definition['mutability'] != 'readOnly':
+            resource[definition['name']] = check_value(definition, value, definition['name'])
+    required = resource.get(kind.required)
+    if not isinstance(required, str) or not required.strip():
+        raise ScimError(400, 'invalidValue', f'{kind.required} is required and must be a non-empty string.')
+    if 'active' not in resource and kind is USERS:
+        resource['active'] = True
+    return resource
+
+
+def member_ids(value, where='members'):
+    """A `members` value ([{"value": "<user id>"}, ...]) -> the ids, or a 400."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(
+            isinstance(item, dict) and isinstance(item.get('value'), str) for item in value):
+        raise ScimError(400, 'invalidValue', f'{where} must be a list of {{"value": "<user id>"}}.')
+    return [item['value'] for item in value]
+
+
+def render(record, kind, projection=None):
+    """A stored record -> the SCIM JSON we answer with."""
+    resource = record['resource']
+    location = f'{base_url()}{kind.endpoint}/{record["id"]}'
+    document = {'schemas': resource['schemas'], 'id': record['id']}
+    document.update((key, value) for key, value in resource.items() if key != 'schemas')
+    # Membership comes from the link rows (an empty list when there is none).
+    if kind is USERS:
+        document['groups'] = [
+            {'value': group_id, 'display': display, 'type': 'direct',
+             '$ref': f'{base_url()}/Groups/{group_id}'} for group_id, display in record['links']]
+    else:
+        document['members'] = [
+            {'value': user_id, 'display': user_name, 'type': 'User',
+             '$ref': f'{base_url()}/Users/{user_id}'} for user_id, user_name in record['links']]
+    document['meta'] = {
+        'resourceType': kind.name,
+        'created': record['created'],
+        'lastModified': record['last_modified'],
+        'location': location,
+        'version': etag(record['version']),
+    }
+    if projection:
+        document = projection(document)
+    return document
+
+
+# ---------------------------------------------------------------------------
+# Query parameters: paging and attribute projection
+# ---------------------------------------------------------------------------
+
+def query_integer(name, default):
+    text = request.query.get(name)
+    if text is None or text == '':
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {text!r}.') from None
+
+
+def paging():
+    """(startIndex, count): 1-based; startIndex < 1 is 1; count is capped at the maximum."""
+    settings = request.app.settings
+    start_index = max(1, query_integer('startIndex', 1))
+    count = query_integer('count', settings['default_page_size'])
+    return start_index, min(max(0, count), settings['max_page_size'])
+
+
+def parse_filter_parameter():
+    text = request.query.get('filter')
+    if text is None or not text.strip():
+        return None
+    try:
+        return F.parse_filter(text)
+    except F.FilterSyntaxError as error:
+        raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
+
+
+ALWAYS_RETURNED = {'id', 'schemas', 'meta'}
+
+
+def projection_from_query():
+    """`attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5) as a function on documents."""
+    wanted = request.query.get('attributes')
+    unwanted = request.query.get('excludedAttributes')
+    if wanted and unwanted:
+        raise ScimError(400, 'invalidValue', 'Give attributes or excludedAttributes, not both.')
+    if not (wanted or unwanted):
+        return None
+    names = {name.strip().lower().rsplit(':', 1)[-1] for name in (wanted or unwanted).split(',') if name.strip()}
+    tops = {name.split('.')[0] for name in names}
+
+    def project(document):
+        if wanted:
+            kept = {}
+            for key, value in document.items():
+                lowered = key.lower()
+                if lowered in ALWAYS_RETURNED or lowered in names:
+                    kept[key] = value
+                elif lowered in tops and isinstance(value, dict):
+                    subs = {n.split('.', 1)[1] for n in names if n.startswith(lowered + '.')}
+                    kept[key] = {k: v for k, v in value.items() if k.lower() in subs}
+            return kept
+        kept = {}
+        for key, value in document.items():
+            lowered = key.lower()
+            if lowered in names and lowered not in ALWAYS_RETURNED:
+                continue
+            if lowered in tops and isinstance(value, dict):
+                subs = {n.split('.', 1)[1] for n in names if n.startswith(lowered + '.')}
+                value = {k: v for k, v in value.items() if k.lower() not in subs}
+            kept[key] = value
+        return kept
+
+    project.excludes_members = ('members' in names) if unwanted else ('members' not in tops)
+    return project
+
+
+def list_response(records, total, start_index, kind, projection):
+    resources = [render(record, kind, projection) for record in records]
+    return {
+        'schemas': [LIST_SCHEMA],
+        'totalResults': total,
+        'startIndex': start_index,
+        'itemsPerPage': len(resources),
+        'Resources': resources,
+    }
+
+
+# ===========================================================================
+# PATCH (RFC 7644 §3.5.2), after the IdP dialects are normalised away
+# ===========================================================================
+#
+# Each dialect function takes the list of operations (dicts) and returns it
+# fixed; they run in order before the generic logic, which then only sees the RFC.
+
+def lowercase_op_names(operations, kind, resource_id):
+    """Entra (without aadOptscim062020) capitalises ops: `{"op": "Replace", ...}`."""
+    return [dict(operation, op=operation['op'].lower()) if isinstance(operation.get('op'), str)
+            else operation for operation in operations]
+
+
+def expand_dotted_keys(operations, kind, resource_id):
+    """Entra puts sub-attribute paths in a path-less value:
+    `{"op": "Replace", "value": {"name.givenName": "Ann", "active": "False"}}`."""
+    fixed = []
+    for operation in operations:
+        value = operation.get('value')
+        if operation.get('path') is None and isinstance(value, dict) and any('.' in k for k in value):
+            plain = {k: v for k, v in value.items() if '.' not in k or k.lower().startswith('urn:')}
+            if plain:
+                fixed.append(dict(operation, value=plain))
+            fixed.extend(dict(operation, path=k, value=v)
+                         for k, v in value.items() if '.' in k and not k.lower().startswith('urn:'))
+        else:
+            fixed.append(operation)
+    return fixed
+
+
+def booleans_from_strings(operations, kind, resource_id):
+    """Entra sends booleans as strings: `{"op": "Replace", "path": "active", "value": "False"}`."""
+    def fix(value):
+        if isinstance(value, str) and value.lower() in ('true', 'false'):
+            return value.lower() == 'true'
+        return value
+
+    fixed = []
+    for operation in operations:
+        path, value = operation.get('path'), operation.get('value')
+        if isinstance(path, str) and path.lower() == 'active':
+            operation = dict(operation, value=fix(value))
+        elif path is None and isinstance(value, dict) and find_key(value, 'active'):
+            key = find_key(value, 'active')
+            operation = dict(operation, value=dict(value, **{key: fix(value[key])}))
+        fixed.append(operation)
+    return fixed
+
+
+def drop_own_id_from_value(operations, kind, resource_id):
+    """Okta renames a group with its own id in the value:
+    `{"op": "replace", "value": {"id": "<group id>", "displayName": "New name"}}`."""
+    fixed = []
+    for operation in operations:
+        value = operation.get('value')
+        key = find_key(value, 'id') if operation.get('path') is None and isinstance(value, dict) else None
+        if key and value[key] == resource_id:
+            operation = dict(operation, value={k: v for k, v in value.items() if k != key})
+        fixed.append(operation)
+    return fixed
+
+
+IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, booleans_from_strings, drop_own_id_from_value)
+
+
+def read_patch_operations(body, kind, resource_id):
+    schemas = body.get('schemas')
+    if not isinstance(schemas, list) or PATCH_SCHEMA not in schemas:
+        raise ScimError(400, 'invalidSyntax', f'schemas must be ["{PATCH_SCHEMA}"].')
+    operations = body.get('Operations', body.get('operations'))
+    if not isinstance(operations, list) or not operations:
+        raise ScimError(400, 'invalidSyntax', 'Operations must be a non-empty list.')
+    if not all(isinstance(operation, dict) for operation in operations):
+        raise ScimError(400, 'invalidSyntax', 'Each operation must be an object.')
+    for dialect in IDP_DIALECTS:
+        operations = dialect(operations, kind, resource_id)
+    for operation in operations:
+        if operation.get('op') not in ('add', 'remove', 'replace'):
+            raise ScimError(400, 'invalidSyntax', f'op must be add, remove or replace, not {operation.get("op")!r}.')
+        if operation.get('path') is not None and not isinstance(operation['path'], str):
+            raise ScimError(400, 'invalidPath', 'path must be a string.')
+    return operations
+
+
+def parse_patch_path(text, kind):
+    """A PATCH path -> (urn or None, PatchPath); a bare extension URN is (urn, None)."""
+    urn = kind.known_urn(text)
+    if urn and urn != kind.schema:
+        return urn, None
+    try:
+        path = F.parse_path(text)
+    except F.FilterSyntaxError as error:
+        raise ScimError(400, 'invalidPath', f'Bad path {text!r}: {error}.') from None
+    urn = path.path.urn
+    if urn is not None and kind.known_urn(urn) is None:
+        raise ScimError(400, 'invalidPath', f'Unknown schema in path {text!r}.')
+    return (kind.known_urn(urn) if urn else None), path
+
+
+class Patcher:
+    """Applies RFC 7644 §3.5.2 operations to one resource dict.
+
+    Member changes of a group are not applied to the dict: they are collected as
+    link-row operations for the store, in order."""
+
+    def __init__(self, kind, resource, resource_id):
+        self.kind = kind
+        self.resource = copy.deepcopy(resource)
+        self.resource_id = resource_id
+        self.member_operations = []
+
+    def apply(self, operation):
+        op, value = operation['op'], operation.get('value')
+        if operation.get('path') is None:
+            if op == 'remove':
+                raise ScimError(400, 'noTarget', 'remove needs a path.')
+            if not isinstance(value, dict):
+                raise ScimError(400, 'invalidValue', f'{op} without a path needs an object value.')
+            for key, item in value.items():
+                urn = self.kind.known_urn(key) if key.lower().startswith('urn:') else None
+                if urn and urn != self.kind.schema and isinstance(item, dict):
+                    for name, sub_item in item.items():
+                        self.apply_to(op, urn, F.PatchPath(F.AttrPath(name)), sub_item)
+                elif key.lower() == 'schemas':
+                    continue
+                else:
+                    _, path = parse_patch_path(key, self.kind)
+                    self.apply_to(op, None, path, item)
+            return
+        urn, path = parse_patch_path(operation['path'], self.kind)
+        if path is None:   # the whole extension, e.g. path "urn:...:enterprise:2.0:User"
+            if op == 'remove':
+                self.resource.pop(urn, None)
+                return
+            if not isinstance(value, dict):
+                raise ScimError(400, 'invalidValue', f'{urn} needs an object value.')
+            for name, item in value.items():
+                self.apply_to(op, urn, F.PatchPath(F.AttrPath(name)), item)
+            return
+        self.apply_to(op, urn, path, value, has_value='value' in operation)
+
+    # -- one operation on one attribute --------------------------------------
+
+    def apply_to(self, op, urn, path, value, has_value=True):
+        attribute_name = path.path.attr
+        definitions = self.kind.definition(urn)
+        definition = definitions.get(attribute_name.lower()) if definitions is not None else None
+        name = definition['name'] if definition else attribute_name
+        if urn is None and name.lower() in READ_ONLY_COMMON:
+            raise ScimError(400, 'mutability', f'{name} is read-only.')
+        if name.lower() == self.kind.membership and urn is None:
+            if self.kind is USERS:
+                raise ScimError(400, 'mutability', 'groups is read-only: change membership on the group.')
+            return self.patch_members(op, path, value, has_value)
+        if definition and definition['mutability'] == 'readOnly':
+            raise ScimError(400, 'mutability', f'{name} is read-only.')
+        if name.lower() == 'password':
+            return   # accepted and dropped, as on create
+        container = self.container(urn, create=op != 'remove')
+        if container is None:
+            return
+        key = find_key(container, name) or name
+        sub = path.path.sub or path.sub
+        if path.filter is not None:
+            return self.patch_filtered(op, container, key, definition, path.filter, sub, value)
+        if sub:
+            return self.patch_sub_attribute(op, container, key, definition, sub, value)
+        if op == 'remove':
+            container.pop(key, None)
+            if value is not None and definition and definition['multiValued']:
+                raise ScimError(400, 'invalidValue', f'remove of {name} takes a filter, not a value.')
+            return
+        if value is None:
+            container.pop(key, None)
+            return
+        if definition:
+            value = check_value(definition, value if not (definition['multiValued'] and isinstance(value, dict)) else [value], name)
+        if definition and definition['multiValued'] and op == 'add':
+            existing = container.get(key) or []
+            container[key] = existing + [item for item in value if item not in existing]
+        elif definition and definition['type'] == 'complex' and isinstance(container.get(key), dict):
+            container[key] = {**container[key], **value}   # RFC: unspecified sub-attributes stay
+        else:
+            container[key] = value
+        if definition and definition['multiValued']:
+            self.single_primary(container[key], value)
+
+    def container(self, urn, create):
+        if urn is None or urn == self.kind.schema:
+            return self.resource
+        if urn not in self.resource:
+            if not create:
+                return None
+            self.resource[urn] = {}
+            if urn not in self.resource['schemas']:
+                self.resource['schemas'].append(urn)
+        return self.resource[urn]
+
+    def patch_sub_attribute(self, op, container, key, definition, sub, value):
+        subs = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
+        if definition and definition['multiValued']:
+            raise ScimError(400, 'invalidPath', f'{key}.{sub} needs a filter: {key}[type eq "..."].{sub}.')
+        sub_definition = subs.get(sub.lower())
+        if sub_definition and sub_definition['mutability'] == 'readOnly':
+            raise ScimError(400, 'mutability', f'{key}.{sub} is read-only.')
+        target = container.get(key)
+        if op == 'remove' or value is None:
+            if isinstance(target, dict):
+                target.pop(find_key(target, sub) or sub, None)
+            return
+        if target is not None and not isinstance(target, dict):
+            raise ScimError(400, 'invalidPath', f'{key} has no sub-attributes.')
+        target = container.setdefault(key, {})
+        sub_name = sub_definition['name'] if sub_definition else sub
+        if sub_definition:
+            value = check_value(sub_definition, value, f'{key}.{sub_name}')
+        target[find_key(target, sub_name) or sub_name] = value
+
+    def patch_filtered(self, op, container, key, definition, value_filter, sub, value):
+        if definition is not None and not definition['multiValued']:
+            raise ScimError(400, 'invalidPath', f'{key} is not multi-valued: it takes no filter.')
+        items = container.get(key) or []
+        matches = [i for i, item in enumerate(items) if isinstance(item, dict) and matches_filter(value_filter, item)]
+        sub_definitions = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
+        if not matches:
+            created = equality_item(value_filter) if op == 'add' and sub else None
+            if created is None:
+                raise ScimError(400, 'noTarget', f'No value of {key} matches the filter.')
+            items = items + [created]
+            matches = [len(items) - 1]
+        if op == 'remove':
+            if sub:
+                for i in matches:
+                    items[i].pop(find_key(items[i], sub) or sub, None)
+            else:
+                items = [item for i, item in enumerate(items) if i not in matches]
+        elif sub:
+            sub_definition = sub_definitions.get(sub.lower())
+            sub_name = sub_definition['name'] if sub_definition else sub
+            if sub_definition:
+                value = check_value(sub_definition, value, f'{key}.{sub_name}')
+            for i in matches:
+                items[i] = dict(items[i])
+                items[i][find_key(items[i], sub_name) or sub_name] = value
+        else:
+            if definition:
+                value = check_value(dict(definition, multiValued=False), value, key)
+            for i in matches:
+                items[i] = value if op == 'replace' else {**items[i], **value}
+        if items:
+            container[key] = items
+            self.single_primary(items, [items[i] for i in matches])
+        else:
+            container.pop(key, None)
+
+    @staticmethod
+    def single_primary(items, changed):
+        """Setting primary on one value clears it on the others (RFC 7643 §2.4)."""
+        changed = changed if isinstance(changed, list) else [changed]
+        newly_primary = [item for item in changed if isinstance(item, dict) and item.get('primary') is True]
+        if newly_primary:
+            keep = newly_primary[-1]
+            for item in items:
+                if isinstance(item, dict) and item is not keep and item.get('primary') is True and item != keep:
+                    item['primary'] = False
+
+    # -- group membership: link rows, never the whole member list -------------
+
+    def patch_members(self, op, path, value, has_value):
+        if path.sub or path.path.sub:
+            raise ScimError(400, 'invalidPath', 'members sub-attributes cannot be patched.')
+        if path.filter is not None:
+            if op != 'remove':
+                raise ScimError(400, 'invalidPath', f'{op} with a members filter is not supported; use add or remove.')
+            self.member_operations.append(('remove', member_filter_ids(path.filter)))
+        elif op == 'add':
+            self.member_operations.append(('add', member_ids(value)))
+        elif op == 'replace':
+            self.member_operations.append(('remove', None))
+            self.member_operations.append(('add', member_ids(value)))
+        elif value is not None:   # Entra: {"op":"Remove","path":"members","value":[{"value":"<id>"}]}
+            self.member_operations.append(('remove', member_ids(value)))
+        else:
+            self.member_operations.append(('remove', None))
+
+
+def member_filter_ids(value_filter):
+    """`members[value eq "a" or value eq "b"]` -> ['a', 'b']; other member filters -> 400."""
+    if isinstance(value_filter, F.Or):
+        return member_filter_ids(value_filter.left) + member_filter_ids(value_filter.right)
+    if (isinstance(value_filter, F.Compare) and value_filter.op == 'eq'
+            and value_filter.path.attr.lower() == 'value' and not value_filter.path.sub
+            and isinstance(value_filter.value, str)):
+        return [value_filter.value]
+    raise ScimError(400, 'invalidFilter', 'members filters in a path must be value eq "<id>" (joined by or).')
+
+
+def matches_filter(expr, item):
+    """Evaluate a value filter against one value of a multi-valued attribute.
+
+    Strings compare case-insensitively, as the sub-attributes of emails, phone
+    numbers and the like are caseExact=false."""
+    if isinstance(expr, F.And):
+        return matches_filter(expr.left, item) and matches_filter(expr.right, item)
+    if isinstance(expr, F.Or):
+        return matches_filter(expr.left, item) or matches_filter(expr.right, item)
+    if isinstance(expr, F.Not):
+        return not matches_filter(expr.expr, item)
+    if isinstance(expr, F.ValuePath):
+        raise ScimError(400, 'invalidFilter', 'Value filters cannot be nested.')
+    key = find_key(item, expr.path.attr)
+    actual = item.get(key) if key else None
+    if isinstance(expr, F.Present):
+        return actual not in (None, '', [], {})
+    expected = expr.value
+    if isinstance(actual, str) and isinstance(expected, str):
+        actual, expected = actual.lower(), expected.lower()
+    if expr.op == 'eq':
+        return actual == expected
+    if expr.op == 'ne':
+        return actual != expected
+    if actual is None or type(actual) is not type(expected):
+        return False
+    if expr.op == 'co':
+        return isinstance(actual, str) and expected in actual
+    if expr.op == 'sw':
+        return isinstance(actual, str) and actual.startswith(expected)
+    if expr.op == 'ew':
+        return isinstance(actual, str) and actual.endswith(expected)
+    return {'gt': actual > expected, 'ge': actual >= expected,
+            'lt': actual < expected, 'le': actual <= expected}[expr.op]
+
+
+def equality_item(value_filter):
+    """`type eq "work"` (possibly and-ed) -> {"type": "work"}: what Entra's add with
+    `emails[type eq "work"].value` creates when there is no work email yet."""
+    if isinstance(value_filter, F.And):
+        left, right = equality_item(value_filter.left), equality_item(value_filter.right)
+        return {**left, **right} if left is not None and right is not None else None
+    if isinstance(value_filter, F.Compare) and value_filter.op == 'eq' and not value_filter.path.sub:
+        return {value_filter.path.attr: value_filter.value}
+    return None
+
+
+def patched_resource(kind, record, operations):
+    """Apply the operations to a stored record: (new resource, member operations)."""
+    patcher = Patcher(kind, record['resource'], record['id'])
+    for operation in operations:
+        patcher.apply(operation)
+    # Re-validate the whole result as if it had been sent in full.
+    return clean_resource(patcher.resource, kind), patcher.member_operations
+
+
+# ===========================================================================
+# Routes: discovery
+# ===========================================================================
+
+def discovery_meta(resource_type, path):
+    return {'resourceType': resource_type, 'location': f'{base_url()}{path}'}
+
+
+def service_provider_config():
+    """GET /ServiceProviderConfig: what this server supports, honestly."""
+    settings = request.app.settings
+    return scim_reply({
+        'schemas': [SPC_SCHEMA],
+        'documentationUri': 'https://github.com/scimlite/scimlite#readme',
+        'patch': {'supported': True},
+        'bulk': {'supported': False, 'maxOperations': 0, 'maxPayloadSize': 0},
+        'filter': {'supported': True, 'maxResults': settings['max_page_size']},
+        'changePassword': {'supported': False},
+        'sort': {'supported': False},
+        'etag': {'supported': True},
+        'authenticationSchemes': [{
+            'type': 'oauthbearertoken',
+            'name': 'Bearer token',
+            'description': 'Authorization: Bearer <token>, the token set in config.ini, SCIM_TOKEN or --token.',
+            'primary': True,
+        }],
+        'meta': discovery_meta('ServiceProviderConfig', '/ServiceProviderConfig'),
+    })
+
+
+def resource_type_document(kind):
+    return {
+        'schemas': [RESOURCE_TYPE_SCHEMA],
+        'id': kind.name,
+        'name': kind.name,
+        'endpoint': kind.endpoint,
+        'description': f'{kind.name}s',
+        'schema': kind.schema,
+        'schemaExtensions': [{'schema': urn, 'required': False} for urn in kind.extensions],
+        'meta': discovery_meta('ResourceType', f'/ResourceTypes/{kind.name}'),
+    }
+
+
+def schema_document(urn):
+    name, description, attributes = SCHEMAS[urn]
+    return {
+        'schemas': [SCHEMA_SCHEMA],
+        'id': urn,
+        'name': name,
+        'description': description,
+        'attributes': attributes,
+        'meta': discovery_meta('Schema', f'/Schemas/{urn}'),
+    }
+
+
+def discovery_list(documents):
+    return {'schemas': [LIST_SCHEMA], 'totalResults': len(documents), 'startIndex': 1,
+            'itemsPerPage': len(documents), 'Resources': documents}
+
+
+def resource_types():
+    """GET /ResourceTypes."""
+    return scim_reply(discovery_list([resource_type_document(kind) for kind in (USERS, GROUPS)]))
+
+
+def resource_type(name):
+    """GET /ResourceTypes/{name}."""
+    kind = {'user': USERS, 'group': GROUPS}.get(name.lower())
+    if kind is None:
+        raise ScimError(404, None, f'No resource type {name!r}.')
+    return scim_reply(resource_type_document(kind))
+
+
+def schemas():
+    """GET /Schemas."""
+    return scim_reply(discovery_list([schema_document(urn) for urn in SCHEMAS]))
+
+
+def schema(urn):
+    """GET /Schemas/{urn}."""
+    known = next((u for u in SCHEMAS if u.lower() == urn.lower()), None)
+    if known is None:
+        raise ScimError(404, None, f'No schema {urn!r}.')
+    return scim_reply(schema_document(known))
+
+
+# ===========================================================================
+# Routes: users and groups
+# ===========================================================================
+#
+# The store's exceptions become SCIM errors here, in one place.
+
+def store_errors(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except store.NotFound as error:
+        raise ScimError(404, None, f'Resource {error} not found.') from None
+    except store.Conflict as error:
+        raise ScimError(409, 'uniqueness', f'{error}.') from None
+    except store.VersionMismatch:
+        raise ScimError(412, None, 'The resource has changed: its version does not match If-Match.') from None
+    except store.UnknownMembers as error:
+        raise ScimError(400, 'invalidValue', f'No user with id {error}: members must be existing users.') from None
+    except store.UnsupportedFilter as error:
+        raise ScimError(400, 'invalidFilter', f'{error}.') from None
+
+
+def reply_resource(record, kind, status=200):
+    projection = projection_from_query()
+    location = f'{base_url()}{kind.endpoint}/{record["id"]}'
+    return scim_reply(render(record, kind, projection), status, location, record['version'])
+
+
+def reply_read(record, kind):
+    if not_modified(record['version']):
+        response.status = 304
+        response.set_header('ETag', etag(record['version']))
+        return b''
+    return reply_resource(record, kind)
+
+
+def users_list():
+    """GET /Users: a ListResponse of the users that match `filter`."""
+    expr = parse_filter_parameter()
+    start_index, count = paging()
+    total, records = store_errors(store.list_users, expr, start_index, count)
+    return scim_reply(list_response(records, total, start_index, USERS, projection_from_query()))
+
+
+def users_create():
+    """POST /Users."""
+    resource = clean_resource(read_json(), USERS)
+    return reply_resource(store_errors(store.create_user, resource), USERS, 201)
+
+
+def user_get(user_id):
+    """GET /Users/{id}."""
+    return reply_read(store_errors(store.get_user, user_id), USERS)
+
+
+def user_replace(user_id):
+    """PUT /Users/{id}: a full replace; read-only attributes in the body are ignored."""
+    resource = clean_resource(read_json(), USERS)
+    record = store_errors(store.update_user, user_id, lambda _: resource, expected_version())
+    return reply_resource(record, USERS)
+
+
+def user_patch(user_id):
+    """PATCH /Users/{id}."""
+    operations = read_patch_operations(read_json(), USERS, user_id)
+    record = store_errors(store.update_user, user_id,
+                          lambda current: patched_resource(USERS, current, operations)[0],
+                          expected_version())
+    return reply_resource(record, USERS)
+
+
+def user_delete(user_id):
+    """DELETE /Users/{id}."""
+    store_errors(store.delete_user, user_id, expected_version())
+    response.status = 204
+    return b''
+
+
+def groups_list():
+    """GET /Groups: a ListResponse; `excludedAttributes=members` reads no link rows."""
+    expr = parse_filter_parameter()
+    start_index, count = paging()
+    projection = projection_from_query()
+    with_members = not (projection and projection.excludes_members)
+    total, records = store_errors(store.list_groups, expr, start_index, count, with_members)
+    return scim_reply(list_response(records, total, start_index, GROUPS, projection))
+
+
+def groups_create():
+    """POST /Groups."""
+    body = read_json()
+    resource = clean_resource(body, GROUPS)
+    members = member_ids(body.get(find_key(body, 'members') or 'members'))
+    return reply_resource(store_errors(store.create_group, resource, members), GROUPS, 201)
+
+
+def group_get(group_id):
+    """GET /Groups/{id}."""
+    projection = projection_from_query()
+    with_members = not (projection and projection.excludes_members)
+    return reply_read(store_errors(store.get_group, group_id, with_members), GROUPS)
+
+
+def group_replace(group_id):
+    """PUT /Groups/{id}: replaces the attributes and the whole member list."""
+    body = read_json()
+    resource = clean_resource(body, GROUPS)
+    members = member_ids(body.get(find_key(body, 'members') or 'members'))
+    operations = [('remove', None), ('add', members)]
+    record = store_errors(store.update_group, group_id, lambda _: (resource, operations), expected_version())
+    return reply_resource(record, GROUPS)
+
+
+def group_patch(group_id):
+    """PATCH /Groups/{id}: member changes touch only the link rows involved."""
+    operations = read_patch_operations(read_json(), GROUPS, group_id)
+    projection = projection_from_query()
+    with_members = not (projection and projection.excludes_members)
+    record = store_errors(store.update_group, group_id,
+                          lambda current: patched_resource(GROUPS, current, operations),
+                          expected_version(), with_members)
+    return reply_resource(record, GROUPS)
+
+
+def group_delete(group_id):
+    """DELETE /Groups/{id}."""
+    store_errors(store.delete_group, group_id, expected_version())
+    response.status = 204
+    return b''
+
+
+SCIM_ROUTES = (
+    ('GET', '/ServiceProviderConfig', service_provider_config),
+    ('GET', '/ResourceTypes', resource_types),
+    ('GET', '/ResourceTypes/<name>', resource_type),
+    ('GET', '/Schemas', schemas),
+    ('GET', '/Schemas/<urn>', schema),
+    ('GET', '/Users', users_list),
+    ('POST', '/Users', users_create),
+    ('GET', '/Users/<user_id>', user_get),
+    ('PUT', '/Users/<user_id>', user_replace),
+    ('PATCH', '/Users/<user_id>', user_patch),
+    ('DELETE', '/Users/<user_id>', user_delete),
+    ('GET', '/Groups', groups_list),
+    ('POST', '/Groups', groups_create),
+    ('GET', '/Groups/<group_id>', group_get),
+    ('PUT', '/Groups/<group_id>', group_replace),
+    ('PATCH', '/Groups/<group_id>', group_patch),
+    ('DELETE', '/Groups/<group_id>', group_delete),
+)
+
+
+# ===========================================================================
+# The application
+# ===========================================================================
+
+def authenticate():
+    """`Authorization: Bearer <token>`, or Okta's header mode sending the bare token.
+
+    Every configured token is compared, in constant time, so timing tells nothing."""
+    header = request.get_header('Authorization', '')
+    scheme, _, credentials = header.partition(' ')
+    presented = credentials if scheme.lower() == 'bearer' else header
+    presented = presented.encode('utf-8', 'surrogateescape')
+    matched = False
+    for token in request.app.settings['tokens']:
+        matched |= hmac.compare_digest(presented, token.encode('utf-8'))
+    if not header or not matched:
+        raise ScimError(401, None, 'A valid token is required: Authorization: Bearer <token>.',
+                        WWW_Authenticate='Bearer realm="scimlite"')
+
+
+def with_token(callback):
+    def authenticated(*args, **kwargs):
+        authenticate()
+        return callback(*args, **kwargs)
+    authenticated.__name__ = callback.__name__
+    authenticated.__doc__ = callback.__doc__
+    return authenticated
+
+
+class ScimApp(bottle.Bottle):
+    """The Bottle app, with every error rendered as a SCIM Error."""
+
+    def __init__(self, settings):
+        super().__init__()
+        self.settings = settings
+
+    def default_error_handler(self, error):
+        if isinstance(error, ScimError):
+            document = error_document(error.status_code, error.scim_type, error.detail)
+        else:
+            if error.status_code >= 500:
+                log.error('error in %s %s: %s', request.method, request.path,
+                          error.traceback or error.exception)
+            detail = BOTTLE_ERROR_DETAILS.get(error.status_code, error.body or error.status_line)
+            document = error_document(error.status_code, None, detail)
+        response.content_type = SCIM_MEDIA_TYPE
+        return json.dumps(document).encode('utf-8')
+
+    def __call__(self, environ, start_response):
+        # `/scim/v2/Users/` is `/scim/v2/Users`: some clients add the slash.
+        path = environ.get('PATH_INFO', '')
+        if len(path) > 1 and path.endswith('/'):
+            environ['PATH_INFO'] = path.rstrip('/') or '/'
+        return super().__call__(environ, start_response)
+
+
+def make_app(overrides=None):
+    """Build the WSGI app from settings (DEFAULTS updated by `overrides`); opens the database."""
+    settings = normalise_settings(dict(overrides or {}))
+    app = ScimApp(settings)
+    store.open_database(settings['database'])
+    for method, path, callback in SCIM_ROUTES:
+        app.route(settings['base_path'] + path, method, with_token(callback))
+    return app
+
+
+class LazyApp:
+    """`scim_server:app` for WSGI servers: built on its first request, from the
+    environment and config.ini, so that importing this module opens nothing."""
+
+    def __init__(self):
+        self._app = None
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    settings = load_settings([])
+                    if DEMO_TOKEN in settings['tokens']:
+                        log.warning('scimlite is using the demo token %s: set SCIM_TOKEN', DEMO_TOKEN)
+                    self._app = make_app(settings)
+        return self._app(environ, start_response)
+
+
+app = LazyApp()
+
+
+# ===========================================================================
+# main(): the command line
+# ===========================================================================
+
+def die(message):
+    print(f'scimlite: {message}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+def mask(token):
+    return token if token == DEMO_TOKEN else f'{token[:2]}{"*" * max(4, len(token) - 4)}{token[-2:]}' if len(token) > 6 else '*' * 8
+
+
+def banner(settings, port):
+    host = settings['host']
+    shown_host = f'[{host}]' if ':' in host else host
+    if host in ('0.0.0.0', '::'):
+        shown_host = '127.0.0.1'
+    local = f'http://{shown_host}:{port}'
+    scim_url = settings['base_url'] or f'{local}{settings["base_path"]}'
+    lines = [
+        'scimlite is running.',
+        f'  SCIM base URL:   {scim_url}',
+        f'  Authorization:   Bearer {mask(settings["tokens"][0])}',
+        f'  Dashboard:       {local}/',
+        f'  Public address:  ngrok http {port}   (then use https://<ngrok address>{settings["base_path"]})',
+        f'  Database:        {settings["database"]}',
+    ]
+    if DEMO_TOKEN in settings['tokens']:
+        lines += ['',
+                  f'  WARNING: the demo token {DEMO_TOKEN} is in use. Anyone who knows the Okta',
+                  '  tutorial knows it. Fine for a demo on this machine; set your own with',
+                  '  --token or SCIM_TOKEN before you expose this server for longer.']
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    import waitress.server
+
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(levelname)s %(message)s')
+    try:
+        settings = load_settings(argv)
+    except SettingsError as error:
+        die(str(error))
+    if DEMO_TOKEN in settings['tokens'] and not is_loopback(settings['host']):
+        die(f'refusing to listen on {settings["host"]} with the demo token {DEMO_TOKEN}: '
+            'set your own with --token or SCIM_TOKEN')
+    try:
+        application = make_app(settings)
+    except store.DatabaseURLError as error:
+        die(str(error))
+    try:
+        server = waitress.server.create_server(
+            application, host=settings['host'], port=settings['port'], threads=settings['threads'],
+            ident='scimlite')
+    except OSError as error:
+        die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
+            + (' (is another server running? try --port 5001)' if 'in use' in str(error) else ''))
+    port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
+    print(banner(settings, port), flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        print('scimlite stopped.')
+    finally:
+        store.close_database()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,114 @@
+"""Shared fixtures: a fresh database per test, the real app, a client that speaks SCIM.
+
+The backend is chosen by SCIMLITE_TEST_DATABASE_URL (default: a SQLite file in
+the test's own temporary folder) and printed in the test header.
+"""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import webtest
+
+import scim_server
+import store
+
+TOKEN = 'test-token-0123456789'
+BASE = '/scim/v2'
+SCIM_JSON = 'application/scim+json'
+USER_SCHEMA = scim_server.USER_SCHEMA
+GROUP_SCHEMA = scim_server.GROUP_SCHEMA
+PATCH_SCHEMA = scim_server.PATCH_SCHEMA
+ERROR_SCHEMA = scim_server.ERROR_SCHEMA
+
+
+def pytest_report_header(config):
+    return f'scimlite backend: SQLite {sqlite3.sqlite_version} (a fresh file per test)'
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """A fresh, empty database for this test."""
+    return f'sqlite:///{Path(tmp_path, "scim.db").as_posix()}'
+
+
+@pytest.fixture
+def app(database_url):
+    """The real WSGI app on the fresh database, with a known token."""
+    application = scim_server.make_app({'database': database_url, 'token': TOKEN})
+    yield application
+    store.close_database()
+
+
+class ScimClient:
+    """webtest against the app, sending what Okta sends: the token, SCIM media types.
+
+    Paths are relative to /scim/v2. Every response is checked to be SCIM JSON
+    (or empty), so no test can pass on an HTML error page."""
+
+    def __init__(self, app):
+        self.test_app = webtest.TestApp(app)
+        self.headers = {
+            'Authorization': f'Bearer {TOKEN}',
+            'Accept': SCIM_JSON,
+            'User-Agent': 'Okta SCIM Client 1.0.0',
+        }
+
+    def request(self, method, path, body=None, status=None, headers=None, raw=None):
+        all_headers = {**self.headers, **(headers or {})}
+        if body is not None or raw is not None:
+            all_headers.setdefault('Content-Type', 'application/scim+json; charset=utf-8')
+        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b'')
+        response = self.test_app.request(
+            BASE + path, method=method, body=payload, headers=all_headers,
+            expect_errors=True)
+        if status is not None:
+            assert response.status_int == status, (method, path, response.status, response.body[:500])
+        if response.body:
+            assert response.content_type == SCIM_JSON, response.headers
+            json.loads(response.body)
+        return response
+
+    def get(self, path, **kwargs):
+        return self.request('GET', path, **kwargs)
+
+    def post(self, path, body, **kwargs):
+        return self.request('POST', path, body, **kwargs)
+
+    def put(self, path, body, **kwargs):
+        return self.request('PUT', path, body, **kwargs)
+
+    def patch(self, path, operations, **kwargs):
+        return self.request('PATCH', path, {'schemas': [PATCH_SCHEMA], 'Operations': operations}, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request('DELETE', path, **kwargs)
+
+    def create_user(self, user_name, **attributes):
+        body = {'schemas': [USER_SCHEMA], 'userName': user_name, **attributes}
+        return self.post('/Users', body, status=201).json
+
+    def create_group(self, display_name, members=(), **attributes):
+        body = {'schemas': [GROUP_SCHEMA], 'displayName': display_name,
+                'members': [{'value': member} for member in members], **attributes}
+        return self.post('/Groups', body, status=201).json
+
+
+@pytest.fixture
+def client(app):
+    """A SCIM client (see ScimClient) on a fresh database."""
+    return ScimClient(app)
+
+
+def assert_scim_error(response, status, scim_type=None):
+    """The response is a SCIM Error body with this status (and scimType, if given)."""
+    assert response.status_int == status, (response.status, response.body[:500])
+    assert response.content_type == SCIM_JSON
+    body = response.json
+    assert body['schemas'] == [ERROR_SCHEMA]
+    assert body['status'] == str(status)
+    assert body.get('detail')
+    if scim_type is not None:
+        assert body.get('scimType') == scim_type, body
+    return body
