@@ -120,14 +120,18 @@ def normalise_settings(overrides):
             settings[key] = int(settings[key])
         except (TypeError, ValueError):
             raise SettingsError(f'{key} must be a whole number, not {settings[key]!r}') from None
-    if not 0 < settings['port'] < 65536:
+    if not 0 <= settings['port'] < 65536:   # 0: any free port, printed in the banner
         raise SettingsError(f'port must be between 1 and 65535, not {settings["port"]}')
     tokens = settings.get('tokens') or [t.strip() for t in str(settings['token']).split(',')]
     settings['tokens'] = tuple(token for token in tokens if token)
     if not settings['tokens']:
         raise SettingsError('no token is set: give --token, SCIM_TOKEN or token= in config.ini')
     settings['base_path'] = '/' + settings['base_path'].strip('/')
-    settings['base_url'] = settings['base_url'].rstrip('/')
+    # base_url may be the bare public address (https://abcd.ngrok-free.app) or the API's.
+    base = settings['base_url'].rstrip('/')
+    if base and not base.endswith(settings['base_path']):
+        base += settings['base_path']
+    settings['base_url'] = base
     return settings
 
 
@@ -386,6 +390,8 @@ class ResourceType:
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.membership = membership          # 'groups' on users (read-only), 'members' on groups
         self.required = required
+        self.multi_valued = frozenset(a['name'] for a in attributes
+                                      if a['multiValued'] and a['name'] != membership)
 
     def definition(self, urn):
         """The attribute map of the core schema or of a known extension."""
@@ -572,14 +578,68 @@ def paging():
     return start_index, min(max(0, count), settings['max_page_size'])
 
 
-def parse_filter_parameter():
+def parse_filter_parameter(kind):
     text = request.query.get('filter')
     if text is None or not text.strip():
         return None
     try:
-        return F.parse_filter(text)
+        expr = F.parse_filter(text)
     except F.FilterSyntaxError as error:
         raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
+    return canonical_filter(expr, kind)
+
+
+COMMON_ATTRIBUTES = {
+    'id': attribute('id', case_exact=True, mutability='readOnly', returned='always'),
+    'externalid': attribute('externalId', case_exact=True),
+    'meta': attribute('meta', 'complex', mutability='readOnly', sub=[
+        attribute(name, type_, mutability='readOnly') for name, type_ in (
+            ('resourceType', 'string'), ('created', 'dateTime'), ('lastModified', 'dateTime'),
+            ('location', 'reference'), ('version', 'string'))]),
+}
+
+
+def canonical_filter(expr, kind, within=None):
+    """The filter with every attribute spelled as its schema spells it (SCIM names are
+    case-insensitive, the stored JSON is not); an unknown core attribute is a 400.
+    `within` is the multi-valued attribute whose sub-attributes a [filter] names."""
+    if isinstance(expr, (F.And, F.Or)):
+        return type(expr)(canonical_filter(expr.left, kind, within), canonical_filter(expr.right, kind, within))
+    if isinstance(expr, F.Not):
+        return F.Not(canonical_filter(expr.expr, kind, within))
+    if isinstance(expr, F.ValuePath):
+        path, definition = canonical_attr_path(expr.path, kind)
+        return F.ValuePath(path, canonical_filter(expr.filter, kind, definition))
+    if within is not None:
+        path = canonical_sub_path(expr.path, within)
+    else:
+        path = canonical_attr_path(expr.path, kind)[0]
+    return F.Present(path) if isinstance(expr, F.Present) else F.Compare(path, expr.op, expr.value)
+
+
+def canonical_attr_path(path, kind):
+    """(AttrPath in schema spelling, the attribute's definition or None)."""
+    urn = kind.known_urn(path.urn) if path.urn else None
+    if path.urn and urn is None:
+        if path.urn.lower() in (USER_SCHEMA.lower(), GROUP_SCHEMA.lower()):
+            raise ScimError(400, 'invalidFilter', f'{path} belongs to another resource type.')
+        return path, None    # an extension we do not know (Okta custom attributes): as sent
+    definitions = kind.definition(urn) if urn and urn != kind.schema else {**COMMON_ATTRIBUTES, **kind.attributes}
+    definition = definitions.get(path.attr.lower())
+    if definition is None:
+        raise ScimError(400, 'invalidFilter', f'Unknown attribute {path} in the filter.')
+    sub = None
+    if path.sub:
+        sub = canonical_sub_path(F.AttrPath(path.sub), definition).attr
+    canonical_urn = urn if urn and urn != kind.schema else None
+    return F.AttrPath(definition['name'], sub, canonical_urn), definition
+
+
+def canonical_sub_path(path, parent):
+    subs = {s['name'].lower(): s for s in parent.get('subAttributes', ())}
+    if path.urn or path.sub or path.attr.lower() not in subs:
+        raise ScimError(400, 'invalidFilter', f'{parent["name"]} has no sub-attribute {path}.')
+    return F.AttrPath(subs[path.attr.lower()]['name'])
 
 
 ALWAYS_RETURNED = {'id', 'schemas', 'meta'}
@@ -695,7 +755,22 @@ def drop_own_id_from_value(operations, kind, resource_id):
     return fixed
 
 
-IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, booleans_from_strings, drop_own_id_from_value)
+def manager_from_bare_id(operations, kind, resource_id):
+    """Entra sets the manager to a bare id:
+    `{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+    "value": "<manager id>"}`; the schema says manager is {"value": "<id>"}."""
+    fixed = []
+    for operation in operations:
+        path = operation.get('path')
+        if (isinstance(path, str) and path.lower() == f'{ENTERPRISE_SCHEMA}:manager'.lower()
+                and isinstance(operation.get('value'), str)):
+            operation = dict(operation, value={'value': operation['value']})
+        fixed.append(operation)
+    return fixed
+
+
+IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, booleans_from_strings,
+                drop_own_id_from_value, manager_from_bare_id)
 
 
 def read_patch_operations(body, kind, resource_id):
@@ -752,31 +827,27 @@ class Patcher:
             if not isinstance(value, dict):
                 raise ScimError(400, 'invalidValue', f'{op} without a path needs an object value.')
             for key, item in value.items():
-                urn = self.kind.known_urn(key) if key.lower().startswith('urn:') else None
-                if urn and urn != self.kind.schema and isinstance(item, dict):
-                    for name, sub_item in item.items():
-                        self.apply_to(op, urn, F.PatchPath(F.AttrPath(name)), sub_item)
-                elif key.lower() == 'schemas':
-                    continue
-                else:
-                    _, path = parse_patch_path(key, self.kind)
-                    self.apply_to(op, None, path, item)
+                if key.lower() != 'schemas':
+                    self.apply_path(op, key, item)
             return
-        urn, path = parse_patch_path(operation['path'], self.kind)
-        if path is None:   # the whole extension, e.g. path "urn:...:enterprise:2.0:User"
-            if op == 'remove':
-                self.resource.pop(urn, None)
-                return
-            if not isinstance(value, dict):
-                raise ScimError(400, 'invalidValue', f'{urn} needs an object value.')
-            for name, item in value.items():
-                self.apply_to(op, urn, F.PatchPath(F.AttrPath(name)), item)
+        self.apply_path(op, operation['path'], value)
+
+    def apply_path(self, op, text, value):
+        urn, path = parse_patch_path(text, self.kind)
+        if path is not None:
+            return self.apply_to(op, urn, path, value)
+        # The whole extension, e.g. path "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+        if op == 'remove':
+            self.resource.pop(urn, None)
             return
-        self.apply_to(op, urn, path, value, has_value='value' in operation)
+        if not isinstance(value, dict):
+            raise ScimError(400, 'invalidValue', f'{urn} needs an object value.')
+        for name, item in value.items():
+            self.apply_to(op, urn, F.PatchPath(F.AttrPath(name)), item)
 
     # -- one operation on one attribute --------------------------------------
 
-    def apply_to(self, op, urn, path, value, has_value=True):
+    def apply_to(self, op, urn, path, value):
         attribute_name = path.path.attr
         definitions = self.kind.definition(urn)
         definition = definitions.get(attribute_name.lower()) if definitions is not None else None
@@ -786,7 +857,7 @@ class Patcher:
         if name.lower() == self.kind.membership and urn is None:
             if self.kind is USERS:
                 raise ScimError(400, 'mutability', 'groups is read-only: change membership on the group.')
-            return self.patch_members(op, path, value, has_value)
+            return self.patch_members(op, path, value)
         if definition and definition['mutability'] == 'readOnly':
             raise ScimError(400, 'mutability', f'{name} is read-only.')
         if name.lower() == 'password':
@@ -901,7 +972,7 @@ class Patcher:
 
     # -- group membership: link rows, never the whole member list -------------
 
-    def patch_members(self, op, path, value, has_value):
+    def patch_members(self, op, path, value):
         if path.sub or path.path.sub:
             raise ScimError(400, 'invalidPath', 'members sub-attributes cannot be patched.')
         if path.filter is not None:
@@ -999,7 +1070,6 @@ def service_provider_config():
     settings = request.app.settings
     return scim_reply({
         'schemas': [SPC_SCHEMA],
-        'documentationUri': 'https://github.com/scimlite/scimlite#readme',
         'patch': {'supported': True},
         'bulk': {'supported': False, 'maxOperations': 0, 'maxPayloadSize': 0},
         'filter': {'supported': True, 'maxResults': settings['max_page_size']},
@@ -1109,9 +1179,9 @@ def reply_read(record, kind):
 
 def users_list():
     """GET /Users: a ListResponse of the users that match `filter`."""
-    expr = parse_filter_parameter()
+    expr = parse_filter_parameter(USERS)
     start_index, count = paging()
-    total, records = store_errors(store.list_users, expr, start_index, count)
+    total, records = store_errors(store.list_users, expr, start_index, count, USERS.multi_valued)
     return scim_reply(list_response(records, total, start_index, USERS, projection_from_query()))
 
 
@@ -1151,11 +1221,12 @@ def user_delete(user_id):
 
 def groups_list():
     """GET /Groups: a ListResponse; `excludedAttributes=members` reads no link rows."""
-    expr = parse_filter_parameter()
+    expr = parse_filter_parameter(GROUPS)
     start_index, count = paging()
     projection = projection_from_query()
     with_members = not (projection and projection.excludes_members)
-    total, records = store_errors(store.list_groups, expr, start_index, count, with_members)
+    total, records = store_errors(store.list_groups, expr, start_index, count, with_members,
+                                  GROUPS.multi_valued)
     return scim_reply(list_response(records, total, start_index, GROUPS, projection))
 
 
@@ -1240,6 +1311,12 @@ def authenticate():
         matched |= hmac.compare_digest(presented, token.encode('utf-8'))
     if not header or not matched:
         raise ScimError(401, None, 'A valid token is required: Authorization: Bearer <token>.',
+                        WWW_Authenticate='Bearer realm="scimlite"')
+    # The demo token is printed in every copy of the Okta tutorial: it only opens the
+    # door to this machine (ngrok connects from here), whatever server runs the app.
+    if hmac.compare_digest(presented, DEMO_TOKEN.encode()) and not is_loopback(request.environ.get('REMOTE_ADDR', '')):
+        raise ScimError(401, None, f'The demo token {DEMO_TOKEN} is accepted only from this machine: '
+                        'set your own token (SCIM_TOKEN) to serve other hosts.',
                         WWW_Authenticate='Bearer realm="scimlite"')
 
 

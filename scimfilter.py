@@ -184,18 +184,18 @@ class _Parser:
         return expr
 
     def or_expr(self):
-        expr = self.and_expr()
+        operands = [self.and_expr()]
         while self._is_word('or'):
             self._advance()
-            expr = Or(expr, self.and_expr())
-        return expr
+            operands.append(self.and_expr())
+        return _balanced(Or, operands)
 
     def and_expr(self):
-        expr = self.unary()
+        operands = [self.unary()]
         while self._is_word('and'):
             self._advance()
-            expr = And(expr, self.unary())
-        return expr
+            operands.append(self.unary())
+        return _balanced(And, operands)
 
     def unary(self):
         if self._is_word('not'):
@@ -275,6 +275,15 @@ class _Parser:
         if self.token.kind != 'end':
             raise self._error('unexpected text after the path')
         return PatchPath(path, value_filter, sub)
+
+
+def _balanced(join, operands):
+    """`a or b or c ...` as a balanced tree: and/or associate, and a long chain then
+    nests log2(n) deep, not n deep (in Python recursion and in the SQL it becomes)."""
+    if len(operands) == 1:
+        return operands[0]
+    middle = (len(operands) + 1) // 2
+    return join(_balanced(join, operands[:middle]), _balanced(join, operands[middle:]))
 
 
 def parse_filter(text):

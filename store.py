@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from peewee import (
     SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
-    IntegerField, IntegrityError, Model, OperationalError, SqliteDatabase,
+    IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
     TextField, fn)
 
 import scimfilter as F
@@ -176,7 +176,8 @@ class Group(BaseModel):
 
 
 class Link(BaseModel):
-    group = ForeignKeyField(Group, column_name='group_id', on_delete='CASCADE')
+    # No index of its own on group_id: the primary key (group_id, user_id) starts with it.
+    group = ForeignKeyField(Group, column_name='group_id', on_delete='CASCADE', index=False)
     user = ForeignKeyField(User, column_name='user_id', on_delete='CASCADE', index=True)
 
     class Meta:
@@ -261,66 +262,146 @@ GROUP_COLUMNS = {
     'meta.created': _Column(Group.created, kind='datetime'),
     'meta.lastmodified': _Column(Group.last_modified, kind='datetime'),
 }
-CORE_URNS = {
-    'urn:ietf:params:scim:schemas:core:2.0:user',
-    'urn:ietf:params:scim:schemas:core:2.0:group',
-}
 
 
 def _attr_key(path):
-    if path.urn and path.urn.lower() not in CORE_URNS:
-        raise UnsupportedFilter(f'filtering on {path} is not supported')
     return f'{path.attr}.{path.sub}'.lower() if path.sub else path.attr.lower()
 
 
-def filter_expression(expr, columns, membership):
-    """Translate a filter AST into a Peewee expression.
-
-    `membership` is the (attribute name, link column, own id field) by which this
-    resource type reaches the other side of `link`, e.g. ('members', Link.user, Group.id)."""
-    if isinstance(expr, F.And):
-        return (filter_expression(expr.left, columns, membership)
-                & filter_expression(expr.right, columns, membership))
-    if isinstance(expr, F.Or):
-        return (filter_expression(expr.left, columns, membership)
-                | filter_expression(expr.right, columns, membership))
-    if isinstance(expr, F.Not):
-        return ~filter_expression(expr.expr, columns, membership)
-    if isinstance(expr, F.ValuePath):
-        return _membership_value_path(expr, membership)
-    key = _attr_key(expr.path)
-    op = 'pr' if isinstance(expr, F.Present) else expr.op
-    value = None if isinstance(expr, F.Present) else expr.value
-    if key in (membership[0], membership[0] + '.value'):
-        return _membership_exists(op, value, membership, key)
-    if key not in columns:
-        raise UnsupportedFilter(f'filtering on {expr.path} is not supported')
-    return columns[key].expression(op, value, str(expr.path))
+def _json_path(*keys):
+    """A JSON path for SQLite's json functions; names come from the filter grammar,
+    which allows no quotes in them, and the path is a bound parameter anyway."""
+    return '$' + ''.join(f'."{key}"' for key in keys)
 
 
-def _membership_exists(op, value, membership, key):
-    """`members eq "<user id>"` on groups, `groups eq "<group id>"` on users."""
-    name, other_side, own_id = membership
-    own_side = Link.group if other_side is Link.user else Link.user
-    links = Link.select(SQL('1')).where(own_side == own_id)
+ITEM = SQL('scim_item.value')   # one element of a multi-valued attribute, inside EXISTS
+
+
+class _FilterTranslator:
+    """A filter AST -> one Peewee expression for one resource type.
+
+    Attribute names arrive spelled as the schema spells them (the server does that),
+    which is how the stored JSON spells them.
+
+    Indexed columns where they exist; the resource JSON otherwise (strings there
+    compare case-insensitively, as almost every SCIM attribute is caseExact=false);
+    EXISTS over the JSON array for multi-valued attributes, and over `link` for
+    membership."""
+
+    def __init__(self, model, columns, membership, multi_valued):
+        self.model = model
+        self.columns = columns
+        self.membership = membership      # (attribute, link column of the other side, own id)
+        self.multi_valued = multi_valued  # names of multi-valued attributes, as the schema spells them
+
+    def translate(self, expr):
+        if isinstance(expr, F.And):
+            return self.translate(expr.left) & self.translate(expr.right)
+        if isinstance(expr, F.Or):
+            return self.translate(expr.left) | self.translate(expr.right)
+        if isinstance(expr, F.Not):
+            return ~self.translate(expr.expr)
+        if isinstance(expr, F.ValuePath):
+            return self.value_path(expr)
+        op, value = _op_and_value(expr)
+        path = expr.path
+        core = not path.urn
+        key = _attr_key(path)
+        if core and path.attr == self.membership[0]:
+            return self.membership_exists(path.sub or 'value', op, value, str(path))
+        if core and key in self.columns:
+            return self.columns[key].expression(op, value, str(path))
+        if core and path.attr in self.multi_valued:
+            # `emails.value eq "x"` / `emails eq "x"`: some email's value is x.
+            return self.any_item(path.attr, _json_compare(
+                fn.json_extract(ITEM, _json_path(path.sub or 'value')), op, value))
+        keys = ([] if core else [path.urn]) + [path.attr] + ([path.sub] if path.sub else [])
+        return _json_compare(fn.json_extract(self.model.resource, _json_path(*keys)), op, value)
+
+    def value_path(self, expr):
+        path = expr.path
+        if path.urn:
+            raise UnsupportedFilter(f'{path} is not multi-valued: it takes no [filter]')
+        if path.attr == self.membership[0]:
+            inner = expr.filter
+            if isinstance(inner, (F.Compare, F.Present)):
+                return self.membership_exists(inner.path.attr, *_op_and_value(inner), f'{path}[...]')
+            raise UnsupportedFilter(f'inside {self.membership[0]}[...] give one comparison')
+        if path.attr not in self.multi_valued:
+            raise UnsupportedFilter(f'{path} is not multi-valued: it takes no [filter]')
+        return self.any_item(path.attr, self.item_filter(expr.filter))
+
+    def item_filter(self, expr):
+        """A filter inside `attr[...]`: its names are sub-attributes of one element."""
+        if isinstance(expr, F.And):
+            return self.item_filter(expr.left) & self.item_filter(expr.right)
+        if isinstance(expr, F.Or):
+            return self.item_filter(expr.left) | self.item_filter(expr.right)
+        if isinstance(expr, F.Not):
+            return ~self.item_filter(expr.expr)
+        if isinstance(expr, F.ValuePath) or expr.path.urn or expr.path.sub:
+            raise UnsupportedFilter('inside [...] name sub-attributes only, e.g. emails[type eq "work"]')
+        op, value = _op_and_value(expr)
+        return _json_compare(fn.json_extract(ITEM, _json_path(expr.path.attr)), op, value)
+
+    def any_item(self, attr, condition):
+        """EXISTS an element of the JSON array `attr` for which `condition` holds."""
+        return NodeList((
+            SQL('EXISTS (SELECT 1 FROM json_each('), self.model.resource, SQL(','),
+            _json_path(attr), SQL(') AS scim_item WHERE'), condition, SQL(')')))
+
+    def membership_exists(self, sub, op, value, name):
+        """`members eq "<user id>"` / `members.display co "ann"` on groups, and
+        `groups eq "<group id>"` / `groups.display eq "Sales"` on users, through `link`."""
+        _, other_side, own_id = self.membership
+        own_side = Link.group if other_side is Link.user else Link.user
+        links = Link.select(SQL('1')).where(own_side == own_id)
+        if op == 'pr' and sub in ('value', 'display'):
+            return fn.EXISTS(links)
+        if sub == 'value':
+            if op not in ('eq', 'ne') or not isinstance(value, str):
+                raise UnsupportedFilter(f'{name} is compared with eq or ne and an id')
+            matched = fn.EXISTS(links.where(other_side == value))
+            return matched if op == 'eq' else ~matched
+        if sub != 'display':
+            raise UnsupportedFilter(f'filtering on {name} is not supported')
+        # display is the other side's name: a member's userName, a group's displayName.
+        other = other_side.rel_model
+        column = USER_COLUMNS['username'] if other is User else GROUP_COLUMNS['displayname']
+        if op == 'ne':
+            return ~fn.EXISTS(links.join(other).where(column.expression('eq', value, name)))
+        return fn.EXISTS(links.join(other).where(column.expression(op, value, name)))
+
+
+def _op_and_value(expr):
+    if isinstance(expr, F.Present):
+        return 'pr', None
+    return expr.op, expr.value
+
+
+def _json_compare(value_sql, op, value):
+    """Compare a value read from JSON. Strings ignore case; booleans are 1/0 in SQLite."""
     if op == 'pr':
-        return fn.EXISTS(links)
-    if op not in ('eq', 'ne') or not isinstance(value, str):
-        raise UnsupportedFilter(f'{key} is compared with eq or ne and an id')
-    matched = fn.EXISTS(links.where(other_side == value))
-    return matched if op == 'eq' else ~matched
+        return value_sql.is_null(False) & (value_sql.not_in(['', '[]', '{}']))
+    if value is None:
+        if op not in ('eq', 'ne'):
+            raise UnsupportedFilter('null is compared with eq or ne only')
+        return value_sql.is_null(op == 'eq')
+    if isinstance(value, bool):
+        if op not in ('eq', 'ne'):
+            raise UnsupportedFilter('true/false are compared with eq or ne only')
+        return _compare(value_sql, op, value)
+    if isinstance(value, str):
+        return _compare(fn.LOWER(value_sql), op, value.lower())
+    if op in ('co', 'sw', 'ew'):
+        raise UnsupportedFilter(f'{op} compares strings, not numbers')
+    return _compare(value_sql, op, value)
 
 
-def _membership_value_path(expr, membership):
-    """`members[value eq "<id>"]` / `groups[value eq "<id>"]`: the same as `members eq`."""
-    name = membership[0]
-    if _attr_key(expr.path) != name:
-        raise UnsupportedFilter(f'filtering on {expr.path}[...] is not supported')
-    inner = expr.filter
-    if isinstance(inner, (F.Compare, F.Present)) and _attr_key(inner.path) == 'value':
-        return _membership_exists('pr' if isinstance(inner, F.Present) else inner.op,
-                                  getattr(inner, 'value', None), membership, name)
-    raise UnsupportedFilter(f'only {name}[value eq "..."] is supported')
+def filter_expression(expr, columns, membership, multi_valued=frozenset(), model=None):
+    """Translate a filter AST into one Peewee expression with bound parameters."""
+    model = model or membership[2].model
+    return _FilterTranslator(model, columns, membership, multi_valued).translate(expr)
 
 
 USER_MEMBERSHIP = ('groups', Link.group, User.id)
@@ -393,15 +474,15 @@ def _page(model, where, start_index, count):
     return total, rows
 
 
-def list_users(filter_ast, start_index, count):
-    where = filter_expression(filter_ast, USER_COLUMNS, USER_MEMBERSHIP) if filter_ast else None
+def list_users(filter_ast, start_index, count, multi_valued=frozenset()):
+    where = filter_expression(filter_ast, USER_COLUMNS, USER_MEMBERSHIP, multi_valued) if filter_ast else None
     total, rows = _page(User, where, start_index, count)
     groups = _groups_of([row.id for row in rows])
     return total, [_record(row, groups[row.id]) for row in rows]
 
 
-def list_groups(filter_ast, start_index, count, with_members=True):
-    where = filter_expression(filter_ast, GROUP_COLUMNS, GROUP_MEMBERSHIP) if filter_ast else None
+def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=frozenset()):
+    where = filter_expression(filter_ast, GROUP_COLUMNS, GROUP_MEMBERSHIP, multi_valued) if filter_ast else None
     total, rows = _page(Group, where, start_index, count)
     members = _members_of([row.id for row in rows]) if with_members else {}
     return total, [_record(row, members.get(row.id, ())) for row in rows]

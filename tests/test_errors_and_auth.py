@@ -1,0 +1,318 @@
+"""The protocol around the resources: the token, errors as SCIM documents, reading bodies,
+media types, and ETag preconditions."""
+
+import json
+
+import pytest
+
+import scim_server
+import webtest
+import store
+from conftest import BASE, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
+
+PATH_VALUES = {'<name>': 'User', '<urn>': USER_SCHEMA,
+               '<user_id>': 'some-user-id', '<group_id>': 'some-group-id'}
+
+
+def concrete(path):
+    for placeholder, value in PATH_VALUES.items():
+        path = path.replace(placeholder, value)
+    return path
+
+
+ROUTES = [(method, concrete(path)) for method, path, _ in scim_server.SCIM_ROUTES]
+BAD_AUTHORIZATIONS = [
+    None,
+    '',
+    'Bearer wrong',
+    'Bearer ',
+    'Bearer',
+    'Basic xyz',
+    f'Basic {TOKEN}',
+    f'Bearer {TOKEN[:-1]}',
+    f'Bearer {TOKEN}x',
+    f'Bearer x{TOKEN}',
+    f'Bearer {TOKEN.upper()}',
+    f'Bearer {TOKEN} extra',
+    f'Bearer{TOKEN}',
+    f'bearer {TOKEN[1:]}',
+    'wrong',
+    TOKEN[:-1],
+    f'{TOKEN}x',
+]
+
+
+def send(client, method, path, authorization):
+    """`method path` with this Authorization header (None: no header at all)."""
+    headers = dict(client.headers)
+    headers.pop('Authorization')
+    if authorization is not None:
+        headers['Authorization'] = authorization
+    body = None
+    if method in ('POST', 'PUT', 'PATCH'):
+        body = json.dumps({'schemas': [USER_SCHEMA], 'userName': 'ann@example.com'}).encode()
+        headers['Content-Type'] = 'application/scim+json'
+    return client.test_app.request(BASE + path, method=method, body=body or b'', headers=headers,
+                                   expect_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Authentication
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('authorization', BAD_AUTHORIZATIONS)
+@pytest.mark.parametrize('method, path', ROUTES)
+def test_every_route_refuses_a_missing_or_wrong_token_with_401(client, method, path, authorization):
+    response = send(client, method, path, authorization)
+    assert_scim_error(response, 401)
+    assert response.headers.get('WWW-Authenticate', '').lower().startswith('bearer')
+
+
+def test_refused_requests_change_nothing(client):
+    for authorization in BAD_AUTHORIZATIONS:
+        send(client, 'POST', '/Users', authorization)
+    assert client.get('/Users', status=200).json['totalResults'] == 0
+
+
+@pytest.mark.parametrize('authorization', [f'Bearer {TOKEN}', TOKEN, f'bearer {TOKEN}', f'BEARER {TOKEN}'])
+@pytest.mark.parametrize('method, path', [('GET', '/Users'), ('GET', '/ServiceProviderConfig'),
+                                          ('POST', '/Users')])
+def test_valid_token_is_accepted_as_bearer_or_bare(client, method, path, authorization):
+    response = send(client, method, path, authorization)
+    assert response.status_int in (200, 201), response.body
+
+
+@pytest.fixture
+def two_token_client(database_url):
+    application = scim_server.make_app({'database': database_url, 'token': f'{TOKEN}, second-token-abc'})
+    yield ScimClient(application)
+    store.close_database()
+
+
+@pytest.mark.parametrize('token', [TOKEN, 'second-token-abc'])
+def test_each_configured_token_is_accepted(two_token_client, token):
+    assert send(two_token_client, 'GET', '/Users', f'Bearer {token}').status_int == 200
+
+
+# ---------------------------------------------------------------------------
+# Errors are SCIM documents
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('path', ['/Nope', '/Users/a/b', '/users', '/Groups/x/members', '/'])
+def test_unknown_path_is_404_scim_error(client, path):
+    assert_scim_error(client.get(path), 404)
+
+
+@pytest.mark.parametrize('method, path, allowed', [
+    ('DELETE', '/Users', {'GET', 'POST'}),
+    ('PUT', '/Users', {'GET', 'POST'}),
+    ('PATCH', '/Groups', {'GET', 'POST'}),
+    ('POST', '/Users/some-id', {'GET', 'PUT', 'PATCH', 'DELETE'}),
+    ('POST', '/Groups/some-id', {'GET', 'PUT', 'PATCH', 'DELETE'}),
+    ('POST', '/ServiceProviderConfig', {'GET'}),
+    ('DELETE', '/Schemas', {'GET'}),
+])
+def test_wrong_method_is_405_scim_error_with_allow(client, method, path, allowed):
+    response = client.request(method, path, body={'schemas': [USER_SCHEMA]})
+    assert_scim_error(response, 405)
+    assert allowed <= {m.strip() for m in response.headers['Allow'].split(',')}
+    assert method not in {m.strip() for m in response.headers['Allow'].split(',')}
+
+
+@pytest.fixture
+def user(client):
+    return client.create_user('ann@example.com', title='Engineer')
+
+
+def body_targets(user):
+    return [('POST', '/Users'), ('PUT', f'/Users/{user["id"]}'), ('PATCH', f'/Users/{user["id"]}'),
+            ('POST', '/Groups')]
+
+
+@pytest.mark.parametrize('raw', [
+    b'{',
+    b'{"schemas": [}',
+    b'',
+    b'not json',
+    b"{'single': 'quotes'}",
+    b'{"a": 1} trailing',
+    b'[' * 100000 + b']' * 100000,
+])
+def test_invalid_json_is_400_invalid_syntax(client, user, raw):
+    for method, path in body_targets(user):
+        assert_scim_error(client.request(method, path, raw=raw), 400, 'invalidSyntax')
+    assert client.get(f'/Users/{user["id"]}').json['meta']['version'] == user['meta']['version']
+
+
+@pytest.mark.parametrize('raw', [b'[]', b'[{"userName": "x"}]', b'"text"', b'42', b'null', b'true'])
+def test_non_object_json_is_400_invalid_syntax(client, user, raw):
+    for method, path in body_targets(user):
+        assert_scim_error(client.request(method, path, raw=raw), 400, 'invalidSyntax')
+
+
+@pytest.mark.parametrize('raw', [
+    b'{"schemas": ["' + USER_SCHEMA.encode() + b'"], "userName": "\xff\xfe"}',
+    b'\xef\xbb\xbf\xc3',
+    b'{"userName": "ann\xc3"}',
+])
+def test_invalid_utf8_is_400_invalid_syntax(client, user, raw):
+    for method, path in body_targets(user):
+        assert_scim_error(client.request(method, path, raw=raw), 400, 'invalidSyntax')
+    assert client.get('/Users').json['totalResults'] == 1
+
+
+@pytest.mark.parametrize('content_type', [
+    'application/json',
+    'application/scim+json',
+    'application/scim+json; charset=utf-8',
+    'application/json; charset=UTF-8',
+    'text/plain',
+    None,
+])
+def test_body_is_read_whatever_the_content_type(client, content_type):
+    headers = dict(client.headers)
+    if content_type is not None:
+        headers['Content-Type'] = content_type
+    body = json.dumps({'schemas': [USER_SCHEMA], 'userName': 'ann@example.com', 'title': 'Engineer'}).encode()
+    response = client.test_app.request(BASE + '/Users', method='POST', body=body, headers=headers,
+                                       expect_errors=True)
+    assert response.status_int == 201, response.body
+    if content_type is None:
+        assert not response.request.environ.get('CONTENT_TYPE')
+    assert client.get(f'/Users/{response.json["id"]}').json['title'] == 'Engineer'
+
+
+@pytest.fixture
+def small_body_client(database_url):
+    """A client on an app that accepts bodies of up to 300 bytes."""
+    application = scim_server.make_app({'database': database_url, 'token': TOKEN, 'max_body_bytes': 300})
+    yield ScimClient(application)
+    store.close_database()
+
+
+def test_body_within_max_body_bytes_is_accepted(small_body_client):
+    small_body_client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com'}, status=201)
+
+
+@pytest.mark.parametrize('method', ['POST', 'PUT', 'PATCH'])
+def test_body_above_max_body_bytes_is_413(small_body_client, method):
+    user = small_body_client.create_user('ann@example.com')
+    path = '/Users' if method == 'POST' else f'/Users/{user["id"]}'
+    body = {'schemas': [USER_SCHEMA], 'userName': 'bob@example.com', 'title': 'x' * 400}
+    assert_scim_error(small_body_client.request(method, path, body), 413)
+    listing = small_body_client.get('/Users').json
+    assert listing['totalResults'] == 1
+    assert listing['Resources'][0]['meta']['version'] == user['meta']['version']
+
+
+def test_body_above_the_default_limit_is_413(client):
+    body = {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com', 'title': 'x' * (1024 * 1024 + 10)}
+    assert_scim_error(client.post('/Users', body), 413)
+    assert client.get('/Users').json['totalResults'] == 0
+
+
+# ---------------------------------------------------------------------------
+# Media type, trailing slashes
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('method, path, body, headers, status', [
+    ('GET', '/ServiceProviderConfig', None, {}, 200),
+    ('GET', '/Users', None, {}, 200),
+    ('POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com'}, {}, 201),
+    ('POST', '/Users', {'schemas': [USER_SCHEMA]}, {}, 400),
+    ('GET', '/Users?filter=bad', None, {}, 400),
+    ('GET', '/Users', None, {'Authorization': 'Bearer wrong'}, 401),
+    ('GET', '/Users/no-such-id', None, {}, 404),
+    ('GET', '/Nope', None, {}, 404),
+    ('DELETE', '/Users', None, {}, 405),
+])
+def test_every_response_is_scim_json(client, method, path, body, headers, status):
+    response = client.request(method, path, body, headers=headers)
+    assert response.status_int == status
+    assert response.headers['Content-Type'].split(';')[0].strip() == 'application/scim+json'
+    json.loads(response.body)
+
+
+@pytest.mark.parametrize('path', ['/Users/', '/Groups/', '/ServiceProviderConfig/', '/Schemas/'])
+def test_trailing_slash_on_a_collection_works(client, path):
+    assert client.get(path, status=200).json['schemas']
+
+
+def test_trailing_slash_on_post_and_resource_works(client):
+    created = client.post('/Users/', {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com'}, status=201).json
+    assert client.get(f'/Users/{created["id"]}/', status=200).json['id'] == created['id']
+
+
+# ---------------------------------------------------------------------------
+# ETags
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('kind', ['Users', 'Groups'])
+def test_if_none_match_with_the_current_etag_is_304(client, kind):
+    resource = client.create_user('ann@example.com') if kind == 'Users' else client.create_group('Eng')
+    path = f'/{kind}/{resource["id"]}'
+    etag = client.get(path).headers['ETag']
+    response = client.get(path, headers={'If-None-Match': etag})
+    assert response.status_int == 304
+    assert response.body == b''
+    assert response.headers['ETag'] == etag
+
+
+def test_if_none_match_with_an_old_etag_returns_the_resource(client):
+    user = client.create_user('ann@example.com')
+    old = user['meta']['version']
+    client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'Boss'}])
+    response = client.get(f'/Users/{user["id"]}', headers={'If-None-Match': old}, status=200)
+    assert response.json['title'] == 'Boss'
+
+
+def modifications(user_id):
+    return {
+        'PUT': ('PUT', f'/Users/{user_id}', {'schemas': [USER_SCHEMA], 'userName': 'changed@example.com'}),
+        'PATCH': ('PATCH', f'/Users/{user_id}', {
+            'schemas': [scim_server.PATCH_SCHEMA],
+            'Operations': [{'op': 'replace', 'path': 'userName', 'value': 'changed@example.com'}]}),
+        'DELETE': ('DELETE', f'/Users/{user_id}', None),
+    }
+
+
+@pytest.mark.parametrize('if_match', ['W/"999"', '"999"', 'W/"0"', 'garbage'])
+@pytest.mark.parametrize('verb', ['PUT', 'PATCH', 'DELETE'])
+def test_if_match_mismatch_is_412_and_changes_nothing(client, user, verb, if_match):
+    method, path, body = modifications(user['id'])[verb]
+    assert_scim_error(client.request(method, path, body, headers={'If-Match': if_match}), 412)
+    after = client.get(f'/Users/{user["id"]}', status=200).json
+    assert after == user
+
+
+@pytest.mark.parametrize('verb', ['PUT', 'PATCH', 'DELETE'])
+def test_if_match_with_the_current_etag_succeeds(client, user, verb):
+    method, path, body = modifications(user['id'])[verb]
+    response = client.request(method, path, body, headers={'If-Match': user['meta']['version']})
+    assert response.status_int in (200, 204)
+
+
+def test_if_match_with_a_stale_etag_after_an_update_is_412(client, user):
+    client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'Boss'}], status=200)
+    response = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'Stale'}],
+                            headers={'If-Match': user['meta']['version']})
+    assert_scim_error(response, 412)
+    assert client.get(f'/Users/{user["id"]}').json['title'] == 'Boss'
+
+
+def test_demo_token_is_accepted_only_from_this_machine(database_url):
+    """Whatever server runs the app (waitress-serve on *:8080 too), the tutorial's
+    token opens the door to loopback clients only; ngrok connects from loopback."""
+    app = scim_server.make_app({'database': database_url, 'token': scim_server.DEMO_TOKEN})
+    client = webtest.TestApp(app)
+    headers = {'Authorization': f'Bearer {scim_server.DEMO_TOKEN}'}
+    for address in ('127.0.0.1', '::1'):
+        client.get('/scim/v2/Users', headers=headers, extra_environ={'REMOTE_ADDR': address}, status=200)
+    for address in ('192.0.2.7', '10.0.0.2', ''):
+        refused = client.get('/scim/v2/Users', headers=headers, extra_environ={'REMOTE_ADDR': address},
+                             expect_errors=True)
+        body = assert_scim_error(refused, 401)
+        assert 'only from this machine' in body['detail']
+    forwarded = client.get('/scim/v2/Users', extra_environ={'REMOTE_ADDR': '127.0.0.1'},
+                           headers={**headers, 'X-Forwarded-For': '203.0.113.9'})
+    assert forwarded.status_int == 200, 'ngrok forwards from loopback and adds X-Forwarded-For'

@@ -1,0 +1,160 @@
+"""Replay what Okta and Entra send (tests/idp/*.json) and check every answer.
+
+Each flow runs on a fresh database twice: through webtest against the WSGI app,
+and over a real socket against `python scim_server.py` started as a subprocess,
+the way a user starts it. The file format is described in tests/idp/README.md.
+"""
+
+import http.client
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+import scim_server
+import store
+from conftest import BASE, TOKEN
+from serverprocess import ServerProcess
+
+FLOWS = sorted(Path(__file__).with_name('idp').glob('*.json'))
+
+
+# ---------------------------------------------------------------------------
+# Two ways to send a request: (method, path, headers, body) -> (status, headers, body)
+# ---------------------------------------------------------------------------
+
+class WsgiTransport:
+    def __init__(self, database_url):
+        import webtest
+        self.app = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': TOKEN}))
+
+    def send(self, method, path, headers, body):
+        response = self.app.request(path, method=method, headers=headers, body=body or b'',
+                                    expect_errors=True)
+        return response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body
+
+    def close(self):
+        store.close_database()
+
+
+class HttpTransport:
+    def __init__(self, database_url):
+        self.server = ServerProcess(database=database_url, token=TOKEN)
+
+    def send(self, method, path, headers, body):
+        connection = http.client.HTTPConnection('127.0.0.1', self.server.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        finally:
+            connection.close()
+
+    def close(self):
+        self.server.stop()
+
+
+# ---------------------------------------------------------------------------
+# Matching an answer against the flow's expectation
+# ---------------------------------------------------------------------------
+
+def substitute(value, variables):
+    if isinstance(value, str):
+        return re.sub(r'\$\{(\w+)\}', lambda m: str(variables[m.group(1)]), value)
+    if isinstance(value, list):
+        return [substitute(item, variables) for item in value]
+    if isinstance(value, dict):
+        return {key: substitute(item, variables) for key, item in value.items()}
+    return value
+
+
+def assert_matches(expected, actual, where='body'):
+    """The subset match of tests/idp/README.md."""
+    if expected == '$any':
+        assert actual is not None, f'{where}: expected a value'
+    elif isinstance(expected, dict) and '$contains' in expected:
+        assert isinstance(actual, list), f'{where}: expected a list, got {actual!r}'
+        for item in expected['$contains']:
+            assert any(_matches(item, candidate) for candidate in actual), \
+                f'{where}: no element matches {item!r} in {actual!r}'
+    elif isinstance(expected, dict) and '$len' in expected:
+        assert isinstance(actual, list) and len(actual) == expected['$len'], \
+            f'{where}: expected {expected["$len"]} elements, got {actual!r}'
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict), f'{where}: expected an object, got {actual!r}'
+        for key, item in expected.items():
+            if item == '$absent':
+                assert key not in actual, f'{where}.{key} must be absent, is {actual[key]!r}'
+            else:
+                assert key in actual, f'{where}.{key} is missing from {actual!r}'
+                assert_matches(item, actual[key], f'{where}.{key}')
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), \
+            f'{where}: expected {expected!r}, got {actual!r}'
+        for index, (item, candidate) in enumerate(zip(expected, actual)):
+            assert_matches(item, candidate, f'{where}[{index}]')
+    else:
+        assert actual == expected, f'{where}: expected {expected!r}, got {actual!r}'
+
+
+def _matches(expected, actual):
+    try:
+        assert_matches(expected, actual)
+    except AssertionError:
+        return False
+    return True
+
+
+def dig(document, dotted):
+    for part in dotted.split('.'):
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+AUTH_HEADERS = {
+    'bearer': {'Authorization': f'Bearer {TOKEN}'},
+    'bare': {'Authorization': TOKEN},
+    'wrong': {'Authorization': 'Bearer not-the-token'},
+    'none': {},
+}
+
+
+def replay(flow, transport):
+    variables = {'run': uuid.uuid4().hex[:12]}
+    for number, step in enumerate(flow['steps'], 1):
+        request, expect = step['request'], step['expect']
+        label = f'step {number} ({step["name"]})'
+        headers = {**flow.get('headers', {}), **AUTH_HEADERS[request.get('auth', 'bearer')],
+                   **request.get('headers', {})}
+        headers = substitute(headers, variables)
+        body = None
+        if 'body' in request:
+            body = json.dumps(substitute(request['body'], variables)).encode('utf-8')
+        path = BASE + substitute(request['path'], variables)
+        status, response_headers, raw = transport.send(request['method'], path, headers, body)
+        assert status == expect['status'], f'{label}: {request["method"]} {path} -> {status} {raw[:400]!r}'
+        if raw:
+            assert response_headers['content-type'].startswith('application/scim+json'), label
+            document = json.loads(raw)
+        else:
+            document = None
+        for name, prefix in expect.get('headers', {}).items():
+            assert response_headers.get(name.lower(), '').startswith(substitute(prefix, variables)), \
+                f'{label}: header {name} is {response_headers.get(name.lower())!r}'
+        if 'json' in expect:
+            assert_matches(substitute(expect['json'], variables), document, label)
+        for name, dotted in expect.get('save', {}).items():
+            variables[name] = dig(document, dotted)
+
+
+@pytest.mark.parametrize('transport_class', [WsgiTransport, HttpTransport], ids=['wsgi', 'http'])
+@pytest.mark.parametrize('flow_file', FLOWS, ids=[path.stem for path in FLOWS])
+def test_idp_flow(flow_file, transport_class, database_url):
+    flow = json.loads(flow_file.read_text(encoding='utf-8'))
+    transport = transport_class(database_url)
+    try:
+        replay(flow, transport)
+    finally:
+        transport.close()

@@ -1,0 +1,212 @@
+"""The command-line contract of DESIGN.md: `python scim_server.py` as a user runs it.
+
+These start the real server as a subprocess and talk to it over a socket."""
+
+import http.client
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+import scim_server
+from serverprocess import ServerProcess, clean_environment, run_server
+
+TOKEN = 'startup-token-abcdef'
+
+
+def one_line_failure(process, timeout=20):
+    """The process exits non-zero with a single-line message and no traceback."""
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode != 0
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert 'Traceback' not in output
+    assert lines[0].startswith('scimlite: ')
+    return lines[0]
+
+
+def get(port, path, token=TOKEN):
+    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        connection.request('GET', path, headers={'Authorization': f'Bearer {token}'})
+        answer = connection.getresponse()
+        return answer.status, answer.getheader('Content-Type'), answer.read()
+    finally:
+        connection.close()
+
+
+def test_plain_start_creates_the_database_in_the_working_folder(tmp_path):
+    """The README's `python scim_server.py`, no flags: config.ini's demo token, scim.db here."""
+    env = {**clean_environment(), 'SCIM_PORT': '0'}   # any free port: 5000 may be taken here
+    process = run_server(cwd=tmp_path, env=env)
+    server = ServerProcess.attach(process)
+    try:
+        status, content_type, body = get(server.port, '/scim/v2/Users', token=scim_server.DEMO_TOKEN)
+        assert status == 200
+        assert content_type.startswith('application/scim+json')
+        assert json.loads(body)['totalResults'] == 0
+        assert (tmp_path / 'scim.db').is_file()
+        assert 'WARNING: the demo token 123456789 is in use' in server.output
+    finally:
+        server.stop()
+
+
+def test_banner_tells_what_to_paste_into_okta(tmp_path):
+    server = ServerProcess(database=f'sqlite:///{(tmp_path / "x.db").as_posix()}', token=TOKEN)
+    try:
+        output = server.output
+        assert f'SCIM base URL:   http://127.0.0.1:{server.port}/scim/v2' in output
+        assert f'Dashboard:       http://127.0.0.1:{server.port}/' in output
+        assert f'ngrok http {server.port}' in output
+        assert 'Authorization:   Bearer st' in output
+        assert TOKEN not in output, 'a real token is masked'
+        assert 'WARNING' not in output
+    finally:
+        server.stop()
+
+
+def test_the_token_never_appears_in_the_server_output(tmp_path):
+    server = ServerProcess(database=f'sqlite:///{(tmp_path / "x.db").as_posix()}', token=TOKEN)
+    try:
+        assert get(server.port, '/scim/v2/Users')[0] == 200
+        assert get(server.port, '/scim/v2/Users', token='wrong-token')[0] == 401
+        assert get(server.port, '/scim/v2/Nowhere')[0] == 404
+    finally:
+        server.stop()
+    assert TOKEN not in server.output
+
+
+def test_demo_token_refuses_a_public_address(tmp_path):
+    process = run_server('--host', '0.0.0.0', '--port', '0', '--token', scim_server.DEMO_TOKEN,
+                         '--database', f'sqlite:///{(tmp_path / "x.db").as_posix()}')
+    line = one_line_failure(process)
+    assert 'demo token' in line and '0.0.0.0' in line
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = run_server('--port', str(port), '--token', TOKEN,
+                             '--database', f'sqlite:///{(tmp_path / "x.db").as_posix()}')
+        line = one_line_failure(process)
+    assert f'127.0.0.1:{port}' in line
+
+
+@pytest.mark.parametrize('url, says', [
+    ('mysql://root@localhost/scim', 'unsupported database URL'),
+    ('sqlite://', 'names no database file'),
+    ('not a url', 'unsupported database URL'),
+    ('sqlite:////nonexistent-folder/deeper/scim.db', 'cannot open database'),
+])
+def test_bad_database_url_is_a_one_line_error(url, says):
+    process = run_server('--port', '0', '--token', TOKEN, '--database', url)
+    assert says in one_line_failure(process)
+
+
+def test_unwritable_database_path_is_a_one_line_error(tmp_path):
+    folder = tmp_path / 'a-file-not-a-folder'
+    folder.write_text('x')
+    process = run_server('--port', '0', '--token', TOKEN,
+                         '--database', f'sqlite:///{(folder / "scim.db").as_posix()}')
+    assert 'cannot open database' in one_line_failure(process)
+
+
+@pytest.mark.parametrize('args', [
+    ['--port', 'five-thousand'],
+    ['--port', '70000'],
+    ['--config', 'no-such-file.ini'],
+])
+def test_bad_settings_are_a_one_line_error(args, tmp_path):
+    process = run_server('--token', TOKEN, *args, cwd=tmp_path)
+    one_line_failure(process)
+
+
+# ---------------------------------------------------------------------------
+# Precedence: flag > environment > config.ini > default (load_settings itself)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / 'custom.ini'
+    path.write_text('[scimlite]\nport = 7001\nhost = 127.0.0.2\ntoken = from-file\n'
+                    'database = sqlite:///file.db\nmax_page_size = 50\n')
+    return str(path)
+
+
+def test_defaults_apply_when_nothing_is_set(tmp_path):
+    empty = tmp_path / 'empty.ini'
+    empty.write_text('[scimlite]\n')
+    settings = scim_server.load_settings(['--config', str(empty), '--token', 't'], environ={})
+    assert (settings['host'], settings['port'], settings['database'], settings['base_path']) == \
+        ('127.0.0.1', 5000, 'sqlite:///scim.db', '/scim/v2')
+
+
+def test_config_file_beats_defaults(config_file):
+    settings = scim_server.load_settings(['--config', config_file], environ={})
+    assert (settings['port'], settings['host'], settings['tokens'], settings['max_page_size']) == \
+        (7001, '127.0.0.2', ('from-file',), 50)
+
+
+def test_environment_beats_config_file(config_file):
+    environ = {'SCIM_PORT': '7002', 'SCIM_TOKEN': 'from-env', 'SCIM_DATABASE_URL': 'sqlite:///env.db',
+               'SCIM_HOST': '127.0.0.3'}
+    settings = scim_server.load_settings(['--config', config_file], environ=environ)
+    assert (settings['port'], settings['tokens'], settings['database'], settings['host']) == \
+        (7002, ('from-env',), 'sqlite:///env.db', '127.0.0.3')
+
+
+def test_flags_beat_environment(config_file):
+    environ = {'SCIM_PORT': '7002', 'SCIM_TOKEN': 'from-env', 'SCIM_CONFIG': config_file}
+    settings = scim_server.load_settings(
+        ['--port', '7003', '--token', 'a', '--token', 'b', '--database', 'sqlite:///flag.db'], environ=environ)
+    assert (settings['port'], settings['tokens'], settings['database']) == (7003, ('a', 'b'), 'sqlite:///flag.db')
+    assert settings['max_page_size'] == 50, 'SCIM_CONFIG chose the file'
+
+
+def test_comma_list_of_tokens_in_the_config_file(tmp_path):
+    path = tmp_path / 'rotate.ini'
+    path.write_text('[scimlite]\ntoken = old-token, new-token\n')
+    assert scim_server.load_settings(['--config', str(path)], environ={})['tokens'] == ('old-token', 'new-token')
+
+
+def test_shipped_config_keeps_the_demo_token():
+    settings = scim_server.load_settings([], environ={})
+    assert settings['tokens'] == (scim_server.DEMO_TOKEN,)
+    assert (settings['host'], settings['port']) == ('127.0.0.1', 5000)
+
+
+def test_every_token_of_a_rotation_is_accepted(tmp_path):
+    server = ServerProcess('--token', 'second-token', database=f'sqlite:///{(tmp_path / "x.db").as_posix()}',
+                           token=TOKEN)
+    try:
+        assert get(server.port, '/scim/v2/Users', token=TOKEN)[0] == 200
+        assert get(server.port, '/scim/v2/Users', token='second-token')[0] == 200
+        assert get(server.port, '/scim/v2/Users', token='third-token')[0] == 401
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize('given', ['https://abcd.ngrok-free.app', 'https://abcd.ngrok-free.app/',
+                                   'https://abcd.ngrok-free.app/scim/v2'])
+def test_base_url_is_used_in_locations(given, database_url):
+    import webtest
+    app = scim_server.make_app({'database': database_url, 'token': TOKEN, 'base_url': given})
+    client = webtest.TestApp(app)
+    created = client.post_json('/scim/v2/Users', {'schemas': [scim_server.USER_SCHEMA], 'userName': 'b'},
+                               headers={'Authorization': f'Bearer {TOKEN}'})
+    location = f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'
+    assert created.headers['Location'] == location
+    assert created.json['meta']['location'] == location
+
+
+def test_forwarded_headers_make_the_location_public(database_url):
+    """Behind ngrok, with no base_url: the https address comes from X-Forwarded-Proto/-Host."""
+    import webtest
+    client = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': TOKEN}))
+    created = client.post_json('/scim/v2/Users', {'schemas': [scim_server.USER_SCHEMA], 'userName': 'b'},
+                               headers={'Authorization': f'Bearer {TOKEN}', 'X-Forwarded-Proto': 'https',
+                                        'X-Forwarded-Host': 'abcd.ngrok-free.app'})
+    assert created.headers['Location'] == f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'

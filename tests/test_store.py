@@ -1,0 +1,56 @@
+"""store.py's models and schema.sql describe the same tables."""
+
+import peewee
+import pytest
+
+import store
+
+
+@pytest.fixture
+def database(app):
+    return store.database.obj
+
+
+@pytest.mark.parametrize('model', [store.User, store.Group, store.Link])
+def test_models_and_schema_sql_have_the_same_columns(database, model):
+    in_database = {column.name: column for column in database.get_columns(model._meta.table_name)}
+    in_model = {field.column_name: field for field in model._meta.sorted_fields}
+    assert set(in_database) == set(in_model)
+    for name, field in in_model.items():
+        assert in_database[name].null == field.null, name
+
+
+@pytest.mark.parametrize('model', [store.User, store.Group, store.Link])
+def test_every_model_index_exists_in_schema_sql(database, model):
+    """Each index the model declares (unique or not) is in the database, same columns."""
+    indexes = database.get_indexes(model._meta.table_name)
+    in_database = {(tuple(index.columns), index.unique) for index in indexes}
+    primary = tuple(field.column_name for field in model._meta.get_primary_keys())
+    for index in model._meta.fields_to_index():
+        columns = tuple(getattr(part, 'column_name', None) or part.name for part in index._expressions)
+        if columns == primary:
+            continue
+        assert (columns, index._unique) in in_database, (columns, in_database)
+
+
+def test_foreign_keys_cascade(database):
+    for column in ('group_id', 'user_id'):
+        keys = {key.column: key for key in database.get_foreign_keys('link')}
+        assert keys[column].dest_table in ('users', 'groups')
+    rows = database.execute_sql('PRAGMA foreign_key_list(link)').fetchall()
+    assert {row[6] for row in rows} == {'CASCADE'}   # on_delete
+
+
+def test_schema_is_applied_idempotently(app):
+    store.apply_schema()
+    store.apply_schema()
+    assert store.User.select().count() == 0
+
+
+def test_username_key_is_unique_in_the_database_itself(app):
+    """The unique index, not a check before the insert, refuses a duplicate."""
+    columns = dict(id='a', user_name='Jane', user_name_key='jane', resource='{}',
+                   created='t', last_modified='t')
+    store.User.insert(**columns).execute()
+    with pytest.raises(peewee.IntegrityError):
+        store.User.insert(**dict(columns, id='b', user_name='JANE')).execute()
