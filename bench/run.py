@@ -1,0 +1,351 @@
+"""The scimlite benchmark: one command, ratios against a ceiling measured in the same run.
+
+    python bench/run.py                      # 100,000 users, 10 s a scenario
+    python bench/run.py --users 5000 --duration 5
+    python bench/run.py --other http://127.0.0.1:8000/scim/v2 --other-token T   # a peer, side by side
+
+It starts `python scim_server.py` as a subprocess on a fresh SQLite file,
+provisions users the way Okta does (a userName lookup, then the create), pages
+through all of them the way Okta imports, then runs each scenario for a fixed
+time with keep-alive connections, and prints requests per second, p50/p99
+latency, errors, the server's peak RSS, and each rate as a share of a bare
+Bottle+waitress route (bench/ceiling.py) measured in the same run.
+
+The load comes from wrk (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install
+wrk`), which costs far less CPU than the server: its share is printed. Linux or
+macOS: wrk does not run on Windows.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LUA = HERE / 'scim.lua'
+SCENARIOS = ('get_by_id', 'filter_eq', 'list_page', 'patch_deactivate', 'put_replace',
+             'group_members', 'mixed')
+# What issue #3 asks of each scenario, as a share of the ceiling's rate.
+TARGETS = {'get_by_id': 0.50, 'filter_eq': 0.45, 'patch_deactivate': 0.30, 'put_replace': 0.30,
+           'provision': 0.25, 'list_page': 0.08}
+FIRST_STAGE_USERS = 1000
+
+
+def die(message):
+    print(f'bench: {message}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------
+# Processes: the servers, wrk, and what they cost
+# ---------------------------------------------------------------------------
+
+def start(args, pattern, env=None):
+    """Start a server subprocess; wait for `pattern` (with the port as group 1) in its output."""
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return process, int(match.group(1))
+    process.kill()
+    die('a server did not start:\n' + ''.join(seen))
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a running process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def peak_rss_mb(pid):
+    try:
+        status = Path(f'/proc/{pid}/status').read_text()
+        return int(re.search(r'VmHWM:\s+(\d+) kB', status).group(1)) / 1024
+    except (OSError, AttributeError):
+        return float('nan')
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+LATENCY_UNITS = {'us': 1e-3, 'ms': 1.0, 's': 1000.0}
+
+
+def parse_wrk(output):
+    def number(pattern, default=0.0):
+        match = re.search(pattern, output)
+        return float(match.group(1)) if match else default
+
+    def latency(percent):
+        match = re.search(rf'^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$', output, re.MULTILINE)
+        return float(match.group(1)) * LATENCY_UNITS[match.group(2)] if match else float('nan')
+
+    socket_errors = sum(int(n) for n in re.findall(r'(?:connect|read|write|timeout) (\d+)', output))
+    return {
+        'requests': int(number(r'(\d+) requests in')),
+        'rps': number(r'Requests/sec:\s+([\d.]+)'),
+        'p50_ms': latency(50),
+        'p99_ms': latency(99),
+        'errors': int(number(r'Non-2xx or 3xx responses: (\d+)')) + socket_errors,
+    }
+
+
+class Target:
+    """A SCIM server under load: where it is, its token, its process (if we started it)."""
+
+    def __init__(self, name, url, token, process=None):
+        parts = urlsplit(url)
+        self.name = name
+        self.origin = f'{parts.scheme}://{parts.netloc}'
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.base_path = parts.path.rstrip('/')
+        self.token = token
+        self.process = process
+        self.data = Path(tempfile.mkdtemp(prefix=f'scimlite-bench-{name}-'))
+
+    def wrk(self, scenario, duration, connections, *extra, timeout='10s'):
+        """Run one scenario; the result, with the CPU shares of wrk and of the server."""
+        command = ['wrk', '-t1', f'-c{connections}', f'-d{duration}s', f'--timeout={timeout}', '--latency',
+                   '-s', str(LUA), self.origin, '--', scenario, str(self.data), self.token,
+                   self.base_path, *map(str, extra)]
+        server_before = cpu_seconds(self.process.pid) if self.process else 0.0
+        wrk_before = children_cpu()
+        started = time.monotonic()
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        elapsed = time.monotonic() - started
+        result = parse_wrk(output)
+        result['seconds'] = elapsed
+        result['wrk_cpu'] = children_cpu() - wrk_before
+        result['server_cpu'] = (cpu_seconds(self.process.pid) - server_before) if self.process else float('nan')
+        return result
+
+    def request(self, connection, method, path, body=None):
+        headers = {'Authorization': f'Bearer {self.token}', 'Accept': 'application/scim+json',
+                   'Content-Type': 'application/scim+json'}
+        connection.request(method, self.base_path + path, body=json.dumps(body) if body else None,
+                           headers=headers)
+        answer = connection.getresponse()
+        payload = answer.read()
+        if answer.status >= 400:
+            die(f'{self.name}: {method} {path} -> {answer.status} {payload[:300]!r}')
+        return json.loads(payload) if payload else None
+
+    def connection(self):
+        return http.client.HTTPConnection(self.host, self.port, timeout=120)
+
+    def page_through(self, page_size=100):
+        """GET every user, `page_size` at a time, as Okta's import does; writes the data files."""
+        connection = self.connection()
+        ids, names, start_index, total = [], [], 1, None
+        started = time.monotonic()
+        while total is None or start_index <= total:
+            page = self.request(connection, 'GET', f'/Users?startIndex={start_index}&count={page_size}')
+            total = page['totalResults']
+            resources = page.get('Resources', [])
+            if not resources:
+                break
+            ids += [user['id'] for user in resources]
+            names += [user['userName'] for user in resources]
+            start_index += len(resources)
+        elapsed = time.monotonic() - started
+        connection.close()
+        (self.data / 'ids.txt').write_text('\n'.join(ids) + '\n')
+        (self.data / 'names.txt').write_text('\n'.join(names) + '\n')
+        return len(ids), total, elapsed
+
+    def create_groups(self, count):
+        connection = self.connection()
+        ids = [self.request(connection, 'POST', '/Groups', {
+            'schemas': ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+            'displayName': f'Bench group {number}', 'members': []})['id'] for number in range(count)]
+        connection.close()
+        (self.data / 'groups.txt').write_text('\n'.join(ids) + '\n')
+
+    def user_count(self):
+        connection = self.connection()
+        total = self.request(connection, 'GET', '/Users?count=0')['totalResults']
+        connection.close()
+        return total
+
+    def provision(self, count, connections, chunk_seconds=10):
+        """Okta's create flow until `count` more users exist: the rate of the full chunks.
+
+        wrk runs for a fixed time, so the users are created in chunks of that time;
+        the last chunk, cut short when the count is reached, is left out of the rate."""
+        have = self.user_count()
+        goal = have + count
+        full = {'seconds': 0.0, 'users': 0, 'requests': 0, 'errors': 0, 'wrk_cpu': 0.0, 'server_cpu': 0.0}
+        last = None
+        while have < goal:
+            last = self.wrk('provision', chunk_seconds, connections, goal - have, have)
+            created = self.user_count() - have
+            have += created
+            full['errors'] += last['errors']
+            if have < goal or not full['seconds']:
+                full['seconds'] += last['seconds']
+                full['users'] += created
+                full['requests'] += last['requests']
+                full['wrk_cpu'] += last['wrk_cpu']
+                full['server_cpu'] += last['server_cpu']
+        full.update(p50_ms=last['p50_ms'], p99_ms=last['p99_ms'])
+        full['users_per_second'] = full['users'] / full['seconds']
+        full['rps'] = full['requests'] / full['seconds']
+        return full
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+def measure(target, scenarios, duration, connections):
+    results = {}
+    for scenario in scenarios:
+        results[scenario] = target.wrk(scenario, duration, connections)
+        print(f'  {target.name:9} {scenario:17} {results[scenario]["rps"]:9.1f} req/s', flush=True)
+    return results
+
+
+def prepare(target, users, duration, connections, results):
+    """Provision in two stages, measuring filter_eq at 1,000 users in between."""
+    first = min(users, FIRST_STAGE_USERS)
+    target.provision(first, connections, chunk_seconds=duration)
+    target.page_through()
+    target.create_groups(20)
+    results['filter_eq@1k'] = target.wrk('filter_eq', duration, connections)
+    print(f'  {target.name:9} filter_eq@1k       {results["filter_eq@1k"]["rps"]:9.1f} req/s', flush=True)
+    if users > first:
+        print(f'  {target.name:9} provisioning {users - first} more users ...', flush=True)
+        results['provision'] = target.provision(users - first, connections, chunk_seconds=max(duration, 10))
+        print(f'  {target.name:9} provision          {results["provision"]["users_per_second"]:9.1f} users/s',
+              flush=True)
+    count, total, elapsed = target.page_through()
+    if count != users or total != users:
+        die(f'{target.name}: paging found {count} users, totalResults {total}, expected {users}')
+    results['import_all'] = {'seconds': elapsed, 'pages_per_second': (users / 100) / elapsed}
+
+
+def report(results, ceiling, other, args):
+    print()
+    print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
+          f'{args.connections} keep-alive connections, wrk -t1')
+    print(f'ceiling (bare Bottle+waitress route): {ceiling["rps"]:.0f} req/s, '
+          f'p50 {ceiling["p50_ms"]:.2f} ms, p99 {ceiling["p99_ms"]:.2f} ms')
+    header = f'{"scenario":17} {"req/s":>9} {"p50 ms":>8} {"p99 ms":>8} {"errors":>6} {"/ceiling":>9} {"target":>7}'
+    if other:
+        header += f' {"other":>9} {"/other":>7}'
+    print(header)
+    for scenario, result in results.items():
+        if not isinstance(result, dict) or 'rps' not in result:
+            continue
+        target = TARGETS.get(scenario)
+        rate = result['users_per_second'] if scenario == 'provision' else result['rps']
+        share = rate / ceiling['rps']
+        line = (f'{scenario:17} {rate:9.1f} {result["p50_ms"]:8.2f} {result["p99_ms"]:8.2f} '
+                f'{result["errors"]:6d} {share:9.1%} {(f"{target:.0%}" if target else ""):>7}')
+        if other and scenario in other:
+            other_rate = other[scenario].get('users_per_second') if scenario == 'provision' else other[scenario]['rps']
+            line += f' {other_rate:9.1f} {(rate / other_rate if other_rate else float("inf")):6.1f}x'
+        print(line)
+    if 'provision' in results:
+        print(f'(provision is users created per second, each a lookup and a create: '
+              f'{results["provision"]["rps"]:.0f} req/s)')
+    if 'filter_eq@1k' in results and 'filter_eq' in results:
+        print(f'filter_eq at {args.users} users / at 1,000 users: '
+              f'{results["filter_eq"]["rps"] / results["filter_eq@1k"]["rps"]:.1%}')
+    if 'import_all' in results:
+        print(f'import of all users, 100 a page, one connection: {results["import_all"]["seconds"]:.1f} s '
+              f'({results["import_all"]["pages_per_second"]:.1f} pages/s)')
+    measured = [r for r in results.values() if isinstance(r, dict) and 'wrk_cpu' in r]
+    wrk_cpu = sum(r['wrk_cpu'] for r in measured)
+    server_cpu = sum(r['server_cpu'] for r in measured)
+    if server_cpu:
+        print(f'load generator CPU: {wrk_cpu:.1f} s, server CPU: {server_cpu:.1f} s '
+              f'(wrk share {wrk_cpu / (wrk_cpu + server_cpu):.1%})')
+    print(f'server peak RSS: {results["peak_rss_mb"]:.1f} MB')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--users', type=int, default=100_000)
+    parser.add_argument('--duration', type=int, default=10, help='seconds a scenario')
+    parser.add_argument('--connections', type=int, default=8)
+    parser.add_argument('--scenarios', default=','.join(SCENARIOS))
+    parser.add_argument('--other', help='another SCIM base URL to measure side by side')
+    parser.add_argument('--other-token', default='123456789')
+    parser.add_argument('--other-users', type=int, help='users for the other server (default: --users)')
+    parser.add_argument('--json', help='also write the results to this file')
+    args = parser.parse_args(argv)
+    if not shutil.which('wrk'):
+        die('wrk is needed: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)')
+    scenarios = [s for s in args.scenarios.split(',') if s]
+
+    token = secrets.token_urlsafe(24)
+    workdir = Path(tempfile.mkdtemp(prefix='scimlite-bench-'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('SCIM_')}
+    process, port = start([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--token', token,
+                           '--database', f'sqlite:///{(workdir / "bench.db").as_posix()}'],
+                          r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
+    scim = Target('scimlite', f'http://127.0.0.1:{port}/scim/v2', token, process)
+    ceiling_process, ceiling_port = start([sys.executable, str(HERE / 'ceiling.py')], r'port (\d+)')
+    ceiling = Target('ceiling', f'http://127.0.0.1:{ceiling_port}', token, ceiling_process)
+    other = Target('other', args.other, args.other_token) if args.other else None
+    results, other_results = {}, {}
+    try:
+        print(f'provisioning {args.users} users into scimlite ...', flush=True)
+        prepare(scim, args.users, args.duration, args.connections, results)
+        results['peak_rss_mb'] = peak_rss_mb(process.pid)
+        ceiling_runs = [ceiling.wrk('ceiling', args.duration, args.connections)]
+        results.update(measure(scim, scenarios, args.duration, args.connections))
+        ceiling_runs.append(ceiling.wrk('ceiling', args.duration, args.connections))
+        results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(process.pid))
+        ceiling_result = {key: sum(run[key] for run in ceiling_runs) / len(ceiling_runs)
+                          for key in ('rps', 'p50_ms', 'p99_ms')}
+        rates = ', '.join(f"{run['rps']:.0f}" for run in ceiling_runs)
+        print(f'  ceiling runs: {rates} req/s', flush=True)
+        if other:
+            print(f'provisioning {args.other_users or args.users} users into {args.other} ...', flush=True)
+            prepare(other, args.other_users or args.users, args.duration, args.connections, other_results)
+            other_results.update(measure(other, scenarios, args.duration, args.connections))
+        report(results, ceiling_result, other_results, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({'scimlite': results, 'ceiling': ceiling_result,
+                                                   'other': other_results, 'args': vars(args)}, indent=1))
+    finally:
+        scim.stop()
+        ceiling.stop()
+        if other:
+            other.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

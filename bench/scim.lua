@@ -1,0 +1,128 @@
+-- wrk script for the scimlite benchmark: one scenario per run, chosen by the first argument.
+--   wrk -t1 -c8 -d10s -s bench/scim.lua http://127.0.0.1:PORT -- SCENARIO DATADIR TOKEN BASEPATH [LIMIT]
+-- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py.
+
+local scenario, datadir, token, base, limit
+local ids, names, groups = {}, {}, {}
+local counter, created = 0, 0
+
+local function lines(path)
+  local found = {}
+  local file = io.open(path, "r")
+  if file then
+    for line in file:lines() do found[#found + 1] = line end
+    file:close()
+  end
+  return found
+end
+
+local function pick(list)
+  return list[math.random(#list)]
+end
+
+local function headers()
+  return {
+    ["Authorization"] = "Bearer " .. token,
+    ["Accept"] = "application/scim+json",
+    ["Content-Type"] = "application/scim+json; charset=utf-8",
+    ["User-Agent"] = "Okta SCIM Client 1.0.0",
+  }
+end
+
+local function quoted(text)
+  return (text:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+local function user_body(user_name, extra)
+  return '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. user_name ..
+    '","name":{"givenName":"Bench","familyName":"User"},"emails":[{"primary":true,"value":"' ..
+    user_name .. '","type":"work"}],"displayName":"Bench User","locale":"en-US","externalId":"' ..
+    user_name .. '","groups":[],"password":"Not-stored-1","active":true' .. (extra or "") .. '}'
+end
+
+local patch_schema = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":'
+
+function init(args)
+  scenario, datadir, token, base = args[1], args[2], args[3], args[4]
+  limit = tonumber(args[5] or "0")
+  counter = tonumber(args[6] or "0")
+  math.randomseed(os.time() * 1000 + os.clock() * 1000000)
+  ids = lines(datadir .. "/ids.txt")
+  names = lines(datadir .. "/names.txt")
+  groups = lines(datadir .. "/groups.txt")
+end
+
+local scenarios = {}
+
+-- Okta's provisioning: a lookup by userName, then the create; LIMIT users, then stop.
+local lookup_next = true
+scenarios.provision = function()
+  if created >= limit then
+    wrk.thread:stop()
+    return wrk.format("GET", base .. "/ServiceProviderConfig", headers())
+  end
+  local user_name = string.format("user%07d@bench.example", counter)
+  if lookup_next then
+    lookup_next = false
+    return wrk.format("GET", base .. "/Users?filter=userName%20eq%20%22" .. quoted(user_name) ..
+      "%22&startIndex=1&count=100", headers())
+  end
+  lookup_next, counter, created = true, counter + 1, created + 1
+  return wrk.format("POST", base .. "/Users", headers(), user_body(user_name))
+end
+
+scenarios.ceiling = function()
+  return wrk.format("GET", "/ping", headers())
+end
+
+scenarios.get_by_id = function()
+  return wrk.format("GET", base .. "/Users/" .. pick(ids), headers())
+end
+
+scenarios.filter_eq = function()
+  return wrk.format("GET", base .. "/Users?filter=userName%20eq%20%22" .. quoted(pick(names)) ..
+    "%22&startIndex=1&count=100", headers())
+end
+
+scenarios.list_page = function()
+  local start = math.random(math.max(1, #ids - 99))
+  return wrk.format("GET", base .. "/Users?startIndex=" .. start .. "&count=100", headers())
+end
+
+scenarios.patch_deactivate = function()
+  local active = math.random(2) == 1 and "false" or "true"
+  return wrk.format("PATCH", base .. "/Users/" .. pick(ids), headers(),
+    patch_schema .. '[{"op":"replace","value":{"active":' .. active .. '}}]}')
+end
+
+scenarios.put_replace = function()
+  local index = math.random(#ids)
+  local body = user_body(names[index], ',"id":"' .. ids[index] .. '","title":"Title ' .. math.random(1000) .. '"')
+  return wrk.format("PUT", base .. "/Users/" .. ids[index], headers(), body)
+end
+
+-- Okta's membership PATCH: remove one member and add another, in one request.
+scenarios.group_members = function()
+  local out, into = pick(ids), pick(ids)
+  return wrk.format("PATCH", base .. "/Groups/" .. pick(groups), headers(),
+    patch_schema .. '[{"op":"remove","path":"members[value eq \\"' .. out .. '\\"]"},' ..
+    '{"op":"add","path":"members","value":[{"value":"' .. into .. '","display":"x"}]}]}')
+end
+
+-- What an Okta org does to an app in a day, roughly: lookups and reads, some updates.
+local mix = {
+  {40, "filter_eq"}, {25, "get_by_id"}, {15, "patch_deactivate"},
+  {10, "put_replace"}, {5, "group_members"}, {5, "list_page"},
+}
+
+scenarios.mixed = function()
+  local roll, total = math.random(100), 0
+  for _, entry in ipairs(mix) do
+    total = total + entry[1]
+    if roll <= total then return scenarios[entry[2]]() end
+  end
+end
+
+function request()
+  return scenarios[scenario]()
+end
