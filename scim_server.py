@@ -23,6 +23,7 @@ the command line.
 import argparse
 import configparser
 import copy
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -120,8 +121,8 @@ def normalise_settings(overrides):
             settings[key] = int(settings[key])
         except (TypeError, ValueError):
             raise SettingsError(f'{key} must be a whole number, not {settings[key]!r}') from None
-    if not 0 <= settings['port'] < 65536:   # 0: any free port, printed in the banner
-        raise SettingsError(f'port must be between 1 and 65535, not {settings["port"]}')
+    if not 0 <= settings['port'] < 65536:
+        raise SettingsError(f'port must be from 0 (any free port) to 65535, not {settings["port"]}')
     tokens = settings.get('tokens') or [t.strip() for t in str(settings['token']).split(',')]
     settings['tokens'] = tuple(token for token in tokens if token)
     if not settings['tokens']:
@@ -198,14 +199,20 @@ def read_json():
     if len(body) > limit:
         raise ScimError(413, None, f'The body is larger than {limit} bytes.')
     try:
-        document = json.loads(body.decode('utf-8'))
-    except UnicodeDecodeError:
-        raise ScimError(400, 'invalidSyntax', 'The body is not UTF-8.') from None
+        document = json.loads(body.decode('utf-8'), parse_constant=_refuse_constant)
+        # "\ud800" is valid JSON but no text: it could be neither stored nor answered.
+        json.dumps(document, ensure_ascii=False, allow_nan=False).encode('utf-8')
+    except UnicodeError:
+        raise ScimError(400, 'invalidSyntax', 'The body is not UTF-8 text.') from None
     except (ValueError, RecursionError) as error:
         raise ScimError(400, 'invalidSyntax', f'The body is not valid JSON: {error}') from None
     if not isinstance(document, dict):
         raise ScimError(400, 'invalidSyntax', 'The body must be a JSON object.')
     return document
+
+
+def _refuse_constant(name):
+    raise ValueError(f'{name} is not a JSON number')
 
 
 def scim_reply(document, status=200, location=None, version=None):
@@ -216,24 +223,28 @@ def scim_reply(document, status=200, location=None, version=None):
         response.set_header('Location', location)
     if version is not None:
         response.set_header('ETag', etag(version))
-    return json.dumps(document, ensure_ascii=False, separators=(',', ':')).encode('utf-8')
+    return json.dumps(document, ensure_ascii=False, separators=(',', ':'), allow_nan=False).encode('utf-8')
 
 
 def etag(version):
     return f'W/"{version}"'
 
 
-def expected_version():
-    """If-Match as a stored version number: None when absent or `*`; 412 if unreadable."""
+def if_match():
+    """If-Match as the set of stored versions it accepts: None when absent or `*`.
+
+    Tags that name no version of ours (`"abc"`) match nothing, so a set of only
+    such tags ends in 412."""
     header = request.get_header('If-Match')
     if not header or header.strip() == '*':
         return None
-    text = header.strip()
-    text = text[2:] if text.startswith('W/') else text
-    try:
-        return int(text.strip('"'))
-    except ValueError:
-        raise ScimError(412, None, f'If-Match {header!r} does not match the current version.') from None
+    versions = set()
+    for tag in header.split(','):
+        text = tag.strip()
+        text = (text[2:] if text.startswith('W/') else text).strip('"')
+        if text.isdigit():
+            versions.add(int(text))
+    return frozenset(versions)
 
 
 def not_modified(version):
@@ -379,6 +390,17 @@ SCHEMAS = {
 }
 
 
+# Attributes of every resource (RFC 7643 §3.1), in no schema document.
+COMMON_ATTRIBUTES = {
+    'id': attribute('id', case_exact=True, mutability='readOnly', returned='always'),
+    'externalid': attribute('externalId', case_exact=True),
+    'meta': attribute('meta', 'complex', mutability='readOnly', sub=[
+        attribute(name, type_, mutability='readOnly') for name, type_ in (
+            ('resourceType', 'string'), ('created', 'dateTime'), ('lastModified', 'dateTime'),
+            ('location', 'reference'), ('version', 'string'))]),
+}
+
+
 class ResourceType:
     """What differs between Users and Groups: schemas, endpoint, store functions."""
 
@@ -388,15 +410,17 @@ class ResourceType:
         self.schema = schema
         self.extensions = extensions
         self.attributes = {a['name'].lower(): a for a in attributes}
+        self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
         self.membership = membership          # 'groups' on users (read-only), 'members' on groups
         self.required = required
         self.multi_valued = frozenset(a['name'] for a in attributes
                                       if a['multiValued'] and a['name'] != membership)
 
     def definition(self, urn):
-        """The attribute map of the core schema or of a known extension."""
+        """The attribute map of the core schema (with externalId) or of a known extension;
+        None for an extension we do not know."""
         if urn is None or urn.lower() == self.schema.lower():
-            return self.attributes
+            return self.writable
         for extension in self.extensions:
             if urn.lower() == extension.lower():
                 return {a['name'].lower(): a for a in SCHEMAS[extension][2]}
@@ -423,7 +447,7 @@ def find_key(mapping, name):
     if name in mapping:
         return name
     lowered = name.lower()
-    return next((key for key in mapping if isinstance(key, str) and key.lower() == lowered), None)
+    return next((key for key in mapping if key.lower() == lowered), None)
 
 
 def check_value(definition, value, where):
@@ -455,14 +479,6 @@ def check_value(definition, value, where):
         if not isinstance(value, bool):
             raise ScimError(400, 'invalidValue', f'{where} must be true or false.')
         return value
-    if kind == 'integer':
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ScimError(400, 'invalidValue', f'{where} must be an integer.')
-        return value
-    if kind == 'decimal':
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScimError(400, 'invalidValue', f'{where} must be a number.')
-        return value
     if not isinstance(value, str):
         raise ScimError(400, 'invalidValue', f'{where} must be a string.')
     if kind == 'dateTime' and store.normalise_time(value) is None:
@@ -490,31 +506,47 @@ def clean_resource(body, kind):
     not part of the stored resource: they live in link rows."""
     schemas = check_schemas(body, kind)
     resource = {'schemas': schemas}
+    core = kind.definition(None)
     for key, value in body.items():
         lowered = key.lower()
         if lowered in ('schemas', 'password', kind.membership) or lowered in READ_ONLY_COMMON or value is None:
             continue
         urn = kind.known_urn(key) if lowered.startswith('urn:') else None
         if urn and urn != kind.schema:
-            if not isinstance(value, dict):
-                raise ScimError(400, 'invalidValue', f'{urn} must be an object.')
-            extension = kind.definition(urn)
-            resource[urn] = {definition['name'] if definition else name: (
-                check_value(definition, item, f'{urn}:{name}') if definition else item)
-                for name, item in value.items() if item is not None
-                for definition in [extension.get(name.lower())]}
+            resource[urn] = check_extension(kind, urn, value)
             continue
-        definition = kind.attributes.get(lowered)
+        definition = core.get(lowered)
         if definition is None:
             resource[key] = value
         elif definition['mutability'] != 'readOnly':
             resource[definition['name']] = check_value(definition, value, definition['name'])
+            check_single_primary(definition, resource[definition['name']])
     required = resource.get(kind.required)
     if not isinstance(required, str) or not required.strip():
         raise ScimError(400, 'invalidValue', f'{kind.required} is required and must be a non-empty string.')
-    if 'active' not in resource and kind is USERS:
-        resource['active'] = True
     return resource
+
+
+def check_extension(kind, urn, value):
+    if not isinstance(value, dict):
+        raise ScimError(400, 'invalidValue', f'{urn} must be an object.')
+    definitions = kind.definition(urn)
+    checked = {}
+    for name, item in value.items():
+        definition = definitions.get(name.lower())
+        if item is None or (definition and definition['mutability'] == 'readOnly'):
+            continue
+        if definition:
+            checked[definition['name']] = check_value(definition, item, f'{urn}:{definition["name"]}')
+        else:
+            checked[name] = item
+    return checked
+
+
+def check_single_primary(definition, values):
+    """RFC 7643 §2.4: "primary" is true for one value at most."""
+    if definition['multiValued'] and sum(1 for v in values if isinstance(v, dict) and v.get('primary') is True) > 1:
+        raise ScimError(400, 'invalidValue', f'{definition["name"]}: at most one value may be primary.')
 
 
 def member_ids(value, where='members'):
@@ -551,17 +583,26 @@ def render(record, kind, projection=None):
         'location': location,
         'version': etag(record['version']),
     }
-    if projection:
-        document = projection(document)
-    return document
+    return projection.apply(document) if projection else document
 
 
 # ---------------------------------------------------------------------------
 # Query parameters: paging and attribute projection
 # ---------------------------------------------------------------------------
 
-def query_integer(name, default):
+def query_parameter(name):
+    """A query parameter as text: Bottle gives latin-1, browsers and IdPs send UTF-8."""
     text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return text.encode('latin-1').decode('utf-8')
+    except UnicodeError:
+        raise ScimError(400, 'invalidValue', f'{name} is not UTF-8.') from None
+
+
+def query_integer(name, default):
+    text = query_parameter(name)
     if text is None or text == '':
         return default
     try:
@@ -579,7 +620,7 @@ def paging():
 
 
 def parse_filter_parameter(kind):
-    text = request.query.get('filter')
+    text = query_parameter('filter')
     if text is None or not text.strip():
         return None
     try:
@@ -587,16 +628,6 @@ def parse_filter_parameter(kind):
     except F.FilterSyntaxError as error:
         raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
     return canonical_filter(expr, kind)
-
-
-COMMON_ATTRIBUTES = {
-    'id': attribute('id', case_exact=True, mutability='readOnly', returned='always'),
-    'externalid': attribute('externalId', case_exact=True),
-    'meta': attribute('meta', 'complex', mutability='readOnly', sub=[
-        attribute(name, type_, mutability='readOnly') for name, type_ in (
-            ('resourceType', 'string'), ('created', 'dateTime'), ('lastModified', 'dateTime'),
-            ('location', 'reference'), ('version', 'string'))]),
-}
 
 
 def canonical_filter(expr, kind, within=None):
@@ -642,44 +673,112 @@ def canonical_sub_path(path, parent):
     return F.AttrPath(subs[path.attr.lower()]['name'])
 
 
-ALWAYS_RETURNED = {'id', 'schemas', 'meta'}
+ALWAYS_RETURNED = ('id', 'schemas', 'meta')
 
 
-def projection_from_query():
-    """`attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5) as a function on documents."""
-    wanted = request.query.get('attributes')
-    unwanted = request.query.get('excludedAttributes')
+class Projection:
+    """`attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5): what a response carries.
+
+    Names match ignoring case; `name.sub` reaches into a complex or a multi-valued
+    attribute; an extension URN names the whole extension and `urn:...:attr[.sub]`
+    one of its attributes. `id`, `schemas` and `meta` always stay."""
+
+    def __init__(self, kind, text, include):
+        self.include = include
+        self.paths = [self.parse(name.strip(), kind) for name in text.split(',') if name.strip()]
+
+    @staticmethod
+    def parse(name, kind):
+        """-> (extension URN or None, attribute or None for the whole extension, sub or None)."""
+        whole = kind.known_urn(name)
+        if whole and whole != kind.schema:
+            return whole, None, None
+        try:
+            path = F.parse_path(name)
+        except F.FilterSyntaxError as error:
+            raise ScimError(400, 'invalidValue', f'Bad attribute name {name!r}: {error}.') from None
+        if path.filter is not None:
+            raise ScimError(400, 'invalidValue', f'{name!r}: attribute names take no filter here.')
+        urn = path.path.urn
+        if urn and kind.known_urn(urn) == kind.schema:
+            urn = None
+        return urn, path.path.attr, path.path.sub
+
+    def wants(self, attribute):
+        """Whether a core attribute (e.g. members) appears at all: if not, it need not be read."""
+        named = [sub for urn, attr, sub in self.paths if urn is None and attr and attr.lower() == attribute]
+        return bool(named) if self.include else None not in named
+
+    def apply(self, document):
+        if self.include:
+            kept = {key: value for key, value in document.items() if key in ALWAYS_RETURNED}
+            for urn, attr, sub in self.paths:
+                _copy_attribute(document, kept, urn, attr, sub)
+            return kept
+        kept = copy.deepcopy(document)
+        for urn, attr, sub in self.paths:
+            _drop_attribute(kept, urn, attr, sub)
+        return kept
+
+
+def _copy_attribute(source, target, urn, attr, sub):
+    if urn is not None:
+        key = find_key(source, urn)
+        if key is None:
+            return
+        if attr is None:
+            target[key] = source[key]
+            return
+        source, target = source[key], target.setdefault(key, {})
+    key = find_key(source, attr)
+    if key is None:
+        return
+    value = source[key]
+    if sub is None:
+        target[key] = value
+    elif isinstance(value, dict):
+        target.setdefault(key, {}).update((k, v) for k, v in value.items() if k.lower() == sub.lower())
+    elif isinstance(value, list):
+        picked = target.setdefault(key, [{} for _ in value])
+        for item, chosen in zip(value, picked):
+            if isinstance(item, dict):
+                chosen.update((k, v) for k, v in item.items() if k.lower() == sub.lower())
+
+
+def _drop_attribute(document, urn, attr, sub):
+    container = document
+    if urn is not None:
+        key = find_key(document, urn)
+        if key is None:
+            return
+        if attr is None:
+            del document[key]
+            return
+        container = document[key]
+    key = find_key(container, attr)
+    if key is None or (urn is None and key in ALWAYS_RETURNED):
+        return
+    if sub is None:
+        del container[key]
+        return
+    for item in container[key] if isinstance(container[key], list) else [container[key]]:
+        if isinstance(item, dict):
+            item.pop(find_key(item, sub) or sub, None)
+
+
+def projection_from_query(kind):
+    """The request's Projection, or None when it asks for the default attributes."""
+    wanted = query_parameter('attributes')
+    unwanted = query_parameter('excludedAttributes')
     if wanted and unwanted:
         raise ScimError(400, 'invalidValue', 'Give attributes or excludedAttributes, not both.')
     if not (wanted or unwanted):
         return None
-    names = {name.strip().lower().rsplit(':', 1)[-1] for name in (wanted or unwanted).split(',') if name.strip()}
-    tops = {name.split('.')[0] for name in names}
+    return Projection(kind, wanted or unwanted, include=bool(wanted))
 
-    def project(document):
-        if wanted:
-            kept = {}
-            for key, value in document.items():
-                lowered = key.lower()
-                if lowered in ALWAYS_RETURNED or lowered in names:
-                    kept[key] = value
-                elif lowered in tops and isinstance(value, dict):
-                    subs = {n.split('.', 1)[1] for n in names if n.startswith(lowered + '.')}
-                    kept[key] = {k: v for k, v in value.items() if k.lower() in subs}
-            return kept
-        kept = {}
-        for key, value in document.items():
-            lowered = key.lower()
-            if lowered in names and lowered not in ALWAYS_RETURNED:
-                continue
-            if lowered in tops and isinstance(value, dict):
-                subs = {n.split('.', 1)[1] for n in names if n.startswith(lowered + '.')}
-                value = {k: v for k, v in value.items() if k.lower() not in subs}
-            kept[key] = value
-        return kept
 
-    project.excludes_members = ('members' in names) if unwanted else ('members' not in tops)
-    return project
+def members_wanted(projection):
+    return projection is None or projection.wants('members')
 
 
 def list_response(records, total, start_index, kind, projection):
@@ -792,19 +891,28 @@ def read_patch_operations(body, kind, resource_id):
     return operations
 
 
-def parse_patch_path(text, kind):
-    """A PATCH path -> (urn or None, PatchPath); a bare extension URN is (urn, None)."""
-    urn = kind.known_urn(text)
-    if urn and urn != kind.schema:
-        return urn, None
+def parse_patch_path(text, kind, schemas=()):
+    """A PATCH path -> (extension URN or None for the core schema, PatchPath).
+
+    The PatchPath is None when the path is a whole extension. An extension we do
+    not know (Okta's custom attributes) is schemaless: kept as sent; `schemas` are
+    the resource's, so a custom extension it already has is recognised whole."""
+    whole = kind.known_urn(text) or next((urn for urn in schemas if urn.lower() == text.lower()), None)
+    if whole and whole != kind.schema:
+        return whole, None
     try:
         path = F.parse_path(text)
     except F.FilterSyntaxError as error:
         raise ScimError(400, 'invalidPath', f'Bad path {text!r}: {error}.') from None
     urn = path.path.urn
-    if urn is not None and kind.known_urn(urn) is None:
-        raise ScimError(400, 'invalidPath', f'Unknown schema in path {text!r}.')
-    return (kind.known_urn(urn) if urn else None), path
+    if urn is None:
+        return None, path
+    known = kind.known_urn(urn)
+    if known == kind.schema:   # urn:...:core:2.0:User:userName is userName
+        return None, dataclasses.replace(path, path=dataclasses.replace(path.path, urn=None))
+    if known is None and urn.lower() in (USER_SCHEMA.lower(), GROUP_SCHEMA.lower()):
+        raise ScimError(400, 'invalidPath', f'{text!r} names an attribute of another resource type.')
+    return known or urn, path
 
 
 class Patcher:
@@ -833,7 +941,7 @@ class Patcher:
         self.apply_path(op, operation['path'], value)
 
     def apply_path(self, op, text, value):
-        urn, path = parse_patch_path(text, self.kind)
+        urn, path = parse_patch_path(text, self.kind, self.resource['schemas'])
         if path is not None:
             return self.apply_to(op, urn, path, value)
         # The whole extension, e.g. path "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -880,10 +988,13 @@ class Patcher:
             container.pop(key, None)
             return
         if definition:
-            value = check_value(definition, value if not (definition['multiValued'] and isinstance(value, dict)) else [value], name)
+            if definition['multiValued'] and isinstance(value, dict):
+                value = [value]   # one value given for a multi-valued attribute
+            value = check_value(definition, value, name)
         if definition and definition['multiValued'] and op == 'add':
             existing = container.get(key) or []
-            container[key] = existing + [item for item in value if item not in existing]
+            container[key] = existing + [item for item in value
+                                         if not any(same_value(item, old) for old in existing)]
         elif definition and definition['type'] == 'complex' and isinstance(container.get(key), dict):
             container[key] = {**container[key], **value}   # RFC: unspecified sub-attributes stay
         else:
@@ -892,15 +1003,19 @@ class Patcher:
             self.single_primary(container[key], value)
 
     def container(self, urn, create):
-        if urn is None or urn == self.kind.schema:
+        if urn is None:
             return self.resource
-        if urn not in self.resource:
+        key = find_key(self.resource, urn)
+        if key is None:
             if not create:
                 return None
-            self.resource[urn] = {}
-            if urn not in self.resource['schemas']:
+            key = urn
+            self.resource[key] = {}
+            if not any(known.lower() == urn.lower() for known in self.resource['schemas']):
                 self.resource['schemas'].append(urn)
-        return self.resource[urn]
+        if not isinstance(self.resource[key], dict):
+            raise ScimError(400, 'invalidPath', f'{key} is not an extension object.')
+        return self.resource[key]
 
     def patch_sub_attribute(self, op, container, key, definition, sub, value):
         subs = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
@@ -925,50 +1040,58 @@ class Patcher:
     def patch_filtered(self, op, container, key, definition, value_filter, sub, value):
         if definition is not None and not definition['multiValued']:
             raise ScimError(400, 'invalidPath', f'{key} is not multi-valued: it takes no filter.')
-        items = container.get(key) or []
-        matches = [i for i, item in enumerate(items) if isinstance(item, dict) and matches_filter(value_filter, item)]
+        items = list(container.get(key) or [])
+        if not all(isinstance(item, dict) for item in items) or not isinstance(container.get(key, []), list):
+            raise ScimError(400, 'invalidPath', f'{key} is not a list of complex values: it takes no filter.')
+        matches = [i for i, item in enumerate(items) if matches_filter(value_filter, item)]
         sub_definitions = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
         if not matches:
             created = equality_item(value_filter) if op == 'add' and sub else None
             if created is None:
                 raise ScimError(400, 'noTarget', f'No value of {key} matches the filter.')
-            items = items + [created]
+            items.append(created)
             matches = [len(items) - 1]
         if op == 'remove':
             if sub:
                 for i in matches:
-                    items[i].pop(find_key(items[i], sub) or sub, None)
+                    items[i] = {k: v for k, v in items[i].items() if k.lower() != sub.lower()}
             else:
                 items = [item for i, item in enumerate(items) if i not in matches]
+            changed = []
         elif sub:
             sub_definition = sub_definitions.get(sub.lower())
+            if sub_definition and sub_definition['mutability'] == 'readOnly':
+                raise ScimError(400, 'mutability', f'{key}.{sub} is read-only.')
             sub_name = sub_definition['name'] if sub_definition else sub
             if sub_definition:
                 value = check_value(sub_definition, value, f'{key}.{sub_name}')
             for i in matches:
                 items[i] = dict(items[i])
                 items[i][find_key(items[i], sub_name) or sub_name] = value
+            changed = [items[i] for i in matches]
         else:
             if definition:
                 value = check_value(dict(definition, multiValued=False), value, key)
+            if not isinstance(value, dict):
+                raise ScimError(400, 'invalidValue', f'{key}[...] takes an object value.')
             for i in matches:
                 items[i] = value if op == 'replace' else {**items[i], **value}
+            changed = [items[i] for i in matches]
         if items:
             container[key] = items
-            self.single_primary(items, [items[i] for i in matches])
+            self.single_primary(items, changed)
         else:
             container.pop(key, None)
 
     @staticmethod
     def single_primary(items, changed):
         """Setting primary on one value clears it on the others (RFC 7643 §2.4)."""
-        changed = changed if isinstance(changed, list) else [changed]
         newly_primary = [item for item in changed if isinstance(item, dict) and item.get('primary') is True]
         if newly_primary:
             keep = newly_primary[-1]
-            for item in items:
-                if isinstance(item, dict) and item is not keep and item.get('primary') is True and item != keep:
-                    item['primary'] = False
+            for index, item in enumerate(items):
+                if isinstance(item, dict) and item is not keep and item.get('primary') is True:
+                    items[index] = dict(item, primary=False)
 
     # -- group membership: link rows, never the whole member list -------------
 
@@ -988,6 +1111,15 @@ class Patcher:
             self.member_operations.append(('remove', member_ids(value)))
         else:
             self.member_operations.append(('remove', None))
+
+
+def same_value(new, old):
+    """Whether an added value is already there: the same value and type, ignoring case."""
+    if isinstance(new, dict) and isinstance(old, dict) and 'value' in new:
+        def identity(item):
+            return tuple(str(item.get(k, '')).lower() for k in ('value', 'type'))
+        return identity(new) == identity(old)
+    return new == old
 
 
 def member_filter_ids(value_filter):
@@ -1163,58 +1295,63 @@ def store_errors(call, *args, **kwargs):
         raise ScimError(400, 'invalidFilter', f'{error}.') from None
 
 
-def reply_resource(record, kind, status=200):
-    projection = projection_from_query()
+def reply_resource(record, kind, status=200, projection=None):
     location = f'{base_url()}{kind.endpoint}/{record["id"]}'
     return scim_reply(render(record, kind, projection), status, location, record['version'])
 
 
-def reply_read(record, kind):
+def reply_read(record, kind, projection):
     if not_modified(record['version']):
         response.status = 304
         response.set_header('ETag', etag(record['version']))
         return b''
-    return reply_resource(record, kind)
+    return reply_resource(record, kind, projection=projection)
 
 
 def users_list():
     """GET /Users: a ListResponse of the users that match `filter`."""
     expr = parse_filter_parameter(USERS)
     start_index, count = paging()
+    projection = projection_from_query(USERS)
     total, records = store_errors(store.list_users, expr, start_index, count, USERS.multi_valued)
-    return scim_reply(list_response(records, total, start_index, USERS, projection_from_query()))
+    return scim_reply(list_response(records, total, start_index, USERS, projection))
 
 
 def users_create():
     """POST /Users."""
+    projection = projection_from_query(USERS)
     resource = clean_resource(read_json(), USERS)
-    return reply_resource(store_errors(store.create_user, resource), USERS, 201)
+    resource.setdefault('active', True)
+    return reply_resource(store_errors(store.create_user, resource), USERS, 201, projection)
 
 
 def user_get(user_id):
     """GET /Users/{id}."""
-    return reply_read(store_errors(store.get_user, user_id), USERS)
+    projection = projection_from_query(USERS)
+    return reply_read(store_errors(store.get_user, user_id), USERS, projection)
 
 
 def user_replace(user_id):
     """PUT /Users/{id}: a full replace; read-only attributes in the body are ignored."""
+    projection = projection_from_query(USERS)
     resource = clean_resource(read_json(), USERS)
-    record = store_errors(store.update_user, user_id, lambda _: resource, expected_version())
-    return reply_resource(record, USERS)
+    record = store_errors(store.update_user, user_id, lambda _: resource, if_match())
+    return reply_resource(record, USERS, projection=projection)
 
 
 def user_patch(user_id):
     """PATCH /Users/{id}."""
+    projection = projection_from_query(USERS)
     operations = read_patch_operations(read_json(), USERS, user_id)
     record = store_errors(store.update_user, user_id,
                           lambda current: patched_resource(USERS, current, operations)[0],
-                          expected_version())
-    return reply_resource(record, USERS)
+                          if_match())
+    return reply_resource(record, USERS, projection=projection)
 
 
 def user_delete(user_id):
     """DELETE /Users/{id}."""
-    store_errors(store.delete_user, user_id, expected_version())
+    store_errors(store.delete_user, user_id, if_match())
     response.status = 204
     return b''
 
@@ -1223,52 +1360,53 @@ def groups_list():
     """GET /Groups: a ListResponse; `excludedAttributes=members` reads no link rows."""
     expr = parse_filter_parameter(GROUPS)
     start_index, count = paging()
-    projection = projection_from_query()
-    with_members = not (projection and projection.excludes_members)
-    total, records = store_errors(store.list_groups, expr, start_index, count, with_members,
-                                  GROUPS.multi_valued)
+    projection = projection_from_query(GROUPS)
+    total, records = store_errors(store.list_groups, expr, start_index, count,
+                                  members_wanted(projection), GROUPS.multi_valued)
     return scim_reply(list_response(records, total, start_index, GROUPS, projection))
 
 
 def groups_create():
     """POST /Groups."""
+    projection = projection_from_query(GROUPS)
     body = read_json()
     resource = clean_resource(body, GROUPS)
     members = member_ids(body.get(find_key(body, 'members') or 'members'))
-    return reply_resource(store_errors(store.create_group, resource, members), GROUPS, 201)
+    return reply_resource(store_errors(store.create_group, resource, members), GROUPS, 201, projection)
 
 
 def group_get(group_id):
     """GET /Groups/{id}."""
-    projection = projection_from_query()
-    with_members = not (projection and projection.excludes_members)
-    return reply_read(store_errors(store.get_group, group_id, with_members), GROUPS)
+    projection = projection_from_query(GROUPS)
+    record = store_errors(store.get_group, group_id, members_wanted(projection))
+    return reply_read(record, GROUPS, projection)
 
 
 def group_replace(group_id):
     """PUT /Groups/{id}: replaces the attributes and the whole member list."""
+    projection = projection_from_query(GROUPS)
     body = read_json()
     resource = clean_resource(body, GROUPS)
     members = member_ids(body.get(find_key(body, 'members') or 'members'))
     operations = [('remove', None), ('add', members)]
-    record = store_errors(store.update_group, group_id, lambda _: (resource, operations), expected_version())
-    return reply_resource(record, GROUPS)
+    record = store_errors(store.update_group, group_id, lambda _: (resource, operations), if_match(),
+                          members_wanted(projection))
+    return reply_resource(record, GROUPS, projection=projection)
 
 
 def group_patch(group_id):
     """PATCH /Groups/{id}: member changes touch only the link rows involved."""
+    projection = projection_from_query(GROUPS)
     operations = read_patch_operations(read_json(), GROUPS, group_id)
-    projection = projection_from_query()
-    with_members = not (projection and projection.excludes_members)
     record = store_errors(store.update_group, group_id,
                           lambda current: patched_resource(GROUPS, current, operations),
-                          expected_version(), with_members)
-    return reply_resource(record, GROUPS)
+                          if_match(), members_wanted(projection))
+    return reply_resource(record, GROUPS, projection=projection)
 
 
 def group_delete(group_id):
     """DELETE /Groups/{id}."""
-    store_errors(store.delete_group, group_id, expected_version())
+    store_errors(store.delete_group, group_id, if_match())
     response.status = 204
     return b''
 
@@ -1302,13 +1440,12 @@ def authenticate():
     """`Authorization: Bearer <token>`, or Okta's header mode sending the bare token.
 
     Every configured token is compared, in constant time, so timing tells nothing."""
-    header = request.get_header('Authorization', '')
+    header = request.environ.get('HTTP_AUTHORIZATION', '')   # as WSGI gives it: bytes as latin-1
     scheme, _, credentials = header.partition(' ')
-    presented = credentials if scheme.lower() == 'bearer' else header
-    presented = presented.encode('utf-8', 'surrogateescape')
+    presented = (credentials if scheme.lower() == 'bearer' else header).encode('latin-1', 'replace')
     matched = False
     for token in request.app.settings['tokens']:
-        matched |= hmac.compare_digest(presented, token.encode('utf-8'))
+        matched |= hmac.compare_digest(presented, token.encode('utf-8'))  # a UTF-8 token matches its bytes
     if not header or not matched:
         raise ScimError(401, None, 'A valid token is required: Authorization: Bearer <token>.',
                         WWW_Authenticate='Bearer realm="scimlite"')

@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 32
+MAX_NUMBER = 2 ** 63 - 1   # what a database integer holds
 COMPARISON_OPERATORS = ('eq', 'ne', 'co', 'sw', 'ew', 'gt', 'ge', 'lt', 'le')
 
 
@@ -259,7 +260,11 @@ class _Parser:
         if token.kind == 'string':
             return json.loads(token.text)
         if token.kind == 'number':
-            return json.loads(token.text)
+            number = json.loads(token.text)
+            if not (-MAX_NUMBER <= number <= MAX_NUMBER):   # also catches inf from 1e999
+                self.index -= 1
+                raise self._error(f'a number beyond ±{MAX_NUMBER}')
+            return number
         if token.kind == 'name' and token.text.lower() in ('true', 'false', 'null'):
             return {'true': True, 'false': False, 'null': None}[token.text.lower()]
         self.index -= 1

@@ -30,7 +30,6 @@ import scimfilter as F
 SCHEMA_FILE = Path(__file__).with_name('schema.sql')
 # Time-stamps are stored as fixed-width UTC text, so they sort as they compare.
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%S.%fZ'
-MAX_WRITE_ATTEMPTS = 10
 
 database = DatabaseProxy()
 
@@ -92,6 +91,8 @@ def open_database(url):
         'foreign_keys': 1,
         'busy_timeout': 10000,
     })
+    # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
+    db.register_function(_lower, 'scim_lower', 1, deterministic=True)
     database.initialize(db)
     try:
         apply_schema()
@@ -108,6 +109,15 @@ def apply_schema():
     with database.atomic():
         for statement in statements:
             database.execute_sql(statement)
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def lower(expression):
+    """Lower-case in SQL as Python's str.lower does (the keys are lower-cased in Python)."""
+    return fn.scim_lower(expression)
 
 
 def close_database():
@@ -215,7 +225,7 @@ class _Column:
             return _compare(self.field, op, moment)
         if self.case_exact:
             return _compare(self.field, op, value)
-        field = self.key_field if self.key_field is not None else fn.LOWER(self.field)
+        field = self.key_field if self.key_field is not None else lower(self.field)
         return _compare(field, op, value.lower())
 
 
@@ -311,6 +321,10 @@ class _FilterTranslator:
             return self.membership_exists(path.sub or 'value', op, value, str(path))
         if core and key in self.columns:
             return self.columns[key].expression(op, value, str(path))
+        if core and path.attr == 'meta':
+            raise UnsupportedFilter(f'{path} cannot be searched: only meta.created and meta.lastModified')
+        if core and path.attr in self.multi_valued and op == 'pr' and not path.sub:
+            return fn.COALESCE(fn.json_array_length(self.model.resource, _json_path(path.attr)), 0) > 0
         if core and path.attr in self.multi_valued:
             # `emails.value eq "x"` / `emails eq "x"`: some email's value is x.
             return self.any_item(path.attr, _json_compare(
@@ -392,16 +406,15 @@ def _json_compare(value_sql, op, value):
             raise UnsupportedFilter('true/false are compared with eq or ne only')
         return _compare(value_sql, op, value)
     if isinstance(value, str):
-        return _compare(fn.LOWER(value_sql), op, value.lower())
+        return _compare(lower(value_sql), op, value.lower())
     if op in ('co', 'sw', 'ew'):
         raise UnsupportedFilter(f'{op} compares strings, not numbers')
     return _compare(value_sql, op, value)
 
 
-def filter_expression(expr, columns, membership, multi_valued=frozenset(), model=None):
+def filter_expression(expr, columns, membership, multi_valued=frozenset()):
     """Translate a filter AST into one Peewee expression with bound parameters."""
-    model = model or membership[2].model
-    return _FilterTranslator(model, columns, membership, multi_valued).translate(expr)
+    return _FilterTranslator(membership[2].model, columns, membership, multi_valued).translate(expr)
 
 
 USER_MEMBERSHIP = ('groups', Link.group, User.id)
@@ -467,10 +480,11 @@ def _page(model, where, start_index, count):
     query = model.select()
     if where is not None:
         query = query.where(where)
-    total = query.count()
-    if count == 0 or total < start_index:
-        return total, []
-    rows = list(query.order_by(model.created, model.id).offset(start_index - 1).limit(count))
+    with database.atomic():   # one snapshot: totalResults agrees with the page
+        total = query.count()
+        if count == 0 or total < start_index:
+            return total, []
+        rows = list(query.order_by(model.created, model.id).offset(start_index - 1).limit(count))
     return total, rows
 
 
@@ -516,44 +530,55 @@ def create_user(resource):
     return get_user(user_id)
 
 
-def update_user(user_id, change, expected_version=None):
-    """Apply `change(record) -> new resource` and store it, optimistically.
+def writing():
+    """A transaction that takes the write lock before its first read.
 
-    If another writer stored a new version between our read and our write, read
-    again and re-apply, so concurrent PATCHes never lose each other's changes."""
-    for _ in range(MAX_WRITE_ATTEMPTS):
+    SQLite then serialises read-modify-write cycles (a deferred transaction that
+    reads first cannot upgrade once another writer has committed), so concurrent
+    PATCHes neither lose each other's changes nor fail."""
+    if isinstance(database.obj, SqliteDatabase):
+        return database.atomic('IMMEDIATE')
+    return database.atomic()
+
+
+def _checked(record, expected_versions):
+    """`expected_versions`: None (any), or the versions If-Match accepts."""
+    if expected_versions is not None and record['version'] not in expected_versions:
+        raise VersionMismatch(record['version'])
+
+
+def update_user(user_id, change, expected_versions=None):
+    """Store `change(record) -> new resource` in one transaction; unchanged is not a write."""
+    with writing():
         record = get_user(user_id)
-        if expected_version is not None and record['version'] != expected_version:
-            raise VersionMismatch(record['version'])
+        _checked(record, expected_versions)
         resource = change(record)
+        if resource == record['resource']:
+            return record
         try:
-            with database.atomic():
-                updated = (User.update(version=User.version + 1, last_modified=now(),
-                                       **_user_columns(resource))
-                           .where((User.id == user_id) & (User.version == record['version']))
-                           .execute())
+            User.update(version=User.version + 1, last_modified=now(), **_user_columns(resource)) \
+                .where(User.id == user_id).execute()
         except IntegrityError:
             raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
-        if updated:
-            return get_user(user_id)
-    raise OperationalError('too many concurrent writers on one user')
+        return get_user(user_id)
 
 
-def delete_user(user_id, expected_version=None):
+def _delete(model, resource_id, expected_versions):
+    """One DELETE; only if it deleted nothing, find out why."""
+    condition = model.id == resource_id
+    if expected_versions is not None:
+        condition &= model.version.in_(list(expected_versions))
     with database.atomic():
-        _check_version(User, user_id, expected_version)
-        if not User.delete().where(User.id == user_id).execute():
-            raise NotFound(user_id)
-
-
-def _check_version(model, resource_id, expected_version):
-    if expected_version is None:
-        return
+        if model.delete().where(condition).execute():
+            return
     row = model.select(model.version).where(model.id == resource_id).first()
     if row is None:
         raise NotFound(resource_id)
-    if row.version != expected_version:
-        raise VersionMismatch(row.version)
+    raise VersionMismatch(row.version)
+
+
+def delete_user(user_id, expected_versions=None):
+    _delete(User, user_id, expected_versions)
 
 
 # ---------------------------------------------------------------------------
@@ -607,35 +632,27 @@ def create_group(resource, member_ids=()):
     return get_group(group_id)
 
 
-def update_group(group_id, change, expected_version=None, with_members=True):
-    """Apply `change(record) -> (new resource, membership operations)` in one transaction.
+def update_group(group_id, change, expected_versions=None, with_members=True):
+    """Store `change(record) -> (new resource, membership operations)` in one transaction.
 
     Membership operations are ('add', ids), ('remove', ids), ('remove', None) for
     all, applied in order to the link rows only: a group's other members are
     neither read nor rewritten. The record passed to `change` has no members."""
-    for _ in range(MAX_WRITE_ATTEMPTS):
+    with writing():
         record = get_group(group_id, with_members=False)
-        if expected_version is not None and record['version'] != expected_version:
-            raise VersionMismatch(record['version'])
+        _checked(record, expected_versions)
         resource, operations = change(record)
-        with database.atomic():
-            updated = (Group.update(version=Group.version + 1, last_modified=now(),
-                                    **_group_columns(resource))
-                       .where((Group.id == group_id) & (Group.version == record['version']))
-                       .execute())
-            if not updated:
-                continue
-            for verb, user_ids in operations:
-                if verb == 'add':
-                    _add_members(group_id, user_ids)
-                else:
-                    _remove_members(group_id, user_ids)
+        if resource == record['resource'] and not operations:
+            return get_group(group_id, with_members=with_members)
+        Group.update(version=Group.version + 1, last_modified=now(), **_group_columns(resource)) \
+            .where(Group.id == group_id).execute()
+        for verb, user_ids in operations:
+            if verb == 'add':
+                _add_members(group_id, user_ids)
+            else:
+                _remove_members(group_id, user_ids)
         return get_group(group_id, with_members=with_members)
-    raise OperationalError('too many concurrent writers on one group')
 
 
-def delete_group(group_id, expected_version=None):
-    with database.atomic():
-        _check_version(Group, group_id, expected_version)
-        if not Group.delete().where(Group.id == group_id).execute():
-            raise NotFound(group_id)
+def delete_group(group_id, expected_versions=None):
+    _delete(Group, group_id, expected_versions)

@@ -316,3 +316,41 @@ def test_demo_token_is_accepted_only_from_this_machine(database_url):
     forwarded = client.get('/scim/v2/Users', extra_environ={'REMOTE_ADDR': '127.0.0.1'},
                            headers={**headers, 'X-Forwarded-For': '203.0.113.9'})
     assert forwarded.status_int == 200, 'ngrok forwards from loopback and adds X-Forwarded-For'
+
+
+@pytest.mark.parametrize('raw', [
+    b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"\\ud800"}',
+    b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"nan","title":NaN}',
+    b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"inf","x":Infinity}',
+    b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"big","x":1e999}',
+])
+def test_json_that_is_no_text_or_no_number_is_400_and_stores_nothing(client, raw):
+    response = client.request('POST', '/Users', raw=raw)
+    assert response.status_int == 400, response.body
+    assert response.json['scimType'] == 'invalidSyntax'
+    assert client.get('/Users', status=200).json['totalResults'] == 0
+
+
+def test_if_match_with_several_tags_accepts_any_of_them(client):
+    user = client.create_user('tags@example.com')
+    headers = {'If-Match': f'W/"999", {user["meta"]["version"]}'}
+    client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'x'}],
+                 headers=headers, status=200)
+    stale = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'y'}],
+                         headers=headers)
+    assert_scim_error(stale, 412)
+
+
+def test_if_match_on_delete_is_checked_in_the_same_statement(client):
+    user = client.create_user('del@example.com')
+    assert_scim_error(client.delete(f'/Users/{user["id"]}', headers={'If-Match': 'W/"2"'}), 412)
+    client.delete(f'/Users/{user["id"]}', headers={'If-Match': user['meta']['version']}, status=204)
+    assert_scim_error(client.delete(f'/Users/{user["id"]}', headers={'If-Match': user['meta']['version']}), 404)
+
+
+def test_a_non_ascii_token_matches_its_utf8_bytes(database_url):
+    token = 'clé-secrète-ünïcode'
+    client = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': token}))
+    header = token.encode('utf-8').decode('latin-1')   # what a WSGI server hands over
+    client.get('/scim/v2/Users', headers={'Authorization': f'Bearer {header}'}, status=200)
+    client.get('/scim/v2/Users', headers={'Authorization': 'Bearer cle-secrete'}, status=401)

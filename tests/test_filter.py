@@ -592,3 +592,45 @@ def test_deep_nesting_within_the_depth_limit_is_answered(client, directory):
     text = 'not (' * F.MAX_DEPTH + 'userName eq "bob@example.com"' + ')' * F.MAX_DEPTH
     expected = 'B' if F.MAX_DEPTH % 2 == 0 else 'ACDE'
     assert search(client, directory, text) == names(expected)
+
+
+# ---------------------------------------------------------------------------
+# Text beyond ASCII, numbers beyond the database, attributes not stored
+# ---------------------------------------------------------------------------
+
+def test_non_ascii_filter_values_match(client):
+    """Okta's lookup before create must find josé, or the create that follows is a 409."""
+    user = client.create_user('josé@exämple.com', displayName='ÉCOLE Ærø')
+    for text in ('userName eq "josé@exämple.com"', 'userName eq "JOSÉ@EXÄMPLE.COM"',
+                 'displayName eq "école ærø"', 'displayName eq "ÉCOLE ÆRØ"', 'displayName co "cole æ"'):
+        listing = client.get(f'/Users?filter={quote(text)}', status=200).json
+        assert [found['id'] for found in listing['Resources']] == [user['id']], text
+
+
+@pytest.mark.parametrize('text', [
+    'title gt 99999999999999999999', 'title lt -99999999999999999999', 'title eq 1e999', 'title eq -1e999',
+])
+def test_numbers_beyond_the_database_are_400_invalid_filter(client, text):
+    assert_scim_error(client.get(f'/Users?filter={quote(text)}'), 400, 'invalidFilter')
+
+
+def test_presence_of_a_multi_valued_attribute_without_a_value_sub_attribute(client):
+    """addresses have no `value`: `addresses pr` asks whether there is any address."""
+    with_address = client.create_user('home@example.com', addresses=[{'locality': 'Lyon', 'type': 'home'}])
+    client.create_user('nowhere@example.com')
+    listing = client.get(f'/Users?filter={quote("addresses pr")}', status=200).json
+    assert [found['id'] for found in listing['Resources']] == [with_address['id']]
+    text = 'addresses.locality eq "lyon"'
+    listing = client.get(f'/Users?filter={quote(text)}', status=200).json
+    assert [found['id'] for found in listing['Resources']] == [with_address['id']]
+
+
+@pytest.mark.parametrize('text', ['meta.resourceType eq "User"', 'meta.location pr', 'meta.version eq "W/\\"1\\""'])
+def test_meta_attributes_that_are_not_stored_are_400_invalid_filter(client, text):
+    assert_scim_error(client.get(f'/Users?filter={quote(text)}'), 400, 'invalidFilter')
+
+
+def test_invalid_utf8_in_a_query_parameter_is_400(client):
+    response = client.test_app.get('/scim/v2/Users?filter=userName%20eq%20%22%FF%22',
+                                   headers=client.headers, expect_errors=True)
+    assert_scim_error(response, 400, 'invalidValue')

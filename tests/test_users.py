@@ -293,3 +293,24 @@ def test_deleted_username_can_be_used_again(client):
     client.delete(f'/Users/{ann["id"]}', status=204)
     again = client.create_user('ANN@example.com')
     assert again['id'] != ann['id']
+
+
+@pytest.mark.parametrize('external_id', [{'a': 1}, 5, ['x'], True])
+def test_external_id_must_be_a_string(client, external_id):
+    response = client.post('/Users', user_body('ext@example.com', externalId=external_id))
+    body = assert_scim_error(response, 400, 'invalidValue')
+    assert 'externalId' in body['detail']
+    assert list_users(client)['totalResults'] == 0
+
+
+def test_two_primary_emails_are_400(client):
+    response = client.post('/Users', user_body('two@example.com', emails=[
+        {'value': 'a@example.com', 'primary': True}, {'value': 'b@example.com', 'primary': True}]))
+    assert_scim_error(response, 400, 'invalidValue')
+
+
+def test_deactivated_user_stays_inactive_through_a_put_that_says_so(client):
+    user = client.create_user('aiw@example.com')
+    client.put(f'/Users/{user["id"]}', user_body('aiw@example.com', active=False), status=200)
+    assert client.get(f'/Users/{user["id"]}').json['active'] is False
+    assert list_users(client, 'active eq false')['totalResults'] == 1

@@ -1,0 +1,162 @@
+"""PATCH (RFC 7644 §3.5.2) on users and groups: the shapes, and the edge cases that broke."""
+
+import pytest
+
+from conftest import GROUP_SCHEMA, USER_SCHEMA, assert_scim_error
+
+ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
+OKTA = 'urn:okta:custom:1.0:User'
+
+
+@pytest.fixture
+def jane(client):
+    return client.create_user('jane@example.com', emails=[
+        {'value': 'a@example.com', 'type': 'work', 'primary': True},
+        {'value': 'b@example.com', 'type': 'home'},
+        {'value': 'c@example.com', 'type': 'other'}])
+
+
+def emails(client, user):
+    return [email['value'] for email in client.get(f'/Users/{user["id"]}', status=200).json.get('emails', [])]
+
+
+@pytest.mark.parametrize('removed, left', [
+    ('a@example.com', ['b@example.com', 'c@example.com']),
+    ('b@example.com', ['a@example.com', 'c@example.com']),
+    ('c@example.com', ['a@example.com', 'b@example.com']),
+])
+def test_filtered_remove_drops_exactly_the_matching_value(client, jane, removed, left):
+    client.patch(f'/Users/{jane["id"]}', [{'op': 'remove', 'path': f'emails[value eq "{removed}"]'}], status=200)
+    assert emails(client, jane) == left
+
+
+def test_filtered_remove_of_every_value_removes_the_attribute(client, jane):
+    client.patch(f'/Users/{jane["id"]}', [{'op': 'remove', 'path': 'emails[value co "example.com"]'}], status=200)
+    assert 'emails' not in client.get(f'/Users/{jane["id"]}').json
+
+
+def test_filtered_remove_of_a_sub_attribute_keeps_the_value(client, jane):
+    client.patch(f'/Users/{jane["id"]}', [{'op': 'remove', 'path': 'emails[type eq "work"].primary'}], status=200)
+    work = client.get(f'/Users/{jane["id"]}').json['emails'][0]
+    assert work == {'value': 'a@example.com', 'type': 'work'}
+
+
+def test_filter_that_matches_nothing_is_400_no_target(client, jane):
+    response = client.patch(f'/Users/{jane["id"]}', [{'op': 'replace', 'path': 'emails[type eq "fax"].value',
+                                                      'value': 'x@example.com'}])
+    assert_scim_error(response, 400, 'noTarget')
+    assert emails(client, jane) == ['a@example.com', 'b@example.com', 'c@example.com']
+
+
+def test_setting_primary_clears_it_on_the_others(client, jane):
+    client.patch(f'/Users/{jane["id"]}', [{'op': 'replace', 'path': 'emails[type eq "home"].primary',
+                                           'value': True}], status=200)
+    primaries = {e['value']: e.get('primary') for e in client.get(f'/Users/{jane["id"]}').json['emails']}
+    assert primaries == {'a@example.com': False, 'b@example.com': True, 'c@example.com': None}
+
+
+def test_adding_an_email_that_is_there_in_another_case_does_not_duplicate_it(client, jane):
+    client.patch(f'/Users/{jane["id"]}', [{'op': 'add', 'path': 'emails',
+                                           'value': [{'value': 'A@EXAMPLE.COM', 'type': 'work'}]}], status=200)
+    assert emails(client, jane) == ['a@example.com', 'b@example.com', 'c@example.com']
+
+
+def test_filter_path_on_a_single_valued_or_unknown_attribute_is_400_invalid_path(client):
+    user = client.create_user('x@example.com', nickName='X', foo='plain text')
+    for path in ('nickName[type eq "w"].v', 'foo[type eq "w"].v', 'name[givenName eq "a"]'):
+        response = client.patch(f'/Users/{user["id"]}', [{'op': 'add', 'path': path, 'value': 1}])
+        assert_scim_error(response, 400, 'invalidPath')
+
+
+def test_fully_qualified_core_path_is_the_plain_attribute(client):
+    user = client.create_user('fq@example.com')
+    client.patch(f'/Users/{user["id"]}', [
+        {'op': 'replace', 'path': f'{USER_SCHEMA}:displayName', 'value': 'Full'},
+        {'op': 'replace', 'path': f'{USER_SCHEMA}:name.givenName', 'value': 'Given'}], status=200)
+    read = client.get(f'/Users/{user["id"]}').json
+    assert (read['displayName'], read['name']) == ('Full', {'givenName': 'Given'})
+
+
+def test_fully_qualified_read_only_path_is_400_mutability(client):
+    user = client.create_user('ro@example.com')
+    for path in (f'{USER_SCHEMA}:id', 'id', 'meta', 'groups', f'{USER_SCHEMA}:groups'):
+        response = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': path, 'value': 'x'}])
+        assert_scim_error(response, 400, 'mutability')
+
+
+def test_fully_qualified_members_path_adds_the_member(client):
+    user = client.create_user('member@example.com')
+    group = client.create_group('Team')
+    client.patch(f'/Groups/{group["id"]}', [{'op': 'add', 'path': f'{GROUP_SCHEMA}:members',
+                                             'value': [{'value': user['id']}]}], status=200)
+    assert [m['value'] for m in client.get(f'/Groups/{group["id"]}').json['members']] == [user['id']]
+
+
+def test_attribute_of_the_other_resource_type_is_400_invalid_path(client):
+    user = client.create_user('other@example.com')
+    response = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': f'{GROUP_SCHEMA}:displayName',
+                                                      'value': 'x'}])
+    assert_scim_error(response, 400, 'invalidPath')
+
+
+@pytest.mark.parametrize('operation', [
+    {'op': 'replace', 'value': {OKTA: {'color': 'blue'}}},
+    {'op': 'replace', 'path': f'{OKTA}:color', 'value': 'blue'},
+    {'op': 'add', 'path': OKTA, 'value': {'color': 'blue'}},
+])
+def test_custom_extension_attributes_can_be_patched(client, operation):
+    user = client.create_user('custom@example.com', schemas=[USER_SCHEMA, OKTA], **{OKTA: {'color': 'red', 'size': 2}})
+    client.patch(f'/Users/{user["id"]}', [operation], status=200)
+    read = client.get(f'/Users/{user["id"]}').json
+    assert read[OKTA] == {'color': 'blue', 'size': 2}
+    assert read['schemas'] == [USER_SCHEMA, OKTA]
+
+
+def test_a_new_custom_extension_is_added_to_schemas(client):
+    user = client.create_user('newext@example.com')
+    client.patch(f'/Users/{user["id"]}', [{'op': 'add', 'path': f'{OKTA}:color', 'value': 'green'}], status=200)
+    read = client.get(f'/Users/{user["id"]}').json
+    assert read[OKTA] == {'color': 'green'}
+    assert OKTA in read['schemas']
+
+
+def test_enterprise_manager_is_type_checked(client):
+    user = client.create_user('m@example.com')
+    response = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': f'{ENTERPRISE}:manager',
+                                                      'value': ['not', 'an', 'object']}])
+    assert_scim_error(response, 400, 'invalidValue')
+
+
+def test_patch_that_changes_nothing_keeps_the_version(client):
+    user = client.create_user('same@example.com', displayName='Same')
+    patched = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'displayName', 'value': 'Same'}],
+                           status=200)
+    assert patched.json['meta']['version'] == user['meta']['version']
+    assert patched.headers['ETag'] == user['meta']['version']
+
+
+def test_all_operations_apply_or_none_do(client, jane):
+    response = client.patch(f'/Users/{jane["id"]}', [
+        {'op': 'replace', 'path': 'displayName', 'value': 'Changed'},
+        {'op': 'replace', 'path': 'emails[type eq "fax"].value', 'value': 'x@example.com'}])
+    assert_scim_error(response, 400, 'noTarget')
+    read = client.get(f'/Users/{jane["id"]}').json
+    assert 'displayName' not in read and read['meta']['version'] == jane['meta']['version']
+
+
+@pytest.mark.parametrize('body, scim_type', [
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp']}, 'invalidSyntax'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': []}, 'invalidSyntax'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': {'op': 'add'}}, 'invalidSyntax'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': ['add']}, 'invalidSyntax'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'move'}]}, 'invalidSyntax'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'path': 5}]}, 'invalidPath'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'path': 'a[b'}]}, 'invalidPath'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'remove'}]}, 'noTarget'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'value': 'x'}]}, 'invalidValue'),
+    ({'Operations': [{'op': 'add', 'path': 'title', 'value': 'x'}]}, 'invalidSyntax'),
+])
+def test_malformed_patch_is_a_scim_400_and_changes_nothing(client, jane, body, scim_type):
+    response = client.request('PATCH', f'/Users/{jane["id"]}', body)
+    assert_scim_error(response, 400, scim_type)
+    assert client.get(f'/Users/{jane["id"]}').json == jane

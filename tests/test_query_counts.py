@@ -1,0 +1,60 @@
+"""A list or a group read costs a constant number of SQL statements (no N+1)."""
+
+from playhouse.test_utils import count_queries
+
+import pytest
+
+
+def statements(client, path):
+    with count_queries() as counter:
+        client.get(path, status=200)
+    return [query.msg[0] for query in counter.get_queries()]
+
+
+@pytest.fixture
+def populate(client):
+    """populate(users, groups, members_each): more users, and groups of the first of them."""
+    made = []
+
+    def populate(users, groups, members_each):
+        ids = [client.create_user(f'user{len(made) + n}@example.com')['id'] for n in range(users)]
+        made.extend(ids)
+        for n in range(groups):
+            client.create_group(f'Group {n}', ids[:members_each])
+        return ids
+    return populate
+
+
+def test_user_list_cost_does_not_grow_with_the_page(client, populate):
+    populate(2, 2, 2)
+    small = statements(client, '/Users?count=1')
+    populate(40, 3, 40)
+    large = statements(client, '/Users?count=100')
+    assert 2 <= len(small) == len(large) <= 4, large
+
+
+def test_group_list_cost_does_not_grow_with_groups_or_members(client, populate):
+    populate(2, 1, 2)
+    small = statements(client, '/Groups')
+    populate(30, 20, 30)
+    large = statements(client, '/Groups?count=100')
+    assert 2 <= len(small) == len(large) <= 4, large
+
+
+def test_group_read_cost_does_not_grow_with_members(client, populate):
+    populate(1, 1, 1)
+    group_id = client.get('/Groups').json['Resources'][0]['id']
+    small = statements(client, f'/Groups/{group_id}')
+    ids = populate(50, 0, 0)
+    client.patch(f'/Groups/{group_id}', [{'op': 'add', 'path': 'members', 'value': [{'value': i} for i in ids]}],
+                 status=200)
+    assert 1 <= len(statements(client, f"/Groups/{group_id}")) == len(small) <= 2
+
+
+@pytest.mark.parametrize('query', ['excludedAttributes=members', 'attributes=displayName'])
+def test_groups_without_members_read_no_link_rows(client, populate, query):
+    populate(5, 3, 5)
+    group_id = client.get('/Groups').json['Resources'][0]['id']
+    for path in (f'/Groups?{query}', f'/Groups/{group_id}?{query}'):
+        assert not [sql for sql in statements(client, path) if '"link"' in sql], path
+    assert [sql for sql in statements(client, f'/Groups/{group_id}') if '"link"' in sql], 'members are read by default'
