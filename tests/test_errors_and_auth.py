@@ -354,3 +354,15 @@ def test_a_non_ascii_token_matches_its_utf8_bytes(database_url):
     header = token.encode('utf-8').decode('latin-1')   # what a WSGI server hands over
     client.get('/scim/v2/Users', headers={'Authorization': f'Bearer {header}'}, status=200)
     client.get('/scim/v2/Users', headers={'Authorization': 'Bearer cle-secrete'}, status=401)
+
+
+def test_an_unexpected_exception_is_a_scim_500_with_the_traceback_only_in_the_log(app, caplog):
+    def explode():
+        raise RuntimeError('secret internals')
+    app.route('/scim/v2/Explode', 'GET', scim_server.with_token(explode))
+    client = ScimClient(app)
+    response = client.get('/Explode')
+    body = assert_scim_error(response, 500)
+    assert 'secret internals' not in response.text and 'Traceback' not in response.text
+    assert 'secret internals' in caplog.text
+    assert TOKEN not in caplog.text
