@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+import scim_server  # noqa: E402  (for the settings the ceiling must share)
 LUA = HERE / 'scim.lua'
 SCENARIOS = ('get_by_id', 'filter_eq', 'list_page', 'patch_deactivate', 'put_replace',
              'group_members', 'mixed')
@@ -315,7 +317,9 @@ def main(argv=None):
                            '--database', f'sqlite:///{(workdir / "bench.db").as_posix()}'],
                           r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
     scim = Target('scimlite', f'http://127.0.0.1:{port}/scim/v2', token, process)
-    ceiling_process, ceiling_port = start([sys.executable, str(HERE / 'ceiling.py')], r'port (\d+)')
+    ceiling_process, ceiling_port = start(
+        [sys.executable, str(HERE / 'ceiling.py'), str(scim_server.DEFAULTS['threads']),
+         str(scim_server.SWITCH_INTERVAL)], r'port (\d+)')
     ceiling = Target('ceiling', f'http://127.0.0.1:{ceiling_port}', token, ceiling_process)
     other = Target('other', args.other, args.other_token) if args.other else None
     results, other_results = {}, {}
