@@ -221,14 +221,16 @@ def _refuse_constant(name):
 
 
 def scim_reply(document, status=200, location=None, version=None):
-    """Write a SCIM response: the media type, and Location and ETag where given."""
+    """Write a SCIM response: the media type, and Location and ETag where given.
+
+    `document` is a dict, or JSON text already encoded (see render)."""
     response.status = status
     response.content_type = SCIM_MEDIA_TYPE
     if location:
         response.set_header('Location', location)
     if version is not None:
         response.set_header('ETag', etag(version))
-    return json.dumps(document, ensure_ascii=False, separators=(',', ':'), allow_nan=False).encode('utf-8')
+    return (document if isinstance(document, str) else encode(document)).encode('utf-8')
 
 
 def etag(version):
@@ -262,12 +264,19 @@ def not_modified(version):
 
 
 def base_url():
-    """The public address of the SCIM API: `base_url` if set, else from the request."""
+    """The public address of the SCIM API: `base_url` if set, else from the request
+    (honouring X-Forwarded-Proto and -Host, as ngrok sends them)."""
     settings = request.app.settings
     if settings['base_url']:
         return settings['base_url']
-    scheme, host = request.urlparts[:2]
-    return f'{scheme}://{host}{request.script_name.rstrip("/")}{settings["base_path"]}'
+    environ = request.environ
+    if 'scimlite.base_url' not in environ:   # once per request: every $ref and location uses it
+        scheme = environ.get('HTTP_X_FORWARDED_PROTO') or environ.get('wsgi.url_scheme', 'http')
+        host = environ.get('HTTP_X_FORWARDED_HOST') or environ.get('HTTP_HOST') or \
+            f'{environ.get("SERVER_NAME", "127.0.0.1")}:{environ.get("SERVER_PORT", "80")}'
+        prefix = environ.get('SCRIPT_NAME', '').rstrip('/')
+        environ['scimlite.base_url'] = f'{scheme}://{host}{prefix}{settings["base_path"]}'
+    return environ['scimlite.base_url']
 
 
 # ===========================================================================
@@ -567,28 +576,35 @@ def member_ids(value, where='members'):
 
 
 def render(record, kind, projection=None):
-    """A stored record -> the SCIM JSON we answer with."""
-    resource = record['resource']
-    location = f'{base_url()}{kind.endpoint}/{record["id"]}'
-    document = {'schemas': resource['schemas'], 'id': record['id']}
-    document.update((key, value) for key, value in resource.items() if key != 'schemas')
-    # Membership comes from the link rows (an empty list when there is none).
-    if kind is USERS:
-        document['groups'] = [
-            {'value': group_id, 'display': display, 'type': 'direct',
-             '$ref': f'{base_url()}/Groups/{group_id}'} for group_id, display in record['links']]
+    """A stored record -> the SCIM resource we answer with: JSON text, or with a
+    projection a document to project and encode.
+
+    Without a projection the stored JSON text is spliced into the answer as it
+    is: a page of 100 users is not parsed and encoded again (it holds no id,
+    meta or membership, which are added here)."""
+    links = record['links']
+    if kind is USERS:   # membership comes from the link rows (an empty list when there is none)
+        membership = 'groups', [{'value': group_id, 'display': display, 'type': 'direct',
+                                 '$ref': f'{base_url()}/Groups/{group_id}'} for group_id, display in links]
     else:
-        document['members'] = [
-            {'value': user_id, 'display': user_name, 'type': 'User',
-             '$ref': f'{base_url()}/Users/{user_id}'} for user_id, user_name in record['links']]
-    document['meta'] = {
+        membership = 'members', [{'value': user_id, 'display': user_name, 'type': 'User',
+                                  '$ref': f'{base_url()}/Users/{user_id}'} for user_id, user_name in links]
+    meta = {
         'resourceType': kind.name,
         'created': record['created'],
         'lastModified': record['last_modified'],
-        'location': location,
+        'location': f'{base_url()}{kind.endpoint}/{record["id"]}',
         'version': etag(record['version']),
     }
-    return projection.apply(document) if projection else document
+    if projection is None:
+        added = encode({'id': record['id'], membership[0]: membership[1], 'meta': meta})
+        return f'{record["json"][:-1]},{added[1:]}'
+    document = {'id': record['id'], **record['resource'], membership[0]: membership[1], 'meta': meta}
+    return projection.apply(document)
+
+
+def encode(document):
+    return json.dumps(document, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
 
 
 # ---------------------------------------------------------------------------
@@ -773,6 +789,8 @@ def _drop_attribute(document, urn, attr, sub):
 
 def projection_from_query(kind):
     """The request's Projection, or None when it asks for the default attributes."""
+    if not request.environ.get('QUERY_STRING'):
+        return None
     wanted = query_parameter('attributes')
     unwanted = query_parameter('excludedAttributes')
     if wanted and unwanted:
@@ -787,14 +805,12 @@ def members_wanted(projection):
 
 
 def list_response(records, total, start_index, kind, projection):
+    """A ListResponse as JSON text (its resources may be spliced text, see render)."""
     resources = [render(record, kind, projection) for record in records]
-    return {
-        'schemas': [LIST_SCHEMA],
-        'totalResults': total,
-        'startIndex': start_index,
-        'itemsPerPage': len(resources),
-        'Resources': resources,
-    }
+    head = encode({'schemas': [LIST_SCHEMA], 'totalResults': total, 'startIndex': start_index,
+                   'itemsPerPage': len(resources)})
+    items = ','.join(item if isinstance(item, str) else encode(item) for item in resources)
+    return f'{head[:-1]},"Resources":[{items}]}}'
 
 
 # ===========================================================================
@@ -1476,6 +1492,7 @@ class ScimApp(bottle.Bottle):
 
     def __init__(self, settings):
         super().__init__()
+        self.config['json.enable'] = False   # every route writes its own SCIM JSON
         self.settings = settings
 
     def default_error_handler(self, error):

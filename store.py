@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from peewee import (
     SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
-    IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
+    JOIN, IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
     TextField, Value, fn)
 
 import scimfilter as F
@@ -473,59 +473,76 @@ def _record_columns(model):
     return (model.id, model.resource, model.version, model.created, model.last_modified)
 
 
+class Record(dict):
+    """A stored resource as the server renders it: id, json (the stored text),
+    version, created, last_modified, links; `resource`, the parsed json, is
+    parsed only when asked for (a list page is usually answered from the text)."""
+
+    def __missing__(self, key):
+        if key != 'resource':
+            raise KeyError(key)
+        self['resource'] = json.loads(self['json'])
+        return self['resource']
+
+
 def _record(row, links=()):
-    """A stored row (id, resource, version, created, last_modified) as the dict the server renders."""
-    return {
-        'id': row[0],
-        'resource': json.loads(row[1]),
-        'version': row[2],
-        'created': row[3],
-        'last_modified': row[4],
-        'links': list(links),
-    }
+    """A stored row (id, resource, version, created, last_modified) as a Record."""
+    return Record(id=row[0], json=row[1], version=row[2], created=row[3], last_modified=row[4],
+                  links=list(links))
 
 
-USER_BY_ID = Prepared(lambda: User.select(*_record_columns(User)).where(User.id == slot('id')))
 GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(Group.id == slot('id')))
-GROUPS_OF_USER = Prepared(lambda: Link.select(Group.id, Group.display_name).join(Group)
-                          .where(Link.user == slot('id')).order_by(Group.display_name_key, Group.id))
 MEMBERS_OF_GROUP = Prepared(lambda: Link.select(User.id, User.user_name).join(User)
                             .where(Link.group == slot('id')).order_by(User.user_name_key, User.id))
 
 
-def _groups_of(user_ids):
-    """{user id: [(group id, displayName)]} in one query."""
-    if len(user_ids) == 1:
-        return {user_ids[0]: GROUPS_OF_USER.rows(id=user_ids[0])}
-    found = {user_id: [] for user_id in user_ids}
-    if user_ids:
-        query = (Link.select(Link.user, Group.id, Group.display_name)
-                 .join(Group).where(Link.user.in_(user_ids))
-                 .order_by(Group.display_name_key, Group.id).tuples())
-        for user_id, group_id, display in query:
-            found[user_id].append((group_id, display))
-    return found
+def _in_slots(count):
+    """The slots of an IN (...) list for `count` ids, rounded up to a power of two
+    (the spare slots repeat the last id), so a few prepared variants serve every page."""
+    size = 1 << max(0, count - 1).bit_length()
+    return size, [slot(f'id{n}') for n in range(size)]
 
 
-def _members_of(group_ids):
-    """{group id: [(user id, userName)]} in one query."""
-    if len(group_ids) == 1:
-        return {group_ids[0]: MEMBERS_OF_GROUP.rows(id=group_ids[0])}
-    found = {group_id: [] for group_id in group_ids}
-    if group_ids:
-        query = (Link.select(Link.group, User.id, User.user_name)
-                 .join(User).where(Link.group.in_(group_ids))
-                 .order_by(User.user_name_key, User.id).tuples())
-        for group_id, user_id, user_name in query:
-            found[group_id].append((user_id, user_name))
-    return found
+class _LinksOfMany:
+    """The link rows of a page of resources, one prepared query per IN-list size."""
+
+    def __init__(self, own_side, other, display):
+        self.own_side, self.other, self.display = own_side, other, display
+        self.variants = {}
+
+    def __call__(self, ids):
+        """{id: [(other id, other's display name)]} in one query."""
+        found = {resource_id: [] for resource_id in ids}
+        if not ids:
+            return found
+        size, slots = _in_slots(len(ids))
+        if size not in self.variants:
+            other, own_side = self.other, self.own_side
+            key = User.user_name_key if other is User else Group.display_name_key
+            self.variants[size] = Prepared(lambda: Link.select(own_side, other.id, self.display)
+                                           .join(other).where(own_side.in_(slots)).order_by(key, other.id))
+        padded = list(ids) + [ids[-1]] * (size - len(ids))
+        for own_id, other_id, display in self.variants[size].rows(**{f'id{n}': v for n, v in enumerate(padded)}):
+            found[own_id].append((other_id, display))
+        return found
+
+
+_groups_of = _LinksOfMany(Link.user, Group, Group.display_name)
+_members_of = _LinksOfMany(Link.group, User, User.user_name)
+
+
+# A user and its groups in one statement: every statement is a wait for the GIL.
+USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id, Group.display_name)
+                            .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
+                            .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
+                            .where(User.id == slot('id')).order_by(Group.display_name_key, Group.id))
 
 
 def get_user(user_id):
-    rows = USER_BY_ID.rows(id=user_id)
+    rows = USER_WITH_GROUPS.rows(id=user_id)
     if not rows:
         raise NotFound(user_id)
-    return _record(rows[0], GROUPS_OF_USER.rows(id=user_id))
+    return _record(rows[0], [(row[5], row[6]) for row in rows if row[5] is not None])
 
 
 def get_group(group_id, with_members=True):
@@ -535,32 +552,41 @@ def get_group(group_id, with_members=True):
     return _record(rows[0], MEMBERS_OF_GROUP.rows(id=group_id) if with_members else ())
 
 
-class _EqualityPage:
-    """`userName eq "x"` and its kin, the lookup IdPs send before every create:
-    one prepared page query on an indexed column (and a count only when needed)."""
+class _PreparedPage:
+    """A page of a whole collection, or of `column = value` (`userName eq "x"` and its
+    kin, the lookup IdPs send before every create): prepared page and count queries."""
 
     cache = {}
 
     @classmethod
     def for_filter(cls, model, columns, expr):
+        """(the prepared page, the value to bind) if the filter is one of those, else None."""
+        if expr is None:
+            return cls.of(model, None), None
         if not (isinstance(expr, F.Compare) and expr.op == 'eq' and isinstance(expr.value, str)
                 and not expr.path.urn):
             return None
         column = columns.get(_attr_key(expr.path))
         if column is None or column.kind != 'string' or not (column.case_exact or column.key_field):
             return None
-        field = column.field if column.case_exact else column.key_field
-        value = expr.value if column.case_exact else expr.value.lower()
-        key = (model, field.name)
+        if column.case_exact:
+            return cls.of(model, column.field), expr.value
+        return cls.of(model, column.key_field), expr.value.lower()
+
+    @classmethod
+    def of(cls, model, field):
+        key = (model, field.name if field else None)
         if key not in cls.cache:
             cls.cache[key] = cls(model, field)
-        return cls.cache[key], value
+        return cls.cache[key]
 
     def __init__(self, model, field):
-        matching = model.select(*_record_columns(model)).where(field == slot('value'))
-        self.page = Prepared(lambda: matching.order_by(model.created, model.id)
+        def matching(*columns):
+            query = model.select(*columns)
+            return query.where(field == slot('value')) if field is not None else query
+        self.page = Prepared(lambda: matching(*_record_columns(model)).order_by(model.created, model.id)
                              .limit(slot('limit')).offset(slot('offset')))
-        self.count = Prepared(lambda: model.select(fn.COUNT(SQL('*'))).where(field == slot('value')))
+        self.count = Prepared(lambda: matching(fn.COUNT(SQL('*'))))
 
 
 def _page(model, columns, membership, filter_ast, start_index, count, multi_valued):
@@ -568,17 +594,16 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
 
     The count is a query of its own only when the page cannot tell it: a first
     page that is not full holds every match."""
-    equality = _EqualityPage.for_filter(model, columns, filter_ast) if filter_ast else None
+    prepared = _PreparedPage.for_filter(model, columns, filter_ast)
     with database.atomic():
-        if equality:
-            page, value = equality
+        if prepared:
+            page, value = prepared
             rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count else []
             if start_index == 1 and len(rows) < count:
                 return len(rows), rows
             return page.count.rows(value=value)[0][0], rows
-        query = model.select(*_record_columns(model))
-        if filter_ast:
-            query = query.where(filter_expression(filter_ast, columns, membership, multi_valued))
+        query = model.select(*_record_columns(model)).where(
+            filter_expression(filter_ast, columns, membership, multi_valued))
         rows = list(query.order_by(model.created, model.id).offset(start_index - 1).limit(count).tuples()) \
             if count else []
         if start_index == 1 and len(rows) < count:
@@ -626,13 +651,14 @@ USER_UPDATE = Prepared(lambda: User.update(
 def create_user(resource):
     stamp = now()
     user_id = new_id()
+    columns = _user_columns(resource)
     try:
         with writing():
-            USER_INSERT.execute(id=user_id, stamp=stamp, **_user_columns(resource))
+            USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
     except IntegrityError:
         raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
-    return {'id': user_id, 'resource': resource, 'version': 1, 'created': stamp,
-            'last_modified': stamp, 'links': []}
+    return Record(id=user_id, resource=resource, json=columns['resource'], version=1, created=stamp,
+                  last_modified=stamp, links=[])
 
 
 _writer = threading.Lock()
@@ -670,11 +696,13 @@ def update_user(user_id, change, expected_versions=None):
         if resource == record['resource']:
             return record
         stamp = now()
+        columns = _user_columns(resource)
         try:
-            USER_UPDATE.execute(id=user_id, stamp=stamp, **_user_columns(resource))
+            USER_UPDATE.execute(id=user_id, stamp=stamp, **columns)
         except IntegrityError:
             raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
-    return dict(record, resource=resource, version=record['version'] + 1, last_modified=stamp)
+    return Record(record, resource=resource, json=columns['resource'], version=record['version'] + 1,
+                  last_modified=stamp)
 
 
 DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(model.id == slot('id')))
