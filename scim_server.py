@@ -582,25 +582,27 @@ def render(record, kind, projection=None):
     Without a projection the stored JSON text is spliced into the answer as it
     is: a page of 100 users is not parsed and encoded again (it holds no id,
     meta or membership, which are added here)."""
-    links = record['links']
+    base = base_url()
     if kind is USERS:   # membership comes from the link rows (an empty list when there is none)
-        membership = 'groups', [{'value': group_id, 'display': display, 'type': 'direct',
-                                 '$ref': f'{base_url()}/Groups/{group_id}'} for group_id, display in links]
+        name, members = 'groups', [{'value': group_id, 'display': display, 'type': 'direct',
+                                    '$ref': f'{base}/Groups/{group_id}'} for group_id, display in record['links']]
     else:
-        membership = 'members', [{'value': user_id, 'display': user_name, 'type': 'User',
-                                  '$ref': f'{base_url()}/Users/{user_id}'} for user_id, user_name in links]
-    meta = {
-        'resourceType': kind.name,
-        'created': record['created'],
-        'lastModified': record['last_modified'],
-        'location': f'{base_url()}{kind.endpoint}/{record["id"]}',
-        'version': etag(record['version']),
-    }
+        name, members = 'members', [{'value': user_id, 'display': user_name, 'type': 'User',
+                                     '$ref': f'{base}/Users/{user_id}'} for user_id, user_name in record['links']]
+    location = f'{base}{kind.endpoint}/{record["id"]}'
     if projection is None:
-        added = encode({'id': record['id'], membership[0]: membership[1], 'meta': meta})
-        return f'{record["json"][:-1]},{added[1:]}'
-    document = {'id': record['id'], **record['resource'], membership[0]: membership[1], 'meta': meta}
+        # created and lastModified are our own fixed-width UTC stamps: nothing to escape.
+        return (f'{record["json"][:-1]},"id":{quote(record["id"])},"{name}":{encode(members) if members else "[]"},'
+                f'"meta":{{"resourceType":"{kind.name}","created":"{record["created"]}",'
+                f'"lastModified":"{record["last_modified"]}","location":{quote(location)},'
+                f'"version":{quote(etag(record["version"]))}}}}}')
+    document = {'id': record['id'], **record['resource'], name: members, 'meta': {
+        'resourceType': kind.name, 'created': record['created'], 'lastModified': record['last_modified'],
+        'location': location, 'version': etag(record['version'])}}
     return projection.apply(document)
+
+
+quote = json.JSONEncoder(ensure_ascii=False).encode   # one JSON string
 
 
 def encode(document):
@@ -1314,6 +1316,8 @@ def store_errors(call, *args, **kwargs):
         raise ScimError(400, 'invalidValue', f'No user with id {error}: members must be existing users.') from None
     except store.UnsupportedFilter as error:
         raise ScimError(400, 'invalidFilter', f'{error}.') from None
+    except store.Busy as error:
+        raise ScimError(503, None, f'{error}.', Retry_After='1') from None
 
 
 def reply_resource(record, kind, status=200, projection=None):

@@ -66,6 +66,10 @@ class VersionMismatch(StoreError):
     """The caller's expected version (If-Match) is not the stored one."""
 
 
+class Busy(StoreError):
+    """Other writers kept changing the resource between our read and our write."""
+
+
 class UnsupportedFilter(StoreError):
     """The filter names an attribute or an operator this store cannot search."""
 
@@ -581,34 +585,50 @@ class _PreparedPage:
         return cls.cache[key]
 
     def __init__(self, model, field):
-        def matching(*columns):
-            query = model.select(*columns)
-            return query.where(field == slot('value')) if field is not None else query
-        self.page = Prepared(lambda: matching(*_record_columns(model)).order_by(model.created, model.id)
-                             .limit(slot('limit')).offset(slot('offset')))
-        self.count = Prepared(lambda: matching(fn.COUNT(SQL('*'))))
+        where = (field == slot('value')) if field is not None else None
+        self.page = Prepared(lambda: _page_query(model, where))
+        count = model.select(fn.COUNT(SQL('*')))
+        self.count = Prepared(lambda: count.where(where) if where is not None else count)
+
+
+def _page_query(model, where):
+    """The rows of a page, in the stable order (created, id).
+
+    OFFSET walks the (created, id) index in a subquery, which reads no resource
+    text; only the page's own rows are then read whole. At offset 50,000 of
+    100,000 users: 2.8 ms instead of 5 ms."""
+    keys = model.select(model.id, model.created)
+    if where is not None:
+        keys = keys.where(where)
+    keys = keys.order_by(model.created, model.id).limit(slot('limit')).offset(slot('offset')).alias('page')
+    return (model.select(*_record_columns(model)).join(keys, on=(model.id == keys.c.id))
+            .order_by(keys.c.created, keys.c.id))
 
 
 def _page(model, columns, membership, filter_ast, start_index, count, multi_valued):
-    """(totalResults, the rows of one page) in a stable order, from one snapshot.
+    """(totalResults, the rows of one page) in a stable order.
 
-    The count is a query of its own only when the page cannot tell it: a first
-    page that is not full holds every match."""
+    Page and count come from one snapshot (one transaction), except where a first
+    page is not full: it holds every match, so the lookup IdPs send before every
+    create is a single statement."""
     prepared = _PreparedPage.for_filter(model, columns, filter_ast)
+    if prepared and start_index == 1 and count:
+        page, value = prepared
+        rows = page.page.rows(value=value, limit=count, offset=0)
+        if len(rows) < count:
+            return len(rows), rows
     with database.atomic():
         if prepared:
             page, value = prepared
-            rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count else []
-            if start_index == 1 and len(rows) < count:
-                return len(rows), rows
-            return page.count.rows(value=value)[0][0], rows
-        query = model.select(*_record_columns(model)).where(
-            filter_expression(filter_ast, columns, membership, multi_valued))
-        rows = list(query.order_by(model.created, model.id).offset(start_index - 1).limit(count).tuples()) \
-            if count else []
-        if start_index == 1 and len(rows) < count:
-            return len(rows), rows
-        return query.count(), rows
+            total = page.count.rows(value=value)[0][0]
+            rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count and total else []
+            return total, rows
+        where = filter_expression(filter_ast, columns, membership, multi_valued)
+        total = model.select(fn.COUNT(SQL('*'))).where(where).scalar()
+        rows = []
+        if count and total >= start_index:
+            rows = Prepared(lambda: _page_query(model, where)).rows(limit=count, offset=start_index - 1)
+        return total, rows
 
 
 def list_users(filter_ast, start_index, count, multi_valued=frozenset()):
@@ -643,42 +663,39 @@ USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'a
 USER_INSERT = Prepared(lambda: User.insert(
     id=slot('id'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
     **{name: slot(name) for name in USER_WRITABLE}))
+# Optimistic: the update lands only on the version that was read.
 USER_UPDATE = Prepared(lambda: User.update(
     version=User.version + 1, last_modified=slot('stamp'),
-    **{name: slot(name) for name in USER_WRITABLE}).where(User.id == slot('id')))
+    **{name: slot(name) for name in USER_WRITABLE}).where((User.id == slot('id')) & (User.version == slot('version'))))
+MAX_WRITE_ATTEMPTS = 20
+
+_writer = threading.RLock()   # re-entered by writing() inside writer_turn()
 
 
-def create_user(resource):
-    stamp = now()
-    user_id = new_id()
-    columns = _user_columns(resource)
-    try:
-        with writing():
-            USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
-    except IntegrityError:
-        raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
-    return Record(id=user_id, resource=resource, json=columns['resource'], version=1, created=stamp,
-                  last_modified=stamp, links=[])
+@contextlib.contextmanager
+def writer_turn():
+    """This process's turn to write.
 
-
-_writer = threading.Lock()
+    SQLite has one writer. Threads of this process queue here, on a Python lock,
+    rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
+    threads then spent more time asleep than writing. Other processes still wait
+    in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
+    if isinstance(database.obj, SqliteDatabase):
+        with _writer:
+            yield
+    else:
+        yield
 
 
 @contextlib.contextmanager
 def writing():
-    """A write transaction that holds the write lock from its first statement.
+    """A write transaction of several statements, in this process's writer turn.
 
-    SQLite has one writer. Threads of this process queue here, on a Python lock,
-    rather than in SQLite's busy handler, which sleeps and retries (8 waitress
-    threads then spend more time asleep than writing). BEGIN IMMEDIATE takes the
-    database's lock before the first read, so a read-modify-write cycle cannot
-    lose to another process's commit either; busy_timeout covers those waits."""
-    if not isinstance(database.obj, SqliteDatabase):
-        with database.atomic():
+    On SQLite BEGIN IMMEDIATE takes the database's write lock at once: a deferred
+    transaction that has read cannot upgrade after another process committed."""
+    with writer_turn():
+        with database.atomic('IMMEDIATE') if isinstance(database.obj, SqliteDatabase) else database.atomic():
             yield
-        return
-    with _writer, database.atomic('IMMEDIATE'):
-        yield
 
 
 def _checked(record, expected_versions):
@@ -687,22 +704,43 @@ def _checked(record, expected_versions):
         raise VersionMismatch(record['version'])
 
 
+def create_user(resource):
+    """One INSERT; the UNIQUE index on the userName key refuses a duplicate, even in a race."""
+    stamp = now()
+    user_id = new_id()
+    columns = _user_columns(resource)
+    try:
+        with writer_turn():
+            USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
+    except IntegrityError:
+        raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
+    return Record(id=user_id, resource=resource, json=columns['resource'], version=1, created=stamp,
+                  last_modified=stamp, links=[])
+
+
 def update_user(user_id, change, expected_versions=None):
-    """Store `change(record) -> new resource` in one transaction; unchanged is not a write."""
-    with writing():
-        record = get_user(user_id)
-        _checked(record, expected_versions)
-        resource = change(record)
-        if resource == record['resource']:
-            return record
-        stamp = now()
-        columns = _user_columns(resource)
-        try:
-            USER_UPDATE.execute(id=user_id, stamp=stamp, **columns)
-        except IntegrityError:
-            raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
-    return Record(record, resource=resource, json=columns['resource'], version=record['version'] + 1,
-                  last_modified=stamp)
+    """Store `change(record) -> new resource`; an unchanged resource is not written.
+
+    Read, change, then UPDATE ... WHERE version = the version read: if another
+    writer (another process) got there first, nothing is written and the change
+    is applied again to what it stored. Never a lost update, never a mix."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        with writer_turn():
+            record = get_user(user_id)
+            _checked(record, expected_versions)
+            resource = change(record)
+            if resource == record['resource']:
+                return record
+            stamp = now()
+            columns = _user_columns(resource)
+            try:
+                written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
+            except IntegrityError:
+                raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
+        if written:
+            return Record(record, resource=resource, json=columns['resource'],
+                          version=record['version'] + 1, last_modified=stamp)
+    raise Busy(f'{user_id} is being changed by other writers; try again')
 
 
 DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(model.id == slot('id')))
@@ -711,14 +749,14 @@ DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(model.i
 
 def _delete(model, resource_id, expected_versions):
     """One DELETE; only if it deleted nothing, find out why."""
-    with writing():
+    with writer_turn():
         if expected_versions is None:
             deleted = DELETE_BY_ID[model].changed(id=resource_id)
         else:
             deleted = model.delete().where((model.id == resource_id)
                                            & model.version.in_(list(expected_versions))).execute()
-        if deleted:
-            return
+    if deleted:
+        return
     row = model.select(model.version).where(model.id == resource_id).first()
     if row is None:
         raise NotFound(resource_id)
@@ -749,7 +787,8 @@ GROUP_INSERT = Prepared(lambda: Group.insert(
     **{name: slot(name) for name in GROUP_WRITABLE}))
 GROUP_UPDATE = Prepared(lambda: Group.update(
     version=Group.version + 1, last_modified=slot('stamp'),
-    **{name: slot(name) for name in GROUP_WRITABLE}).where(Group.id == slot('id')))
+    **{name: slot(name) for name in GROUP_WRITABLE}).where((Group.id == slot('id'))
+                                                           & (Group.version == slot('version'))))
 USER_EXISTS = Prepared(lambda: User.select(User.id).where(User.id == slot('id')))
 LINK_ADD = Prepared(lambda: Link.insert(group=slot('group'), user=slot('user')).on_conflict_ignore())
 LINK_REMOVE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))))
@@ -801,20 +840,26 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
 
     Membership operations are ('add', ids), ('remove', ids), ('remove', None) for
     all, applied in order to the link rows only: a group's other members are
-    neither read nor rewritten. The record passed to `change` has no members."""
-    with writing():
-        record = get_group(group_id, with_members=False)
-        _checked(record, expected_versions)
-        resource, operations = change(record)
-        if resource == record['resource'] and not operations:
+    neither read nor rewritten. The record passed to `change` has no members.
+    Optimistic, as update_user: the group row is written only on the version read."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        with writer_turn():
+            record = get_group(group_id, with_members=False)
+            _checked(record, expected_versions)
+            resource, operations = change(record)
+            if resource == record['resource'] and not operations:
+                return get_group(group_id, with_members=with_members)
+            with writing():
+                if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(),
+                                            **_group_columns(resource)):
+                    continue
+                for verb, user_ids in operations:
+                    if verb == 'add':
+                        _add_members(group_id, user_ids)
+                    else:
+                        _remove_members(group_id, user_ids)
             return get_group(group_id, with_members=with_members)
-        GROUP_UPDATE.execute(id=group_id, stamp=now(), **_group_columns(resource))
-        for verb, user_ids in operations:
-            if verb == 'add':
-                _add_members(group_id, user_ids)
-            else:
-                _remove_members(group_id, user_ids)
-        return get_group(group_id, with_members=with_members)
+    raise Busy(f'{group_id} is being changed by other writers; try again')
 
 
 def delete_group(group_id, expected_versions=None):

@@ -127,6 +127,7 @@ class Target:
         self.token = token
         self.process = process
         self.data = Path(tempfile.mkdtemp(prefix=f'scimlite-bench-{name}-'))
+        self.run = secrets.token_hex(3)   # userNames of this run: u<run>c<chunk>-<n>@bench.example
 
     def wrk(self, scenario, duration, connections, *extra, timeout='10s'):
         """Run one scenario; the result, with the CPU shares of wrk and of the server."""
@@ -201,8 +202,10 @@ class Target:
         goal = have + count
         full = {'seconds': 0.0, 'users': 0, 'requests': 0, 'errors': 0, 'wrk_cpu': 0.0, 'server_cpu': 0.0}
         last = None
+        chunk = 0
         while have < goal:
-            last = self.wrk('provision', chunk_seconds, connections, goal - have, have)
+            chunk += 1
+            last = self.wrk('provision', chunk_seconds, connections, goal - have, have, f'{self.run}c{chunk}-')
             created = self.user_count() - have
             have += created
             full['errors'] += last['errors']

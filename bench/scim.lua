@@ -2,7 +2,7 @@
 --   wrk -t1 -c8 -d10s -s bench/scim.lua http://127.0.0.1:PORT -- SCENARIO DATADIR TOKEN BASEPATH [LIMIT]
 -- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py.
 
-local scenario, datadir, token, base, limit
+local scenario, datadir, token, base, limit, prefix
 local ids, names, groups = {}, {}, {}
 local counter, created = 0, 0
 
@@ -46,6 +46,7 @@ function init(args)
   scenario, datadir, token, base = args[1], args[2], args[3], args[4]
   limit = tonumber(args[5] or "0")
   counter = tonumber(args[6] or "0")
+  prefix = args[7] or "user"
   math.randomseed(os.time() * 1000 + os.clock() * 1000000)
   ids = lines(datadir .. "/ids.txt")
   names = lines(datadir .. "/names.txt")
@@ -55,13 +56,15 @@ end
 local scenarios = {}
 
 -- Okta's provisioning: a lookup by userName, then the create; LIMIT users, then stop.
+-- PREFIX makes this run's userNames its own: a create still in flight when an earlier
+-- run stopped cannot collide with this one's.
 local lookup_next = true
 scenarios.provision = function()
   if created >= limit then
     wrk.thread:stop()
     return wrk.format("GET", base .. "/ServiceProviderConfig", headers())
   end
-  local user_name = string.format("user%07d@bench.example", counter)
+  local user_name = string.format("%s%07d@bench.example", prefix, counter)
   if lookup_next then
     lookup_next = false
     return wrk.format("GET", base .. "/Users?filter=userName%20eq%20%22" .. quoted(user_name) ..
