@@ -624,33 +624,107 @@ def query_parameter(name):
         raise ScimError(400, 'invalidValue', f'{name} is not UTF-8.') from None
 
 
-def query_integer(name, default):
-    text = query_parameter(name)
-    if text is None or text == '':
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {text!r}.') from None
+SEARCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest'
 
 
-def paging():
-    """(startIndex, count): 1-based; startIndex < 1 is 1; count is capped at the maximum."""
-    settings = request.app.settings
-    start_index = max(1, query_integer('startIndex', 1))
-    count = query_integer('count', settings['default_page_size'])
-    return start_index, min(max(0, count), settings['max_page_size'])
+class ListRequest:
+    """What a list asks for (RFC 7644 §3.4.2): filter, sortBy/sortOrder, startIndex,
+    count, attributes/excludedAttributes. From the query string of a GET, or from
+    the SearchRequest body of a POST .search (§3.4.3): the same rules for both."""
+
+    def __init__(self, kind, parameters, settings):
+        self.kind = kind
+        self.parameters = parameters
+        self.start_index = max(1, self.integer('startIndex', 1))
+        count = self.integer('count', settings['default_page_size'])
+        self.count = min(max(0, count), settings['max_page_size'])
+        self.filter = self.parse_filter()
+        self.sort = self.parse_sort()
+        self.projection = self.parse_projection()
+
+    @classmethod
+    def from_query(cls, kind):
+        names = ('filter', 'startIndex', 'count', 'sortBy', 'sortOrder', 'attributes', 'excludedAttributes')
+        query = request.query
+        parameters = {name: query_parameter(name) for name in names if name in query} if query else {}
+        return cls(kind, parameters, request.app.settings)
+
+    @classmethod
+    def from_body(cls, kind, body):
+        schemas = body.get('schemas')
+        if not isinstance(schemas, list) or SEARCH_SCHEMA not in schemas:
+            raise ScimError(400, 'invalidSyntax', f'schemas must be ["{SEARCH_SCHEMA}"].')
+        return cls(kind, body, request.app.settings)
+
+    def text(self, name):
+        value = self.parameters.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ScimError(400, 'invalidValue', f'{name} must be a string.')
+        return value.strip() if value else None
+
+    def integer(self, name, default):
+        value = self.parameters.get(name)
+        if value is None or value == '':
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {value!r}.')
+
+    def names(self, name):
+        """attributes / excludedAttributes: a comma list in a query, a list in a body."""
+        value = self.parameters.get(name)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return ','.join(value)
+        return self.text(name)
+
+    def parse_filter(self):
+        text = self.text('filter')
+        if not text:
+            return None
+        try:
+            expr = F.parse_filter(text)
+        except F.FilterSyntaxError as error:
+            raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
+        return canonical_filter(expr, self.kind)
+
+    def parse_sort(self):
+        """(AttrPath in schema spelling, descending) or None."""
+        order = (self.text('sortOrder') or 'ascending').lower()
+        if order not in ('ascending', 'descending'):
+            raise ScimError(400, 'invalidValue', 'sortOrder must be ascending or descending.')
+        text = self.text('sortBy')
+        if not text:
+            return None
+        try:
+            path = F.parse_path(text)
+        except F.FilterSyntaxError as error:
+            raise ScimError(400, 'invalidValue', f'Bad sortBy {text!r}: {error}.') from None
+        if path.filter is not None:
+            raise ScimError(400, 'invalidValue', 'sortBy names one attribute, without a filter.')
+        try:
+            path, definition = canonical_attr_path(path.path, self.kind)
+        except ScimError:
+            raise ScimError(400, 'invalidValue', f'sortBy: unknown attribute {text!r}.') from None
+        if path.attr == self.kind.membership or (definition and definition['type'] == 'complex' and not path.sub
+                                                 and not definition['multiValued']):
+            raise ScimError(400, 'invalidValue', f'sortBy {text!r} has no single value to sort by.')
+        return path, order == 'descending'
+
+    def parse_projection(self):
+        return projection_of(self.kind, self.names('attributes'), self.names('excludedAttributes'))
 
 
-def parse_filter_parameter(kind):
-    text = query_parameter('filter')
-    if text is None or not text.strip():
+def projection_of(kind, wanted, unwanted):
+    if wanted and unwanted:
+        raise ScimError(400, 'invalidValue', 'Give attributes or excludedAttributes, not both.')
+    if not (wanted or unwanted):
         return None
-    try:
-        expr = F.parse_filter(text)
-    except F.FilterSyntaxError as error:
-        raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
-    return canonical_filter(expr, kind)
+    return Projection(kind, wanted or unwanted, include=bool(wanted))
 
 
 def canonical_filter(expr, kind, within=None):
@@ -790,16 +864,10 @@ def _drop_attribute(document, urn, attr, sub):
 
 
 def projection_from_query(kind):
-    """The request's Projection, or None when it asks for the default attributes."""
+    """attributes / excludedAttributes of a request on one resource (or None)."""
     if not request.environ.get('QUERY_STRING'):
         return None
-    wanted = query_parameter('attributes')
-    unwanted = query_parameter('excludedAttributes')
-    if wanted and unwanted:
-        raise ScimError(400, 'invalidValue', 'Give attributes or excludedAttributes, not both.')
-    if not (wanted or unwanted):
-        return None
-    return Projection(kind, wanted or unwanted, include=bool(wanted))
+    return projection_of(kind, query_parameter('attributes'), query_parameter('excludedAttributes'))
 
 
 def members_wanted(projection):
@@ -1229,7 +1297,7 @@ def service_provider_config():
         'bulk': {'supported': False, 'maxOperations': 0, 'maxPayloadSize': 0},
         'filter': {'supported': True, 'maxResults': settings['max_page_size']},
         'changePassword': {'supported': False},
-        'sort': {'supported': False},
+        'sort': {'supported': True},
         'etag': {'supported': True},
         'authenticationSchemes': [{
             'type': 'oauthbearertoken',
@@ -1333,13 +1401,25 @@ def reply_read(record, kind, projection):
     return reply_resource(record, kind, projection=projection)
 
 
+def list_resources(kind, asked):
+    """A ListResponse for one resource type."""
+    if kind is USERS:
+        total, records = store_errors(store.list_users, asked.filter, asked.start_index, asked.count,
+                                      USERS.multi_valued, asked.sort)
+    else:
+        total, records = store_errors(store.list_groups, asked.filter, asked.start_index, asked.count,
+                                      members_wanted(asked.projection), GROUPS.multi_valued, asked.sort)
+    return list_response(records, total, asked.start_index, kind, asked.projection)
+
+
 def users_list():
     """GET /Users: a ListResponse of the users that match `filter`."""
-    expr = parse_filter_parameter(USERS)
-    start_index, count = paging()
-    projection = projection_from_query(USERS)
-    total, records = store_errors(store.list_users, expr, start_index, count, USERS.multi_valued)
-    return scim_reply(list_response(records, total, start_index, USERS, projection))
+    return scim_reply(list_resources(USERS, ListRequest.from_query(USERS)))
+
+
+def users_search():
+    """POST /Users/.search: the same, asked in a SearchRequest body (RFC 7644 §3.4.3)."""
+    return scim_reply(list_resources(USERS, ListRequest.from_body(USERS, read_json())))
 
 
 def users_create():
@@ -1383,12 +1463,51 @@ def user_delete(user_id):
 
 def groups_list():
     """GET /Groups: a ListResponse; `excludedAttributes=members` reads no link rows."""
-    expr = parse_filter_parameter(GROUPS)
-    start_index, count = paging()
-    projection = projection_from_query(GROUPS)
-    total, records = store_errors(store.list_groups, expr, start_index, count,
-                                  members_wanted(projection), GROUPS.multi_valued)
-    return scim_reply(list_response(records, total, start_index, GROUPS, projection))
+    return scim_reply(list_resources(GROUPS, ListRequest.from_query(GROUPS)))
+
+
+def groups_search():
+    """POST /Groups/.search."""
+    return scim_reply(list_resources(GROUPS, ListRequest.from_body(GROUPS, read_json())))
+
+
+def root_search():
+    """POST /.search: users, then groups, as one list.
+
+    The filter applies to each type; a type that lacks an attribute the filter
+    names has no matches (the filter is refused only if every type lacks it)."""
+    body = read_json()
+    asked, refused = {}, None
+    for kind in (USERS, GROUPS):
+        try:
+            asked[kind] = ListRequest.from_body(kind, body)
+        except ScimError as error:
+            if error.scim_type != 'invalidFilter':
+                raise
+            refused = error
+    if not asked:
+        raise refused
+    first = next(iter(asked.values()))
+    start_index, count = first.start_index, first.count
+    totals = {kind: list_total(kind, each) for kind, each in asked.items()}
+    records, skipped = [], 0
+    for kind, each in asked.items():
+        # this type's part of the page: rows start_index..start_index+count-1 of the concatenation
+        own_start = max(1, start_index - skipped)
+        wanted = count - len(records)
+        if wanted > 0 and start_index - skipped <= totals[kind]:
+            each.start_index, each.count = own_start, wanted
+            page = json.loads(list_resources(kind, each))['Resources']
+            records.extend(page)
+        skipped += totals[kind]
+    head = {'schemas': [LIST_SCHEMA], 'totalResults': sum(totals.values()), 'startIndex': start_index,
+            'itemsPerPage': len(records), 'Resources': records}
+    return scim_reply(head)
+
+
+def list_total(kind, asked):
+    lister = store.list_users if kind is USERS else store.list_groups
+    return store_errors(lister, asked.filter, 1, 0, multi_valued=kind.multi_valued)[0]
 
 
 def groups_create():
@@ -1444,12 +1563,15 @@ SCIM_ROUTES = (
     ('GET', '/Schemas/<urn>', schema),
     ('GET', '/Users', users_list),
     ('POST', '/Users', users_create),
+    ('POST', '/Users/.search', users_search),
     ('GET', '/Users/<user_id>', user_get),
     ('PUT', '/Users/<user_id>', user_replace),
     ('PATCH', '/Users/<user_id>', user_patch),
     ('DELETE', '/Users/<user_id>', user_delete),
     ('GET', '/Groups', groups_list),
     ('POST', '/Groups', groups_create),
+    ('POST', '/Groups/.search', groups_search),
+    ('POST', '/.search', root_search),
     ('GET', '/Groups/<group_id>', group_get),
     ('PUT', '/Groups/<group_id>', group_replace),
     ('PATCH', '/Groups/<group_id>', group_patch),

@@ -591,27 +591,53 @@ class _PreparedPage:
         self.count = Prepared(lambda: count.where(where) if where is not None else count)
 
 
-def _page_query(model, where):
-    """The rows of a page, in the stable order (created, id).
+def _page_query(model, where, sort_key=None, descending=False):
+    """The rows of a page, in the stable order (created, id), or by `sort_key` first
+    (nulls last, ties in the stable order).
 
     OFFSET walks the (created, id) index in a subquery, which reads no resource
     text; only the page's own rows are then read whole. At offset 50,000 of
     100,000 users: 2.8 ms instead of 5 ms."""
-    keys = model.select(model.id, model.created)
+    columns = [model.id, model.created]
+    order = [model.created, model.id]
+    if sort_key is not None:
+        columns += [sort_key.is_null().alias('sort_null'), sort_key.alias('sort_key')]
+        order = [sort_key.is_null(), sort_key.desc() if descending else sort_key] + order
+    keys = model.select(*columns)
     if where is not None:
         keys = keys.where(where)
-    keys = keys.order_by(model.created, model.id).limit(slot('limit')).offset(slot('offset')).alias('page')
-    return (model.select(*_record_columns(model)).join(keys, on=(model.id == keys.c.id))
-            .order_by(keys.c.created, keys.c.id))
+    keys = keys.order_by(*order).limit(slot('limit')).offset(slot('offset')).alias('page')
+    outer = [keys.c.created, keys.c.id]
+    if sort_key is not None:
+        outer = [keys.c.sort_null, keys.c.sort_key.desc() if descending else keys.c.sort_key] + outer
+    return model.select(*_record_columns(model)).join(keys, on=(model.id == keys.c.id)).order_by(*outer)
 
 
-def _page(model, columns, membership, filter_ast, start_index, count, multi_valued):
+def sort_expression(model, columns, multi_valued, path):
+    """What `sortBy` sorts by: a column, a JSON value, or a multi-valued attribute's
+    primary value (its first value when none is primary). Text sorts ignoring case."""
+    key = _attr_key(path)
+    if not path.urn and key in columns:
+        column = columns[key]
+        if column.kind != 'string' or column.case_exact:
+            return column.field
+        return column.key_field if column.key_field is not None else lower(column.field)
+    if not path.urn and path.attr in multi_valued:
+        item = fn.json_extract(ITEM, _json_path(path.sub or 'value'))
+        return lower(NodeList((
+            SQL('(SELECT'), item, SQL('FROM json_each('), model.resource, SQL(','), _json_path(path.attr),
+            SQL(') AS scim_item ORDER BY json_extract(scim_item.value, \'$.primary\') IS NOT 1, scim_item.key LIMIT 1)'))))
+    keys = ([path.urn] if path.urn else []) + [path.attr] + ([path.sub] if path.sub else [])
+    return lower(fn.json_extract(model.resource, _json_path(*keys)))
+
+
+def _page(model, columns, membership, filter_ast, start_index, count, multi_valued, sort=None):
     """(totalResults, the rows of one page) in a stable order.
 
     Page and count come from one snapshot (one transaction), except where a first
     page is not full: it holds every match, so the lookup IdPs send before every
     create is a single statement."""
-    prepared = _PreparedPage.for_filter(model, columns, filter_ast)
+    prepared = _PreparedPage.for_filter(model, columns, filter_ast) if sort is None else None
     if prepared and start_index == 1 and count:
         page, value = prepared
         rows = page.page.rows(value=value, limit=count, offset=0)
@@ -623,22 +649,27 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
             total = page.count.rows(value=value)[0][0]
             rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count and total else []
             return total, rows
-        where = filter_expression(filter_ast, columns, membership, multi_valued)
-        total = model.select(fn.COUNT(SQL('*'))).where(where).scalar()
+        where = filter_expression(filter_ast, columns, membership, multi_valued) if filter_ast else None
+        counting = model.select(fn.COUNT(SQL('*')))
+        total = (counting.where(where) if where is not None else counting).scalar()
         rows = []
         if count and total >= start_index:
-            rows = Prepared(lambda: _page_query(model, where)).rows(limit=count, offset=start_index - 1)
+            sort_key = sort_expression(model, columns, multi_valued, sort[0]) if sort else None
+            descending = bool(sort and sort[1])
+            rows = Prepared(lambda: _page_query(model, where, sort_key, descending)).rows(
+                limit=count, offset=start_index - 1)
         return total, rows
 
 
-def list_users(filter_ast, start_index, count, multi_valued=frozenset()):
-    total, rows = _page(User, USER_COLUMNS, USER_MEMBERSHIP, filter_ast, start_index, count, multi_valued)
+def list_users(filter_ast, start_index, count, multi_valued=frozenset(), sort=None):
+    """(totalResults, records of one page); `sort` is (AttrPath, descending) or None."""
+    total, rows = _page(User, USER_COLUMNS, USER_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
     groups = _groups_of([row[0] for row in rows])
     return total, [_record(row, groups[row[0]]) for row in rows]
 
 
-def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=frozenset()):
-    total, rows = _page(Group, GROUP_COLUMNS, GROUP_MEMBERSHIP, filter_ast, start_index, count, multi_valued)
+def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=frozenset(), sort=None):
+    total, rows = _page(Group, GROUP_COLUMNS, GROUP_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
     members = _members_of([row[0] for row in rows]) if with_members else {}
     return total, [_record(row, members.get(row[0], ())) for row in rows]
 

@@ -38,7 +38,7 @@ def test_service_provider_config_says_what_is_supported(client):
     assert config['filter']['supported'] is True
     assert type(config['filter']['maxResults']) is int and config['filter']['maxResults'] > 0
     assert config['changePassword']['supported'] is False
-    assert config['sort']['supported'] is False
+    assert config['sort']['supported'] is True
     assert config['etag']['supported'] is True
     schemes = config['authenticationSchemes']
     assert schemes and all(scheme['type'] and scheme['name'] and scheme['description'] for scheme in schemes)
