@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from peewee import (
     SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
-    JOIN, IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
+    JOIN, Field, IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
     TextField, Value, fn)
 
 import scimfilter as F
@@ -601,8 +601,10 @@ def _page_query(model, where, sort_key=None, descending=False):
     columns = [model.id, model.created]
     order = [model.created, model.id]
     if sort_key is not None:
+        # A NOT NULL column needs no nulls-last term, and can then walk its own index.
+        nullable = not (isinstance(sort_key, Field) and not sort_key.null)
         columns += [sort_key.is_null().alias('sort_null'), sort_key.alias('sort_key')]
-        order = [sort_key.is_null(), sort_key.desc() if descending else sort_key] + order
+        order = ([sort_key.is_null()] if nullable else []) + [sort_key.desc() if descending else sort_key] + order
     keys = model.select(*columns)
     if where is not None:
         keys = keys.where(where)

@@ -258,6 +258,35 @@ def prepare(target, users, duration, connections, results):
     results['import_all'] = {'seconds': elapsed, 'pages_per_second': (users / 100) / elapsed}
 
 
+# Single requests a person or a conformance tester sends: how long each takes at this size.
+QUERIES = (
+    ('co search', '/Users?filter=userName%20co%20%2200999%22'),
+    ('sw search', '/Users?filter=userName%20sw%20%22user%22&count=100'),
+    ('value-path search', '/Users?filter=emails%5Btype%20eq%20%22work%22%20and%20value%20co%20%220099%22%5D'),
+    ('sorted page (userName)', '/Users?sortBy=userName&startIndex={middle}&count=100'),
+    ('sorted page (title)', '/Users?sortBy=title&sortOrder=descending&count=100'),
+    ('count=0', '/Users?count=0'),
+    ('count=0 filtered', '/Users?count=0&filter=active%20eq%20true'),
+    ('last page', '/Users?startIndex={last}&count=100'),
+)
+
+
+def time_queries(target, users):
+    """Each query three times over one connection: the median, in ms."""
+    connection = target.connection()
+    timings = {}
+    for name, path in QUERIES:
+        path = path.format(middle=max(1, users // 2), last=max(1, users - 99))
+        samples = []
+        for _ in range(3):
+            started = time.perf_counter()
+            target.request(connection, 'GET', path)
+            samples.append((time.perf_counter() - started) * 1000)
+        timings[name] = sorted(samples)[1]
+    connection.close()
+    return timings
+
+
 def report(results, ceiling, other, args):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
@@ -296,6 +325,9 @@ def report(results, ceiling, other, args):
         print(f'load generator CPU: {wrk_cpu:.1f} s, server CPU: {server_cpu:.1f} s '
               f'(wrk share {wrk_cpu / (wrk_cpu + server_cpu):.1%})')
     print(f'server peak RSS: {results["peak_rss_mb"]:.1f} MB')
+    if 'queries' in results:
+        print('single requests at this size (median of 3, ms): ' +
+              ', '.join(f'{name} {ms:.0f}' for name, ms in results['queries'].items()))
 
 
 def main(argv=None):
@@ -330,6 +362,7 @@ def main(argv=None):
         print(f'provisioning {args.users} users into scimlite ...', flush=True)
         prepare(scim, args.users, args.duration, args.connections, results)
         results['peak_rss_mb'] = peak_rss_mb(process.pid)
+        results['queries'] = time_queries(scim, args.users)
         ceiling_runs = [ceiling.wrk('ceiling', args.duration, args.connections)]
         results.update(measure(scim, scenarios, args.duration, args.connections))
         ceiling_runs.append(ceiling.wrk('ceiling', args.duration, args.connections))

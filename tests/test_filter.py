@@ -634,3 +634,36 @@ def test_invalid_utf8_in_a_query_parameter_is_400(client):
     response = client.test_app.get('/scim/v2/Users?filter=userName%20eq%20%22%FF%22',
                                    headers=client.headers, expect_errors=True)
     assert_scim_error(response, 400, 'invalidValue')
+
+
+# ---------------------------------------------------------------------------
+# Every operator and combinator on groups too
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text, expected', [
+    ('displayName eq "group g1"', 'G1'),
+    ('displayName ne "Group G1"', 'G2 G3'),
+    ('displayName co "OUP G"', 'G1 G2 G3'),
+    ('displayName sw "group g"', 'G1 G2 G3'),
+    ('displayName ew "g2"', 'G2'),
+    ('displayName gt "Group G1"', 'G2 G3'),
+    ('displayName ge "Group G2"', 'G2 G3'),
+    ('displayName lt "Group G2"', 'G1'),
+    ('displayName le "Group G2"', 'G1 G2'),
+    ('displayName pr', 'G1 G2 G3'),
+    ('id eq "{G2}"', 'G2'),
+    ('members eq "{B}"', 'G1 G2'),
+    ('members.value eq "{A}"', 'G1'),
+    ('members[value eq "{A}"]', 'G1'),
+    ('members pr', 'G1 G2'),
+    ('displayName ew "1" or displayName ew "3"', 'G1 G3'),
+    ('members eq "{B}" and not (displayName ew "2")', 'G1'),
+    ('(displayName ew "1" or displayName ew "2") and members eq "{A}"', 'G1'),
+    ('meta.created ge "{G1_created}"', 'G1 G2 G3'),
+    ('meta.lastModified lt "2000-01-01T00:00:00Z"', ''),
+    ('externalId pr', ''),
+])
+def test_group_filters(client, directory, text, expected):
+    for name in ('G1',):
+        directory.setdefault(f'{name}.created', client.get(f'/Groups/{directory[name]}').json['meta']['created'])
+    assert search(client, directory, text, 'Groups') == (set(expected.split()) if expected else set())
