@@ -531,7 +531,6 @@ class _LinksOfMany:
         return found
 
 
-_groups_of = _LinksOfMany(Link.user, Group, Group.display_name)
 _members_of = _LinksOfMany(Link.group, User, User.user_name)
 
 
@@ -592,6 +591,17 @@ class _PreparedPage:
 
 
 def _page_query(model, where, sort_key=None, descending=False):
+    query = _page_of_keys(model, where, sort_key, descending)
+    if model is not User:
+        return query
+    # A user's groups come in the same statement: one row per (user, group).
+    return (query.select_extend(Group.id, Group.display_name).switch(User)
+            .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
+            .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
+            .order_by_extend(Group.display_name_key, Group.id))
+
+
+def _page_of_keys(model, where, sort_key=None, descending=False):
     """The rows of a page, in the stable order (created, id), or by `sort_key` first
     (nulls last, ties in the stable order).
 
@@ -642,7 +652,7 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
     prepared = _PreparedPage.for_filter(model, columns, filter_ast) if sort is None else None
     if prepared and start_index == 1 and count:
         page, value = prepared
-        rows = page.page.rows(value=value, limit=count, offset=0)
+        rows = _by_resource(page.page.rows(value=value, limit=count, offset=0))
         if len(rows) < count:
             return len(rows), rows
     with database.atomic():
@@ -650,7 +660,7 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
             page, value = prepared
             total = page.count.rows(value=value)[0][0]
             rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count and total else []
-            return total, rows
+            return total, _by_resource(rows)
         where = filter_expression(filter_ast, columns, membership, multi_valued) if filter_ast else None
         counting = model.select(fn.COUNT(SQL('*')))
         total = (counting.where(where) if where is not None else counting).scalar()
@@ -660,20 +670,33 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
             descending = bool(sort and sort[1])
             rows = Prepared(lambda: _page_query(model, where, sort_key, descending)).rows(
                 limit=count, offset=start_index - 1)
-        return total, rows
+        return total, _by_resource(rows)
+
+
+def _by_resource(rows):
+    """Page rows -> [(record columns, [(linked id, display)])] in page order; a user
+    page has one row per (user, group), a group page one row per group."""
+    found = {}
+    for row in rows:
+        entry = found.get(row[0])
+        if entry is None:
+            entry = found[row[0]] = (row[:5], [])
+        if len(row) > 5 and row[5] is not None:
+            entry[1].append((row[5], row[6]))
+    return list(found.values())
 
 
 def list_users(filter_ast, start_index, count, multi_valued=frozenset(), sort=None):
     """(totalResults, records of one page); `sort` is (AttrPath, descending) or None."""
     total, rows = _page(User, USER_COLUMNS, USER_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
-    groups = _groups_of([row[0] for row in rows])
-    return total, [_record(row, groups[row[0]]) for row in rows]
+    return total, [_record(row, groups) for row, groups in rows]
 
 
 def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=frozenset(), sort=None):
     total, rows = _page(Group, GROUP_COLUMNS, GROUP_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
-    members = _members_of([row[0] for row in rows]) if with_members else {}
-    return total, [_record(row, members.get(row[0], ())) for row in rows]
+    # Members stay a query of their own: a group may have 100,000 of them.
+    members = _members_of([row[0] for row, _ in rows]) if with_members else {}
+    return total, [_record(row, members.get(row[0], ())) for row, _ in rows]
 
 
 # ---------------------------------------------------------------------------

@@ -137,3 +137,15 @@ def test_filtered_pages_count_every_match_not_the_page(client, seven_users, size
     walked = all_pages(client, size, filter='active eq false')
     assert sorted(walked) == sorted(inactive)
     assert len(walked) == len(inactive)
+
+
+def test_users_in_many_groups_page_by_users_not_by_memberships(client):
+    """A page holds `count` users, however many groups each is in."""
+    ids = [client.create_user(f'many{n}@example.com')['id'] for n in range(5)]
+    for n in range(4):
+        client.create_group(f'G{n}', ids)
+    first = client.get('/Users?startIndex=1&count=2', status=200).json
+    second = client.get('/Users?startIndex=3&count=3', status=200).json
+    assert [u['id'] for u in first['Resources'] + second['Resources']] == ids
+    assert all(len(u['groups']) == 4 for u in first['Resources'] + second['Resources'])
+    assert (first['totalResults'], first['itemsPerPage'], second['itemsPerPage']) == (5, 2, 3)
