@@ -725,7 +725,7 @@ USER_UPDATE = Prepared(lambda: User.update(
     **{name: slot(name) for name in USER_WRITABLE}).where((User.id == slot('id')) & (User.version == slot('version'))))
 MAX_WRITE_ATTEMPTS = 20
 
-_writer = threading.RLock()   # re-entered by writing() inside writer_turn()
+_writer = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -778,21 +778,22 @@ def update_user(user_id, change, expected_versions=None):
     """Store `change(record) -> new resource`; an unchanged resource is not written.
 
     Read, change, then UPDATE ... WHERE version = the version read: if another
-    writer (another process) got there first, nothing is written and the change
-    is applied again to what it stored. Never a lost update, never a mix."""
+    writer got there first, nothing is written and the change is applied again
+    to what it stored. Never a lost update, never a mix; and only the UPDATE
+    itself waits for the writer's turn."""
     for _ in range(MAX_WRITE_ATTEMPTS):
-        with writer_turn():
-            record = get_user(user_id)
-            _checked(record, expected_versions)
-            resource = change(record)
-            if resource == record['resource']:
-                return record
-            stamp = now()
-            columns = _user_columns(resource)
-            try:
+        record = get_user(user_id)
+        _checked(record, expected_versions)
+        resource = change(record)
+        if resource == record['resource']:
+            return record
+        stamp = now()
+        columns = _user_columns(resource)
+        try:
+            with writer_turn():
                 written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
-            except IntegrityError:
-                raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
+        except IntegrityError:
+            raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
         if written:
             return Record(record, resource=resource, json=columns['resource'],
                           version=record['version'] + 1, last_modified=stamp)
@@ -899,22 +900,21 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     neither read nor rewritten. The record passed to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read."""
     for _ in range(MAX_WRITE_ATTEMPTS):
-        with writer_turn():
-            record = get_group(group_id, with_members=False)
-            _checked(record, expected_versions)
-            resource, operations = change(record)
-            if resource == record['resource'] and not operations:
-                return get_group(group_id, with_members=with_members)
-            with writing():
-                if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(),
-                                            **_group_columns(resource)):
-                    continue
-                for verb, user_ids in operations:
-                    if verb == 'add':
-                        _add_members(group_id, user_ids)
-                    else:
-                        _remove_members(group_id, user_ids)
+        record = get_group(group_id, with_members=False)
+        _checked(record, expected_versions)
+        resource, operations = change(record)
+        if resource == record['resource'] and not operations:
             return get_group(group_id, with_members=with_members)
+        with writing():
+            if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(),
+                                        **_group_columns(resource)):
+                continue
+            for verb, user_ids in operations:
+                if verb == 'add':
+                    _add_members(group_id, user_ids)
+                else:
+                    _remove_members(group_id, user_ids)
+        return get_group(group_id, with_members=with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')
 
 
