@@ -41,7 +41,7 @@ SCENARIOS = ('get_by_id', 'filter_eq', 'list_page', 'patch_deactivate', 'put_rep
 # What issue #3 asks of each scenario, as a share of the ceiling's rate.
 TARGETS = {'get_by_id': 0.50, 'filter_eq': 0.45, 'patch_deactivate': 0.30, 'put_replace': 0.30,
            'provision': 0.25, 'list_page': 0.08}
-FIRST_STAGE_USERS = 1000
+FIRST_STAGE_USERS = 1000   # the small server that filter_eq is compared with
 
 
 def die(message):
@@ -193,19 +193,20 @@ class Target:
         connection.close()
         return total
 
-    def provision(self, count, connections, chunk_seconds=10):
+    def provision(self, count, connections, longest_chunk=10):
         """Okta's create flow until `count` more users exist: the rate of the full chunks.
 
-        wrk runs for a fixed time, so the users are created in chunks of that time;
-        the last chunk, cut short when the count is reached, is left out of the rate."""
+        wrk runs for a fixed time and cannot stop early, so the users are created
+        in chunks, each sized from the rate so far to end before the goal; a chunk
+        that reached the goal (and then idled) is left out of the rate, unless it
+        is the only one."""
         have = self.user_count()
         goal = have + count
         full = {'seconds': 0.0, 'users': 0, 'requests': 0, 'errors': 0, 'wrk_cpu': 0.0, 'server_cpu': 0.0}
-        last = None
-        chunk = 0
+        chunk, seconds, last = 0, 2, None
         while have < goal:
             chunk += 1
-            last = self.wrk('provision', chunk_seconds, connections, goal - have, have, f'{self.run}c{chunk}-')
+            last = self.wrk('provision', seconds, connections, goal - have, have, f'{self.run}c{chunk}-')
             created = self.user_count() - have
             have += created
             full['errors'] += last['errors']
@@ -215,6 +216,8 @@ class Target:
                 full['requests'] += last['requests']
                 full['wrk_cpu'] += last['wrk_cpu']
                 full['server_cpu'] += last['server_cpu']
+            rate = max(1.0, full['users'] / full['seconds'])
+            seconds = int(max(1, min(longest_chunk, 0.9 * (goal - have) / rate)))
         full.update(p50_ms=last['p50_ms'], p99_ms=last['p99_ms'])
         full['users_per_second'] = full['users'] / full['seconds']
         full['rps'] = full['requests'] / full['seconds']
@@ -231,27 +234,38 @@ class Target:
 # The run
 # ---------------------------------------------------------------------------
 
-def measure(target, scenarios, duration, connections):
+def measure(target, scenarios, duration, connections, ceiling=None, small=None):
+    """Each scenario for `duration` seconds. With a ceiling, a ceiling run comes
+    before each scenario and after the last, and each scenario is compared with
+    the two around it: the machine's speed drifts, a ratio taken minutes apart
+    would measure the drift. filter_eq also runs against `small` (1,000 users)
+    right before and after, for the same reason."""
     results = {}
+    half = max(3, duration // 2)
+    before = ceiling.wrk('ceiling', half, connections)['rps'] if ceiling else None
     for scenario in scenarios:
+        if small and scenario == 'filter_eq':
+            small_runs = [small.wrk('filter_eq', duration, connections)]
         results[scenario] = target.wrk(scenario, duration, connections)
-        print(f'  {target.name:9} {scenario:17} {results[scenario]["rps"]:9.1f} req/s', flush=True)
+        if small and scenario == 'filter_eq':
+            small_runs.append(small.wrk('filter_eq', duration, connections))
+            results['filter_eq@1k'] = dict(small_runs[0], rps=sum(r['rps'] for r in small_runs) / 2)
+        if ceiling:
+            after = ceiling.wrk('ceiling', half, connections)['rps']
+            results[scenario]['ceiling_rps'] = (before + after) / 2
+            before = after
+        print(f'  {target.name:9} {scenario:17} {results[scenario]["rps"]:9.1f} req/s'
+              + (f'  (ceiling {results[scenario]["ceiling_rps"]:.0f})' if ceiling else ''), flush=True)
     return results
 
 
-def prepare(target, users, duration, connections, results):
-    """Provision in two stages, measuring filter_eq at 1,000 users in between."""
-    first = min(users, FIRST_STAGE_USERS)
-    target.provision(first, connections, chunk_seconds=duration)
-    target.page_through()
+def prepare(target, users, connections, results):
+    """Provision `users` the way Okta does, create 20 groups, then page through all."""
+    print(f'  {target.name:9} provisioning {users} users ...', flush=True)
+    results['provision'] = target.provision(users, connections)
+    print(f'  {target.name:9} provision          {results["provision"]["users_per_second"]:9.1f} users/s',
+          flush=True)
     target.create_groups(20)
-    results['filter_eq@1k'] = target.wrk('filter_eq', duration, connections)
-    print(f'  {target.name:9} filter_eq@1k       {results["filter_eq@1k"]["rps"]:9.1f} req/s', flush=True)
-    if users > first:
-        print(f'  {target.name:9} provisioning {users - first} more users ...', flush=True)
-        results['provision'] = target.provision(users - first, connections, chunk_seconds=max(duration, 10))
-        print(f'  {target.name:9} provision          {results["provision"]["users_per_second"]:9.1f} users/s',
-              flush=True)
     count, total, elapsed = target.page_through()
     if count != users or total != users:
         die(f'{target.name}: paging found {count} users, totalResults {total}, expected {users}')
@@ -287,47 +301,48 @@ def time_queries(target, users):
     return timings
 
 
-def report(results, ceiling, other, args):
+def report(results, other, args):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
           f'{args.connections} keep-alive connections, wrk -t1')
-    print(f'ceiling (bare Bottle+waitress route): {ceiling["rps"]:.0f} req/s, '
-          f'p50 {ceiling["p50_ms"]:.2f} ms, p99 {ceiling["p99_ms"]:.2f} ms')
-    header = f'{"scenario":17} {"req/s":>9} {"p50 ms":>8} {"p99 ms":>8} {"errors":>6} {"/ceiling":>9} {"target":>7}'
+    print('ceiling: a bare Bottle+waitress route, run before and after each scenario; '
+          'each ratio is against the mean of those two runs')
+    header = (f'{"scenario":17} {"req/s":>9} {"p50 ms":>8} {"p99 ms":>8} {"errors":>6} {"ceiling":>8} '
+              f'{"/ceiling":>9} {"target":>7}')
     if other:
         header += f' {"other":>9} {"/other":>7}'
     print(header)
     for scenario, result in results.items():
-        if not isinstance(result, dict) or 'rps' not in result:
+        if not isinstance(result, dict) or 'ceiling_rps' not in result:
             continue
         target = TARGETS.get(scenario)
         rate = result['users_per_second'] if scenario == 'provision' else result['rps']
-        share = rate / ceiling['rps']
+        share = rate / result['ceiling_rps']
         line = (f'{scenario:17} {rate:9.1f} {result["p50_ms"]:8.2f} {result["p99_ms"]:8.2f} '
-                f'{result["errors"]:6d} {share:9.1%} {(f"{target:.0%}" if target else ""):>7}')
+                f'{result["errors"]:6d} {result["ceiling_rps"]:8.0f} {share:9.1%} '
+                f'{(f"{target:.0%}" if target else ""):>7}')
         if other and scenario in other:
             other_rate = other[scenario].get('users_per_second') if scenario == 'provision' else other[scenario]['rps']
             line += f' {other_rate:9.1f} {(rate / other_rate if other_rate else float("inf")):6.1f}x'
         print(line)
-    if 'provision' in results:
-        print(f'(provision is users created per second, each a lookup and a create: '
-              f'{results["provision"]["rps"]:.0f} req/s)')
+    print(f'(provision is users created per second, each a lookup and a create: '
+          f'{results["provision"]["rps"]:.0f} req/s; its ceiling is the mean of all ceiling runs)')
     if 'filter_eq@1k' in results and 'filter_eq' in results:
-        print(f'filter_eq at {args.users} users / at 1,000 users: '
-              f'{results["filter_eq"]["rps"] / results["filter_eq@1k"]["rps"]:.1%}')
-    if 'import_all' in results:
-        print(f'import of all users, 100 a page, one connection: {results["import_all"]["seconds"]:.1f} s '
-              f'({results["import_all"]["pages_per_second"]:.1f} pages/s)')
+        print(f'filter_eq at {args.users} users: {results["filter_eq"]["rps"]:.0f} req/s; at 1,000 users '
+              f'(another server, just before and after): {results["filter_eq@1k"]["rps"]:.0f} req/s; '
+              f'ratio {results["filter_eq"]["rps"] / results["filter_eq@1k"]["rps"]:.1%}')
+    print(f'import of all users, 100 a page, one connection: {results["import_all"]["seconds"]:.1f} s '
+          f'({results["import_all"]["pages_per_second"]:.1f} pages/s)')
     measured = [r for r in results.values() if isinstance(r, dict) and 'wrk_cpu' in r]
     wrk_cpu = sum(r['wrk_cpu'] for r in measured)
     server_cpu = sum(r['server_cpu'] for r in measured)
     if server_cpu:
         print(f'load generator CPU: {wrk_cpu:.1f} s, server CPU: {server_cpu:.1f} s '
               f'(wrk share {wrk_cpu / (wrk_cpu + server_cpu):.1%})')
-    print(f'server peak RSS: {results["peak_rss_mb"]:.1f} MB')
-    if 'queries' in results:
-        print('single requests at this size (median of 3, ms): ' +
-              ', '.join(f'{name} {ms:.0f}' for name, ms in results['queries'].items()))
+    print(f'server peak RSS (after provisioning, paging through all and every scenario): '
+          f'{results["peak_rss_mb"]:.1f} MB')
+    print('single requests at this size (median of 3, ms): ' +
+          ', '.join(f'{name} {ms:.0f}' for name, ms in results['queries'].items()))
 
 
 def main(argv=None):
@@ -348,39 +363,39 @@ def main(argv=None):
     token = secrets.token_urlsafe(24)
     workdir = Path(tempfile.mkdtemp(prefix='scimlite-bench-'))
     env = {k: v for k, v in os.environ.items() if not k.startswith('SCIM_')}
-    process, port = start([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--token', token,
-                           '--database', f'sqlite:///{(workdir / "bench.db").as_posix()}'],
-                          r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
-    scim = Target('scimlite', f'http://127.0.0.1:{port}/scim/v2', token, process)
+
+    def scimlite(name):
+        process, port = start([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--token', token,
+                               '--database', f'sqlite:///{(workdir / f"{name}.db").as_posix()}'],
+                              r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
+        return Target(name, f'http://127.0.0.1:{port}/scim/v2', token, process)
+
+    scim, small = scimlite('scimlite'), scimlite('small')
     ceiling_process, ceiling_port = start(
         [sys.executable, str(HERE / 'ceiling.py'), str(scim_server.DEFAULTS['threads']),
          str(scim_server.SWITCH_INTERVAL)], r'port (\d+)')
     ceiling = Target('ceiling', f'http://127.0.0.1:{ceiling_port}', token, ceiling_process)
     other = Target('other', args.other, args.other_token) if args.other else None
-    results, other_results = {}, {}
+    results, other_results, small_results = {}, {}, {}
     try:
-        print(f'provisioning {args.users} users into scimlite ...', flush=True)
-        prepare(scim, args.users, args.duration, args.connections, results)
-        results['peak_rss_mb'] = peak_rss_mb(process.pid)
+        prepare(small, min(args.users, FIRST_STAGE_USERS), args.connections, small_results)
+        prepare(scim, args.users, args.connections, results)
+        results['peak_rss_mb'] = peak_rss_mb(scim.process.pid)
         results['queries'] = time_queries(scim, args.users)
-        ceiling_runs = [ceiling.wrk('ceiling', args.duration, args.connections)]
-        results.update(measure(scim, scenarios, args.duration, args.connections))
-        ceiling_runs.append(ceiling.wrk('ceiling', args.duration, args.connections))
-        results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(process.pid))
-        ceiling_result = {key: sum(run[key] for run in ceiling_runs) / len(ceiling_runs)
-                          for key in ('rps', 'p50_ms', 'p99_ms')}
-        rates = ', '.join(f"{run['rps']:.0f}" for run in ceiling_runs)
-        print(f'  ceiling runs: {rates} req/s', flush=True)
+        results.update(measure(scim, scenarios, args.duration, args.connections, ceiling, small))
+        results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(scim.process.pid))
+        ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
+        results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
         if other:
-            print(f'provisioning {args.other_users or args.users} users into {args.other} ...', flush=True)
-            prepare(other, args.other_users or args.users, args.duration, args.connections, other_results)
+            prepare(other, args.other_users or args.users, args.connections, other_results)
             other_results.update(measure(other, scenarios, args.duration, args.connections))
-        report(results, ceiling_result, other_results, args)
+        report(results, other_results, args)
         if args.json:
-            Path(args.json).write_text(json.dumps({'scimlite': results, 'ceiling': ceiling_result,
-                                                   'other': other_results, 'args': vars(args)}, indent=1))
+            Path(args.json).write_text(json.dumps({'scimlite': results, 'other': other_results,
+                                                   'args': vars(args)}, indent=1))
     finally:
         scim.stop()
+        small.stop()
         ceiling.stop()
         if other:
             other.stop()
