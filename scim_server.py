@@ -7,13 +7,14 @@ Point Okta or Microsoft Entra ID at http://127.0.0.1:5000/scim/v2 (usually throu
 ngrok) and users and groups arrive in a SQLite file, scim.db.
 
 What it supports: /Users and /Groups with POST, GET (by id, and lists with
-filter, startIndex and count), PUT, PATCH (RFC 7644 §3.5.2, with Okta's and
-Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
+the whole filter language, sortBy, startIndex, count, attributes and
+excludedAttributes), POST .search, PUT, PATCH (RFC 7644 §3.5.2, with Okta's
+and Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
 /ResourceTypes and /Schemas; ETags with If-Match / If-None-Match.
 
-What it deliberately does not: bulk operations, sorting, password changes,
-nested groups (members are users), and authenticating end users: the password
-an IdP sends is accepted and dropped, never stored, never returned.
+What it deliberately does not: bulk operations, password changes, nested
+groups (members are users), and authenticating end users: the password an IdP
+sends is accepted and dropped, never stored, never returned.
 
 Needs: bottle, peewee, waitress (see requirements.txt). `app` is a WSGI
 application for other servers (`waitress-serve scim_server:app`); `main()` is

@@ -362,7 +362,7 @@ def test_an_unexpected_exception_is_a_scim_500_with_the_traceback_only_in_the_lo
     app.route('/scim/v2/Explode', 'GET', scim_server.with_token(explode))
     client = ScimClient(app)
     response = client.get('/Explode')
-    body = assert_scim_error(response, 500)
+    assert_scim_error(response, 500)
     assert 'secret internals' not in response.text and 'Traceback' not in response.text
     assert 'secret internals' in caplog.text
     assert TOKEN not in caplog.text

@@ -5,7 +5,6 @@ These start the real server as a subprocess and talk to it over a socket."""
 import http.client
 import json
 import socket
-from pathlib import Path
 
 import pytest
 
