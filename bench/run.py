@@ -188,8 +188,12 @@ class Target:
         (self.data / 'groups.txt').write_text('\n'.join(ids) + '\n')
 
     def user_count(self):
+        """How many users there are once the creates still in flight have landed."""
         connection = self.connection()
-        total = self.request(connection, 'GET', '/Users?count=0')['totalResults']
+        previous, total = None, self.request(connection, 'GET', '/Users?count=0')['totalResults']
+        while total != previous:
+            time.sleep(0.3)
+            previous, total = total, self.request(connection, 'GET', '/Users?count=0')['totalResults']
         connection.close()
         return total
 
