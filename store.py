@@ -311,12 +311,8 @@ class _FilterTranslator:
         self.multi_valued = multi_valued  # names of multi-valued attributes, as the schema spells them
 
     def translate(self, expr):
-        if isinstance(expr, F.And):
-            return self.translate(expr.left) & self.translate(expr.right)
-        if isinstance(expr, F.Or):
-            return self.translate(expr.left) | self.translate(expr.right)
-        if isinstance(expr, F.Not):
-            return ~self.translate(expr.expr)
+        if isinstance(expr, (F.And, F.Or, F.Not)):
+            return _logical(expr, self.translate)
         if isinstance(expr, F.ValuePath):
             return self.value_path(expr)
         op, value = _op_and_value(expr)
@@ -353,12 +349,8 @@ class _FilterTranslator:
 
     def item_filter(self, expr):
         """A filter inside `attr[...]`: its names are sub-attributes of one element."""
-        if isinstance(expr, F.And):
-            return self.item_filter(expr.left) & self.item_filter(expr.right)
-        if isinstance(expr, F.Or):
-            return self.item_filter(expr.left) | self.item_filter(expr.right)
-        if isinstance(expr, F.Not):
-            return ~self.item_filter(expr.expr)
+        if isinstance(expr, (F.And, F.Or, F.Not)):
+            return _logical(expr, self.item_filter)
         if isinstance(expr, F.ValuePath) or expr.path.urn or expr.path.sub:
             raise UnsupportedFilter('inside [...] name sub-attributes only, e.g. emails[type eq "work"]')
         op, value = _op_and_value(expr)
@@ -391,6 +383,15 @@ class _FilterTranslator:
         if op == 'ne':
             return ~fn.EXISTS(links.join(other).where(column.expression('eq', value, name)))
         return fn.EXISTS(links.join(other).where(column.expression(op, value, name)))
+
+
+def _logical(expr, translate):
+    """and / or / not, with each operand translated by `translate`."""
+    if isinstance(expr, F.Not):
+        return ~translate(expr.expr)
+    if isinstance(expr, F.And):
+        return translate(expr.left) & translate(expr.right)
+    return translate(expr.left) | translate(expr.right)
 
 
 def _op_and_value(expr):
