@@ -539,6 +539,8 @@ def clean_resource(body, kind):
     required = resource.get(kind.required)
     if not isinstance(required, str) or not required.strip():
         raise ScimError(400, 'invalidValue', f'{kind.required} is required and must be a non-empty string.')
+    if kind is USERS:
+        resource.setdefault('active', True)   # unassigned is active: the answer says what filters see
     return resource
 
 
@@ -628,6 +630,10 @@ def query_parameter(name):
 SEARCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest'
 
 
+class UnknownSortAttribute(ScimError):
+    """sortBy names an attribute this resource type does not have."""
+
+
 class ListRequest:
     """What a list asks for (RFC 7644 §3.4.2): filter, sortBy/sortOrder, startIndex,
     count, attributes/excludedAttributes. From the query string of a GET, or from
@@ -710,7 +716,7 @@ class ListRequest:
         try:
             path, definition = canonical_attr_path(path.path, self.kind)
         except ScimError:
-            raise ScimError(400, 'invalidValue', f'sortBy: unknown attribute {text!r}.') from None
+            raise UnknownSortAttribute(400, 'invalidValue', f'sortBy: unknown attribute {text!r}.') from None
         if path.attr == self.kind.membership or (definition and definition['type'] == 'complex' and not path.sub
                                                  and not definition['multiValued']):
             raise ScimError(400, 'invalidValue', f'sortBy {text!r} has no single value to sort by.')
@@ -1427,7 +1433,6 @@ def users_create():
     """POST /Users."""
     projection = projection_from_query(USERS)
     resource = clean_resource(read_json(), USERS)
-    resource.setdefault('active', True)
     return reply_resource(store_errors(store.create_user, resource), USERS, 201, projection)
 
 
@@ -1476,18 +1481,27 @@ def root_search():
     """POST /.search: users, then groups, as one list.
 
     The filter applies to each type; a type that lacks an attribute the filter
-    names has no matches (the filter is refused only if every type lacks it)."""
+    names has no matches (the filter is refused only if every type lacks it).
+    sortBy sorts within each type (users still come first); a type that lacks
+    the attribute keeps its stable order."""
     body = read_json()
-    asked, refused = {}, None
+    asked, refused, unsortable = {}, None, []
     for kind in (USERS, GROUPS):
         try:
-            asked[kind] = ListRequest.from_body(kind, body)
+            try:
+                asked[kind] = ListRequest.from_body(kind, body)
+            except UnknownSortAttribute as error:
+                # sorted as if the attribute were unset: that type in its stable order
+                asked[kind] = ListRequest.from_body(kind, {k: v for k, v in body.items() if k != 'sortBy'})
+                unsortable.append(error)
         except ScimError as error:
             if error.scim_type != 'invalidFilter':
                 raise
             refused = error
     if not asked:
         raise refused
+    if len(unsortable) == 2:
+        raise unsortable[0]
     first = next(iter(asked.values()))
     start_index, count = first.start_index, first.count
     totals = {kind: list_total(kind, each) for kind, each in asked.items()}

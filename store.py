@@ -432,12 +432,17 @@ GROUP_MEMBERSHIP = ('members', Link.user, Group.id)
 # Prepared statements: Peewee builds the SQL of a hot query once, not per request
 # ---------------------------------------------------------------------------
 
-_SLOT = '\x00slot:'
+class _SlotName:
+    """The name of a placeholder, as it stands among a compiled query's parameters:
+    an object no client value can be mistaken for."""
+
+    def __init__(self, name):
+        self.name = name
 
 
 def slot(name):
     """A named placeholder in a Prepared query, filled in by each call."""
-    return Value(_SLOT + name, converter=False)
+    return Value(_SlotName(name), converter=False)
 
 
 class Prepared:
@@ -456,8 +461,8 @@ class Prepared:
     def execute(self, **values):
         if self.compiled_for is not database.obj:
             sql, params = self.build().sql()
-            self.bindings = [(param[len(_SLOT):], None) if isinstance(param, str) and param.startswith(_SLOT)
-                             else (None, param) for param in params]
+            self.bindings = [(param.name, None) if isinstance(param, _SlotName) else (None, param)
+                             for param in params]
             self.sql, self.compiled_for = sql, database.obj
         return database.execute_sql(self.sql, [values[name] if name else constant
                                                for name, constant in self.bindings])
@@ -726,7 +731,7 @@ USER_UPDATE = Prepared(lambda: User.update(
     **{name: slot(name) for name in USER_WRITABLE}).where((User.id == slot('id')) & (User.version == slot('version'))))
 MAX_WRITE_ATTEMPTS = 20
 
-_writer = threading.Lock()
+_writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
 
 
 @contextlib.contextmanager
@@ -780,21 +785,24 @@ def update_user(user_id, change, expected_versions=None):
 
     Read, change, then UPDATE ... WHERE version = the version read: if another
     writer got there first, nothing is written and the change is applied again
-    to what it stored. Never a lost update, never a mix; and only the UPDATE
-    itself waits for the writer's turn."""
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        record = get_user(user_id)
-        _checked(record, expected_versions)
-        resource = change(record)
-        if resource == record['resource']:
-            return record
-        stamp = now()
-        columns = _user_columns(resource)
-        try:
-            with writer_turn():
-                written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
-        except IntegrityError:
-            raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
+    to what it stored. Never a lost update, never a mix. The first attempt waits
+    for the writer's turn only for its UPDATE; a retry holds the turn throughout,
+    so within this process it cannot lose again (other processes share SQLite's
+    lock, and PostgreSQL's writers are checked by the version alone)."""
+    for attempt in range(MAX_WRITE_ATTEMPTS):
+        with writer_turn() if attempt else contextlib.nullcontext():
+            record = get_user(user_id)
+            _checked(record, expected_versions)
+            resource = change(record)
+            columns = _user_columns(resource)
+            if columns['resource'] == record['json']:   # compare text, not dicts: 1 == True in Python
+                return record
+            stamp = now()
+            try:
+                with writer_turn():
+                    written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
+            except IntegrityError:
+                raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
         if written:
             return Record(record, resource=resource, json=columns['resource'],
                           version=record['version'] + 1, last_modified=stamp)
@@ -900,22 +908,23 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     all, applied in order to the link rows only: a group's other members are
     neither read nor rewritten. The record passed to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read."""
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        record = get_group(group_id, with_members=False)
-        _checked(record, expected_versions)
-        resource, operations = change(record)
-        if resource == record['resource'] and not operations:
+    for attempt in range(MAX_WRITE_ATTEMPTS):
+        with writer_turn() if attempt else contextlib.nullcontext():   # a retry holds the turn
+            record = get_group(group_id, with_members=False)
+            _checked(record, expected_versions)
+            resource, operations = change(record)
+            columns = _group_columns(resource)
+            if columns['resource'] == record['json'] and not operations:   # text: 1 == True in Python
+                return get_group(group_id, with_members=with_members)
+            with writing():
+                written = GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns)
+                for verb, user_ids in operations if written else ():
+                    if verb == 'add':
+                        _add_members(group_id, user_ids)
+                    else:
+                        _remove_members(group_id, user_ids)
+        if written:
             return get_group(group_id, with_members=with_members)
-        with writing():
-            if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(),
-                                        **_group_columns(resource)):
-                continue
-            for verb, user_ids in operations:
-                if verb == 'add':
-                    _add_members(group_id, user_ids)
-                else:
-                    _remove_members(group_id, user_ids)
-        return get_group(group_id, with_members=with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')
 
 

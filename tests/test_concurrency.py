@@ -90,3 +90,18 @@ def test_concurrent_deletes_and_patches_never_fail_with_500(server):
     statuses = at_once(work)
     assert set(statuses) <= {200, 204, 404}, statuses
     assert statuses.count(204) == 1
+
+
+def test_many_concurrent_patches_of_one_user_all_succeed(server):
+    """16 writers, 5 PATCHes each, one user: no 503, no lost change."""
+    _, user = call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'busy@example.com'})
+
+    def work(n):
+        return [call(server, 'PATCH', f'/Users/{user["id"]}', {
+            'schemas': [PATCH_SCHEMA],
+            'Operations': [{'op': 'add', 'path': f'urn:example:bench:1.0:User:k{n}x{i}', 'value': i}]})[0]
+            for i in range(5)]
+    statuses = [status for batch in at_once(work, 16) for status in batch]
+    assert statuses == [200] * 80
+    _, final = call(server, 'GET', f'/Users/{user["id"]}')
+    assert len(final['urn:example:bench:1.0:User']) == 80

@@ -667,3 +667,13 @@ def test_group_filters(client, directory, text, expected):
     for name in ('G1',):
         directory.setdefault(f'{name}.created', client.get(f'/Groups/{directory[name]}').json['meta']['created'])
     assert search(client, directory, text, 'Groups') == (set(expected.split()) if expected else set())
+
+
+@pytest.mark.parametrize('text', ['displayName eq "\\u0000slot:nope" or userName pr',
+                                  'displayName eq "\\u0000slot:offset"'])
+def test_filter_values_that_look_like_internal_placeholders_are_only_values(client, text):
+    user = client.create_user('slot@example.com', displayName='\u0000slot:offset')
+    for query in (f'filter={quote(text)}', f'filter={quote(text)}&sortBy=userName'):
+        listing = client.get(f'/Users?{query}', status=200).json
+        assert [found['id'] for found in listing['Resources']] == [user['id']]
+        assert listing['totalResults'] == 1

@@ -114,3 +114,13 @@ def test_bad_search_request_is_400(client, people, body, scim_type):
 def test_count_zero_gives_only_the_total(client, people):
     listing = client.get('/Users?count=0&filter=' + quote('title pr'), status=200).json
     assert listing['totalResults'] == 3 and listing['itemsPerPage'] == 0 and listing['Resources'] == []
+
+
+def test_root_search_sorts_each_type_by_an_attribute_only_one_has(client, people):
+    client.create_group('Team')
+    found = client.post('/.search', {'schemas': [SEARCH], 'sortBy': 'userName', 'count': 100}, status=200).json
+    kinds = [r['meta']['resourceType'] for r in found['Resources']]
+    assert kinds == ['User'] * 5 + ['Group']
+    assert [r['userName'] for r in found['Resources'][:5]] == sorted(
+        (r['userName'] for r in found['Resources'][:5]), key=str.lower)
+    assert_scim_error(client.post('/.search', {'schemas': [SEARCH], 'sortBy': 'nosuch'}), 400, 'invalidValue')

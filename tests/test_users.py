@@ -314,3 +314,20 @@ def test_deactivated_user_stays_inactive_through_a_put_that_says_so(client):
     client.put(f'/Users/{user["id"]}', user_body('aiw@example.com', active=False), status=200)
     assert client.get(f'/Users/{user["id"]}').json['active'] is False
     assert list_users(client, 'active eq false')['totalResults'] == 1
+
+
+@pytest.mark.parametrize('before, after', [(1, True), (0, False), (True, 1), (1, 1.5), (1.0, True)])
+def test_a_change_between_values_python_calls_equal_is_stored(client, before, after):
+    """1 == True == 1.0 in Python; in JSON they differ, and the change must be written."""
+    user = client.create_user('eq@example.com', flag=before)
+    replaced = client.put(f'/Users/{user["id"]}', user_body('eq@example.com', flag=after), status=200).json
+    assert replaced['flag'] == after and type(replaced['flag']) is type(after)
+    assert replaced['meta']['version'] == 'W/"2"'
+    assert client.get(f'/Users/{user["id"]}').json['flag'] == after
+
+
+def test_put_without_active_answers_what_filters_see(client):
+    user = client.create_user('act@example.com', active=False)
+    replaced = client.put(f'/Users/{user["id"]}', user_body('act@example.com'), status=200).json
+    assert replaced['active'] is True
+    assert list_users(client, 'active eq true')['totalResults'] == 1
