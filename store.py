@@ -502,42 +502,28 @@ def _record(row, links=()):
 
 
 GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(Group.id == slot('id')))
-MEMBERS_OF_GROUP = Prepared(lambda: Link.select(User.id, User.user_name).join(User)
-                            .where(Link.group == slot('id')).order_by(User.user_name_key, User.id))
 
 
-def _in_slots(count):
-    """The slots of an IN (...) list for `count` ids, rounded up to a power of two
-    (the spare slots repeat the last id), so a few prepared variants serve every page."""
-    size = 1 << max(0, count - 1).bit_length()
-    return size, [slot(f'id{n}') for n in range(size)]
+_MEMBERS_BY_IN_SIZE = {}
 
 
-class _LinksOfMany:
-    """The link rows of a page of resources, one prepared query per IN-list size."""
+def _members_of(group_ids):
+    """{group id: [(user id, userName)]} in one query.
 
-    def __init__(self, own_side, other, display):
-        self.own_side, self.other, self.display = own_side, other, display
-        self.variants = {}
-
-    def __call__(self, ids):
-        """{id: [(other id, other's display name)]} in one query."""
-        found = {resource_id: [] for resource_id in ids}
-        if not ids:
-            return found
-        size, slots = _in_slots(len(ids))
-        if size not in self.variants:
-            other, own_side = self.other, self.own_side
-            key = User.user_name_key if other is User else Group.display_name_key
-            self.variants[size] = Prepared(lambda: Link.select(own_side, other.id, self.display)
-                                           .join(other).where(own_side.in_(slots)).order_by(key, other.id))
-        padded = list(ids) + [ids[-1]] * (size - len(ids))
-        for own_id, other_id, display in self.variants[size].rows(**{f'id{n}': v for n, v in enumerate(padded)}):
-            found[own_id].append((other_id, display))
+    One prepared query per IN (...) size, rounded up to a power of two (the spare
+    slots repeat the last id), so a few variants serve every page."""
+    found = {group_id: [] for group_id in group_ids}
+    if not group_ids:
         return found
-
-
-_members_of = _LinksOfMany(Link.group, User, User.user_name)
+    size = 1 << max(0, len(group_ids) - 1).bit_length()
+    if size not in _MEMBERS_BY_IN_SIZE:
+        slots = [slot(f'id{n}') for n in range(size)]
+        _MEMBERS_BY_IN_SIZE[size] = Prepared(lambda: Link.select(Link.group, User.id, User.user_name).join(User)
+                                             .where(Link.group.in_(slots)).order_by(User.user_name_key, User.id))
+    padded = list(group_ids) + [group_ids[-1]] * (size - len(group_ids))
+    for group_id, user_id, user_name in _MEMBERS_BY_IN_SIZE[size].rows(**{f'id{n}': v for n, v in enumerate(padded)}):
+        found[group_id].append((user_id, user_name))
+    return found
 
 
 # A user and its groups in one statement: every statement is a wait for the GIL.
@@ -558,7 +544,7 @@ def get_group(group_id, with_members=True):
     rows = GROUP_BY_ID.rows(id=group_id)
     if not rows:
         raise NotFound(group_id)
-    return _record(rows[0], MEMBERS_OF_GROUP.rows(id=group_id) if with_members else ())
+    return _record(rows[0], _members_of([group_id])[group_id] if with_members else ())
 
 
 class _PreparedPage:
