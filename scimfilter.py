@@ -291,10 +291,21 @@ def _balanced(join, operands):
     return join(_balanced(join, operands[:middle]), _balanced(join, operands[middle:]))
 
 
+# `attr[.sub] op "string"`: the lookup IdPs send before every create
+# (`userName eq "ann@example.com"`), read without the tokenizer and the parser,
+# into the very AST they would build. Anything else takes the full parser.
+_SIMPLE_COMPARISON = re.compile(
+    r'\s*([A-Za-z$][\w$\-]*)(?:\.([A-Za-z$][\w$\-]*))?\s+((?ai:eq|ne|co|sw|ew|gt|ge|lt|le))\s+'
+    r'("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")\s*')
+
+
 def parse_filter(text):
     """Parse a SCIM filter; raises FilterSyntaxError."""
     if not isinstance(text, str) or not text.strip():
         raise FilterSyntaxError('the filter is empty')
+    simple = _SIMPLE_COMPARISON.fullmatch(text) if len(text) <= MAX_FILTER_LENGTH else None
+    if simple and (simple[2] or simple[1].lower() not in ('and', 'or', 'not')):
+        return Compare(AttrPath(simple[1], simple[2]), simple[3].lower(), json.loads(simple[4]))
     return _Parser(text).parse_filter()
 
 

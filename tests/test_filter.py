@@ -677,3 +677,34 @@ def test_filter_values_that_look_like_internal_placeholders_are_only_values(clie
         listing = client.get(f'/Users?{query}', status=200).json
         assert [found['id'] for found in listing['Resources']] == [user['id']]
         assert listing['totalResults'] == 1
+
+
+def parsed_by_the_full_parser(text):
+    try:
+        return F._Parser(text).parse_filter()
+    except F.FilterSyntaxError as error:
+        return type(error)
+
+
+@pytest.mark.parametrize('text', [
+    'userName eq "ann@example.com"', '  USERNAME EQ "a\\u00e9"  ', 'name.givenName sw "x"',
+    'externalId eq ""', 'userName eq "a\\"b\\\\c"', 'emails.value co "@x"', '$ref eq "x"',
+    'not eq "x"', 'and eq "x"', 'OR eq "x"', 'not.x eq "x"', 'userName eq"x"', 'userName\teq\t"x"',
+    'ſerName eq "x"', 'userName ſw "x"', 'userNamé eq "x"', 'a-b eq "x"', '_a eq "x"',
+    'userName eq "a"b"', 'userName eq "\x01"', 'userName eq "\\x"', 'userName eq "\\ud800"',
+    'a.b.c eq "x"', 'urn:x:y:a eq "x"', 'userName pr', 'userName eq 1', 'userName eq true',
+    'userName eq "x" and a pr', 'emails[type eq "w"]', 'userName xx "x"',
+])
+def test_the_fast_path_for_one_string_comparison_parses_as_the_full_parser_does(text):
+    """parse_filter reads `attr op "value"` without the tokenizer: the same AST or the same refusal."""
+    expected = parsed_by_the_full_parser(text)
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            F.parse_filter(text)
+    else:
+        assert F.parse_filter(text) == expected
+
+
+def test_the_fast_path_is_taken_for_the_lookup_idps_send():
+    assert F._SIMPLE_COMPARISON.fullmatch('userName eq "ann@example.com"')
+    assert F._SIMPLE_COMPARISON.fullmatch('externalId eq "00u1"')
