@@ -33,6 +33,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import unquote
 
 import bottle
 from bottle import request, response
@@ -207,7 +208,9 @@ def read_json():
     try:
         document = json.loads(body.decode('utf-8'), parse_constant=_refuse_constant)
         # "\ud800" is valid JSON but no text: it could be neither stored nor answered.
-        json.dumps(document, ensure_ascii=False, allow_nan=False).encode('utf-8')
+        # Strict UTF-8 holds no surrogates, so only a \u escape can make one.
+        if b'\\u' in body:
+            json.dumps(document, ensure_ascii=False, allow_nan=False).encode('utf-8')
     except UnicodeError:
         raise ScimError(400, 'invalidSyntax', 'The body is not UTF-8 text.') from None
     except (ValueError, RecursionError) as error:
@@ -616,13 +619,28 @@ def encode(document):
 # Query parameters: paging and attribute projection
 # ---------------------------------------------------------------------------
 
+def query_parameters():
+    """The query string as {name: still-quoted value}, read once per request; a
+    repeated name keeps its last value, as Bottle's request.query does."""
+    environ = request.environ
+    found = environ.get('scimlite.query')
+    if found is None:
+        found = environ['scimlite.query'] = {}
+        for pair in environ.get('QUERY_STRING', '').split('&'):
+            if pair:
+                name, _, value = pair.partition('=')
+                found[unquote(name.replace('+', ' '), 'latin-1')] = value
+    return found
+
+
 def query_parameter(name):
-    """A query parameter as text: Bottle gives latin-1, browsers and IdPs send UTF-8."""
-    text = request.query.get(name)
-    if text is None:
+    """A query parameter as text, percent-decoded as UTF-8 (what browsers and IdPs
+    send; Bottle would decode latin-1), or a 400."""
+    value = query_parameters().get(name)
+    if value is None:
         return None
     try:
-        return text.encode('latin-1').decode('utf-8')
+        return unquote(value.replace('+', ' '), 'utf-8', 'strict')
     except UnicodeError:
         raise ScimError(400, 'invalidValue', f'{name} is not UTF-8.') from None
 
@@ -652,7 +670,7 @@ class ListRequest:
     @classmethod
     def from_query(cls, kind):
         names = ('filter', 'startIndex', 'count', 'sortBy', 'sortOrder', 'attributes', 'excludedAttributes')
-        query = request.query
+        query = query_parameters()
         parameters = {name: query_parameter(name) for name in names if name in query} if query else {}
         return cls(kind, parameters, request.app.settings)
 

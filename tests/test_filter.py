@@ -708,3 +708,13 @@ def test_the_fast_path_for_one_string_comparison_parses_as_the_full_parser_does(
 def test_the_fast_path_is_taken_for_the_lookup_idps_send():
     assert F._SIMPLE_COMPARISON.fullmatch('userName eq "ann@example.com"')
     assert F._SIMPLE_COMPARISON.fullmatch('externalId eq "00u1"')
+
+
+def test_query_parameters_are_form_decoded_as_utf8(client):
+    """`+` is a space, %C3%A9 is é, and a repeated parameter keeps its last value (as Bottle's)."""
+    zoe = client.create_user('zoé@example.com')
+    client.create_user('ann@example.com')
+    listing = client.get('/Users?filter=userName+eq+%22ZO%C3%89@example.com%22', status=200).json
+    assert [found['id'] for found in listing['Resources']] == [zoe['id']]
+    listing = client.get('/Users?count=0&count=1&filter=userName+pr', status=200).json
+    assert (listing['totalResults'], listing['itemsPerPage']) == (2, 1)
