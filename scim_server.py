@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -206,7 +207,7 @@ def read_json():
     if len(body) > limit:
         raise ScimError(413, None, f'The body is larger than {limit} bytes.')
     try:
-        document = json.loads(body.decode('utf-8'), parse_constant=_refuse_constant)
+        document = json.loads(body.decode('utf-8'), parse_constant=_refuse_constant, parse_float=_finite_float)
         # "\ud800" is valid JSON but no text: it could be neither stored nor answered.
         # Strict UTF-8 holds no surrogates, so only a \u escape can make one.
         if b'\\u' in body:
@@ -222,6 +223,14 @@ def read_json():
 
 def _refuse_constant(name):
     raise ValueError(f'{name} is not a JSON number')
+
+
+def _finite_float(text):
+    """1e999 is valid JSON, but Python reads it as infinity, which JSON cannot answer."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f'{text} is too large a number')
+    return value
 
 
 def scim_reply(document, status=200, location=None, version=None):
