@@ -309,14 +309,26 @@ SPC_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'
 ENTRA_GROUP_SCHEMA = 'http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group'
 
 
+class Definition(dict):
+    """An attribute definition, as /Schemas shows it (RFC 7643 §7). `subs` indexes
+    its sub-attributes by lower-case name (SCIM names are case-insensitive), once."""
+    __slots__ = ('subs',)
+
+
+def sub_attributes(definition):
+    """{lower-case name: definition} of a complex attribute's sub-attributes."""
+    return definition.subs if isinstance(definition, Definition) else {}
+
+
 def attribute(name, type_='string', description='', *, multi=False, required=False,
               case_exact=False, mutability='readWrite', returned='default',
               uniqueness='none', sub=None, canonical=None, references=None):
-    definition = {
+    definition = Definition({
         'name': name, 'type': type_, 'multiValued': multi, 'description': description,
         'required': required, 'caseExact': case_exact, 'mutability': mutability,
         'returned': returned, 'uniqueness': uniqueness,
-    }
+    })
+    definition.subs = {s['name'].lower(): s for s in sub or ()}
     if sub:
         definition['subAttributes'] = sub
     if canonical:
@@ -438,6 +450,8 @@ class ResourceType:
         self.extensions = extensions
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
+        self.extension_attributes = {urn.lower(): {a['name'].lower(): a for a in SCHEMAS[urn][2]}
+                                     for urn in extensions}
         self.membership = membership          # 'groups' on users (read-only), 'members' on groups
         self.required = required
         self.multi_valued = frozenset(a['name'] for a in attributes
@@ -448,10 +462,7 @@ class ResourceType:
         None for an extension we do not know."""
         if urn is None or urn.lower() == self.schema.lower():
             return self.writable
-        for extension in self.extensions:
-            if urn.lower() == extension.lower():
-                return {a['name'].lower(): a for a in SCHEMAS[extension][2]}
-        return None
+        return self.extension_attributes.get(urn.lower())
 
     def known_urn(self, urn):
         return next((u for u in (self.schema, *self.extensions) if u.lower() == urn.lower()), None)
@@ -477,21 +488,21 @@ def find_key(mapping, name):
     return next((key for key in mapping if key.lower() == lowered), None)
 
 
-def check_value(definition, value, where):
+def check_value(definition, value, where, one=False):
     """Type-check one value against its attribute definition; returns it canonicalised.
+    `one`: a single value of a multi-valued attribute.
 
     Nulls inside complex values are dropped ("null means not set")."""
-    if definition['multiValued']:
+    if definition['multiValued'] and not one:
         if not isinstance(value, list):
             raise ScimError(400, 'invalidValue', f'{where} must be a list.')
-        single = dict(definition, multiValued=False)
-        items = [check_value(single, item, f'{where}[{i}]') for i, item in enumerate(value) if item is not None]
-        return items
+        return [check_value(definition, item, f'{where}[{i}]', one=True)
+                for i, item in enumerate(value) if item is not None]
     kind = definition['type']
     if kind == 'complex':
         if not isinstance(value, dict):
             raise ScimError(400, 'invalidValue', f'{where} must be an object.')
-        subs = {s['name'].lower(): s for s in definition.get('subAttributes', ())}
+        subs = sub_attributes(definition)
         checked = {}
         for key, item in value.items():
             sub = subs.get(key.lower())
@@ -798,7 +809,7 @@ def canonical_attr_path(path, kind):
 
 
 def canonical_sub_path(path, parent):
-    subs = {s['name'].lower(): s for s in parent.get('subAttributes', ())}
+    subs = sub_attributes(parent)
     if path.urn or path.sub or path.attr.lower() not in subs:
         raise ScimError(400, 'invalidFilter', f'{parent["name"]} has no sub-attribute {path}.')
     return F.AttrPath(subs[path.attr.lower()]['name'])
@@ -1143,7 +1154,7 @@ class Patcher:
         return self.resource[key]
 
     def patch_sub_attribute(self, op, container, key, definition, sub, value):
-        subs = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
+        subs = sub_attributes(definition)
         if definition and definition['multiValued']:
             raise ScimError(400, 'invalidPath', f'{key}.{sub} needs a filter: {key}[type eq "..."].{sub}.')
         sub_definition = subs.get(sub.lower())
@@ -1169,7 +1180,7 @@ class Patcher:
         if not all(isinstance(item, dict) for item in items) or not isinstance(container.get(key, []), list):
             raise ScimError(400, 'invalidPath', f'{key} is not a list of complex values: it takes no filter.')
         matches = [i for i, item in enumerate(items) if matches_filter(value_filter, item)]
-        sub_definitions = {s['name'].lower(): s for s in (definition or {}).get('subAttributes', ())}
+        sub_definitions = sub_attributes(definition)
         if not matches:
             created = equality_item(value_filter) if op == 'add' and sub else None
             if created is None:
@@ -1196,7 +1207,7 @@ class Patcher:
             changed = [items[i] for i in matches]
         else:
             if definition:
-                value = check_value(dict(definition, multiValued=False), value, key)
+                value = check_value(definition, value, key, one=True)
             if not isinstance(value, dict):
                 raise ScimError(400, 'invalidValue', f'{key}[...] takes an object value.')
             for i in matches:
