@@ -440,6 +440,9 @@ COMMON_ATTRIBUTES = {
 }
 
 
+READ_ONLY_COMMON = ('id', 'meta')   # attributes every resource has, set by the server
+
+
 class ResourceType:
     """What differs between Users and Groups: schemas, endpoint, store functions."""
 
@@ -456,6 +459,9 @@ class ResourceType:
         self.required = required
         self.multi_valued = frozenset(a['name'] for a in attributes
                                       if a['multiValued'] and a['name'] != membership)
+        self.urns = {urn.lower(): urn for urn in (schema, *extensions)}
+        # Keys of a body that are never stored as sent (see clean_resource).
+        self.not_stored = frozenset(('schemas', 'password', membership, *READ_ONLY_COMMON))
 
     def definition(self, urn):
         """The attribute map of the core schema (with externalId) or of a known extension;
@@ -465,7 +471,7 @@ class ResourceType:
         return self.extension_attributes.get(urn.lower())
 
     def known_urn(self, urn):
-        return next((u for u in (self.schema, *self.extensions) if u.lower() == urn.lower()), None)
+        return self.urns.get(urn.lower())
 
 
 USERS = ResourceType('User', '/Users', USER_SCHEMA, (ENTERPRISE_SCHEMA,), USER_ATTRIBUTES,
@@ -477,7 +483,6 @@ GROUPS = ResourceType('Group', '/Groups', GROUP_SCHEMA, (), GROUP_ATTRIBUTES, 'm
 # Resources: a request body -> the stored resource -> the JSON we answer
 # ===========================================================================
 
-READ_ONLY_COMMON = ('id', 'meta')
 
 
 def find_key(mapping, name):
@@ -529,9 +534,10 @@ def check_schemas(body, kind):
     schemas = body.get('schemas')
     if not isinstance(schemas, list) or not all(isinstance(s, str) and s for s in schemas):
         raise ScimError(400, 'invalidSyntax', f'schemas must be a list of schema URIs, including {kind.schema}.')
-    if kind.schema.lower() not in (s.lower() for s in schemas):
+    known = [kind.known_urn(s) or s for s in schemas]
+    if kind.schema not in known:
         raise ScimError(400, 'invalidSyntax', f'schemas must include {kind.schema}.')
-    return list(dict.fromkeys(kind.known_urn(s) or s for s in schemas))
+    return list(dict.fromkeys(known))
 
 
 def clean_resource(body, kind):
@@ -545,9 +551,10 @@ def clean_resource(body, kind):
     schemas = check_schemas(body, kind)
     resource = {'schemas': schemas}
     core = kind.definition(None)
+    not_stored = kind.not_stored
     for key, value in body.items():
         lowered = key.lower()
-        if lowered in ('schemas', 'password', kind.membership) or lowered in READ_ONLY_COMMON or value is None:
+        if value is None or lowered in not_stored:
             continue
         urn = kind.known_urn(key) if lowered.startswith('urn:') else None
         if urn and urn != kind.schema:
