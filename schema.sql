@@ -44,3 +44,9 @@ CREATE TABLE IF NOT EXISTS link (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS link_user_id ON link (user_id);
+
+-- The schema's version (store.SCHEMA_VERSION), one row: an older database is
+-- upgraded in place when a newer scimlite opens it (store.MIGRATIONS).
+CREATE TABLE IF NOT EXISTS scimlite_schema (
+    version INTEGER NOT NULL
+);

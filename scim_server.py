@@ -218,7 +218,32 @@ def read_json():
         raise ScimError(400, 'invalidSyntax', f'The body is not valid JSON: {error}') from None
     if not isinstance(document, dict):
         raise ScimError(400, 'invalidSyntax', 'The body must be a JSON object.')
+    try:
+        where = nul_in(document) if b'\\u0000' in body else None
+    except RecursionError:
+        raise ScimError(400, 'invalidSyntax', 'The body is nested too deeply.') from None
+    if where is not None:   # no text can hold one (PostgreSQL's cannot)
+        raise ScimError(400, 'invalidValue', f'{where} holds a NUL character (\\u0000).')
     return document
+
+
+def nul_in(value, where=''):
+    """The path of the first string (or key) in `value` holding a NUL character, or None."""
+    if isinstance(value, str):
+        return where if '\x00' in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((f'[{i}]', item) for i, item in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        if '\x00' in key:
+            return f'A key in {where}' if where else 'A key'
+        found = nul_in(item, f'{where}.{key}' if where and not key.startswith('[') else f'{where}{key}')
+        if found is not None:
+            return found
+    return None
 
 
 def _refuse_constant(name):
@@ -1698,14 +1723,17 @@ class ScimApp(bottle.Bottle):
         path = environ.get('PATH_INFO', '')
         if len(path) > 1 and path.endswith('/'):
             environ['PATH_INFO'] = path.rstrip('/') or '/'
-        return super().__call__(environ, start_response)
+        try:
+            return super().__call__(environ, start_response)
+        finally:
+            store.release_connection()
 
 
 def make_app(overrides=None):
     """Build the WSGI app from settings (DEFAULTS updated by `overrides`); opens the database."""
     settings = normalise_settings(dict(overrides or {}))
     app = ScimApp(settings)
-    store.open_database(settings['database'])
+    store.open_database(settings['database'], connections=settings['threads'] + 4)
     for method, path, callback in SCIM_ROUTES:
         app.route(settings['base_path'] + path, method, with_token(callback))
     return app

@@ -258,7 +258,11 @@ class _Parser:
     def comp_value(self):
         token = self._advance()
         if token.kind == 'string':
-            return json.loads(token.text)
+            value = json.loads(token.text)
+            if '\x00' in value:   # nothing stored holds one (PostgreSQL cannot)
+                self.index -= 1
+                raise self._error('a NUL character (\\u0000) in a string')
+            return value
         if token.kind == 'number':
             number = json.loads(token.text)
             if not (-MAX_NUMBER <= number <= MAX_NUMBER):   # also catches inf from 1e999
@@ -305,7 +309,9 @@ def parse_filter(text):
         raise FilterSyntaxError('the filter is empty')
     simple = _SIMPLE_COMPARISON.fullmatch(text) if len(text) <= MAX_FILTER_LENGTH else None
     if simple and (simple[2] or simple[1].lower() not in ('and', 'or', 'not')):
-        return Compare(AttrPath(simple[1], simple[2]), simple[3].lower(), json.loads(simple[4]))
+        value = json.loads(simple[4])
+        if '\x00' not in value:
+            return Compare(AttrPath(simple[1], simple[2]), simple[3].lower(), value)
     return _Parser(text).parse_filter()
 
 

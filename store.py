@@ -23,9 +23,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from peewee import (
-    SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
-    JOIN, Field, IntegerField, IntegrityError, Model, NodeList, OperationalError, SqliteDatabase,
-    TextField, Value, fn)
+    SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
+    JOIN, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
+    PostgresqlDatabase, SqliteDatabase, TextField, Value, fn)
+from playhouse.pool import PooledPostgresqlDatabase
 
 import scimfilter as F
 
@@ -78,14 +79,42 @@ class UnsupportedFilter(StoreError):
 # Database
 # ---------------------------------------------------------------------------
 
-def open_database(url):
+def open_database(url, connections=32):
     """Open the database named by `url`, apply the schema, return it.
 
-    Raises DatabaseURLError with a one-line reason."""
+    `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
+    with up to `connections` pooled connections (waitress's threads, and a few
+    more). Raises DatabaseURLError with a one-line reason."""
+    scheme = urlparse(url).scheme
+    if scheme in ('postgresql', 'postgres'):
+        db = _postgresql(url, connections)
+    elif scheme == 'sqlite':
+        db = _sqlite(url)
+    else:
+        raise DatabaseURLError(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
+                               'or postgresql://user@host:5432/dbname')
+    database.initialize(db)
+    try:
+        apply_schema()
+    except DatabaseURLError:
+        close_database()
+        raise
+    except (OperationalError, InterfaceError) as error:
+        close_database()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DatabaseURLError(f'cannot open database {masked(url)}: {reason}') from None
+    return db
+
+
+def masked(url):
+    """The URL without its password, to print."""
     parsed = urlparse(url)
-    if parsed.scheme != 'sqlite':
-        raise DatabaseURLError(
-            f'unsupported database URL {url!r}: use sqlite:///path/to/file.db')
+    if parsed.password is None:
+        return url
+    return url.replace(f':{parsed.password}@', ':***@', 1)
+
+
+def _sqlite(url):
     path = url[len('sqlite:///'):] if url.startswith('sqlite:///') else ''
     if not path or path == ':memory:':
         raise DatabaseURLError(
@@ -99,22 +128,73 @@ def open_database(url):
     })
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
     db.register_function(_lower, 'scim_lower', 1, deterministic=True)
-    database.initialize(db)
-    try:
-        apply_schema()
-    except OperationalError as error:
-        db.close()
-        raise DatabaseURLError(f'cannot open database {path!r}: {error}') from None
     return db
 
 
+def _postgresql(url, connections):
+    try:
+        from psycopg2.extensions import parse_dsn
+        import psycopg2
+    except ImportError:
+        raise DatabaseURLError('PostgreSQL needs the psycopg2 driver: pip install -r requirements.txt') from None
+    try:
+        params = parse_dsn(url)
+    except psycopg2.Error:
+        raise DatabaseURLError(f'malformed database URL {masked(url)!r}: '
+                               'use postgresql://user:password@host:5432/dbname') from None
+    name = params.pop('dbname', None)
+    if not name:
+        raise DatabaseURLError(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
+    params.setdefault('connect_timeout', '10')
+    # Each request takes a connection from the pool and gives it back when it ends
+    # (release_connection); one that broke is not given out again.
+    return PooledPostgresqlDatabase(name, max_connections=connections, stale_timeout=300, timeout=30, **params)
+
+
+SCHEMA_VERSION = 2
+# What each schema version changes in the one before it, run in order on a
+# database an older scimlite created, before schema.sql adds what is missing.
+# 1: users, groups and link, and no version table. 2: the version table.
+MIGRATIONS = {
+    2: [],
+}
+SCHEMA_LOCK = 0x5c1a11e   # PostgreSQL advisory lock: one process upgrades at a time
+
+
 def apply_schema():
-    """Run schema.sql; every statement is `IF NOT EXISTS`, so this is idempotent."""
-    text = re.sub(r'--[^\n]*', '', SCHEMA_FILE.read_text(encoding='utf-8'))
-    statements = [s.strip() for s in text.split(';') if s.strip()]
-    with database.atomic():
-        for statement in statements:
+    """Create the tables, or bring a database an older scimlite made up to date.
+
+    Idempotent, and one process at a time (SQLite's write lock, a PostgreSQL
+    advisory lock), so several servers may start at once on one database."""
+    with writing():
+        if not is_sqlite():
+            database.execute_sql('SELECT pg_advisory_xact_lock(%s)', (SCHEMA_LOCK,))
+        tables = set(database.get_tables())
+        if 'scimlite_schema' in tables:
+            found = database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0] or 1
+        else:
+            found = 1 if 'users' in tables else SCHEMA_VERSION
+        if found > SCHEMA_VERSION:
+            raise DatabaseURLError(f'the database was made by a newer scimlite (schema version {found}, '
+                                   f'this one knows {SCHEMA_VERSION}): upgrade scimlite')
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                database.execute_sql(statement)
+        for statement in _schema_statements():
             database.execute_sql(statement)
+        if found < SCHEMA_VERSION or 'scimlite_schema' not in tables:
+            database.execute_sql('DELETE FROM scimlite_schema')
+            database.execute_sql(f'INSERT INTO scimlite_schema (version) VALUES ({database.param})',
+                                 (SCHEMA_VERSION,))
+
+
+def schema_version():
+    return database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0]
+
+
+def _schema_statements():
+    text = re.sub(r'--[^\n]*', '', SCHEMA_FILE.read_text(encoding='utf-8'))
+    return [statement.strip() for statement in text.split(';') if statement.strip()]
 
 
 def _lower(value):
@@ -122,13 +202,30 @@ def _lower(value):
 
 
 def lower(expression):
-    """Lower-case in SQL as Python's str.lower does (the keys are lower-cased in Python)."""
-    return fn.scim_lower(expression)
+    """Lower-case in SQL as Python's str.lower does (the keys are lower-cased in Python).
+    PostgreSQL's lower() follows the database's LC_CTYPE: use a UTF-8 locale."""
+    return fn.scim_lower(expression) if is_sqlite() else fn.lower(expression)
+
+
+def is_sqlite():
+    return isinstance(database.obj, SqliteDatabase)
 
 
 def close_database():
+    if database.obj is None:
+        return
     if not database.is_closed():
         database.close()
+    if isinstance(database.obj, PooledPostgresqlDatabase):
+        database.obj.close_all()
+
+
+def release_connection():
+    """At the end of a request: a PostgreSQL connection goes back to the pool, so
+    that a broken one is replaced. SQLite keeps one connection per thread."""
+    db = database.obj
+    if isinstance(db, PooledPostgresqlDatabase) and not db.is_closed() and not db.in_transaction():
+        db.close()
 
 
 def now():
@@ -293,6 +390,85 @@ def _json_path(*keys):
 ITEM = SQL('scim_item.value')   # one element of a multi-valued attribute, inside EXISTS
 
 
+class _SqliteJson:
+    """The resource's JSON in SQLite: json_extract gives SQL values (text, numbers,
+    1/0 for true/false, NULL for null or a missing key); json_each walks an array."""
+
+    def document(self, column):
+        return column
+
+    def compare(self, document, keys, op, value):
+        return _json_compare(fn.json_extract(document, _json_path(*keys)), op, value)
+
+    def text(self, document, keys):
+        return fn.json_extract(document, _json_path(*keys))
+
+    def elements(self, document, attr):
+        """The elements of the array `attr`, as a table `scim_item` (value, key)."""
+        return NodeList((SQL('json_each('), document, SQL(','), _json_path(attr), SQL(') AS scim_item')))
+
+    def has_elements(self, document, attr):
+        return fn.COALESCE(fn.json_array_length(document, _json_path(attr)), 0) > 0
+
+    def is_primary(self, item):
+        return NodeList((fn.json_extract(item, '$.primary'), SQL('IS 1')))
+
+
+class _PostgresJson:
+    """The resource's JSON in PostgreSQL: the stored text cast to jsonb, whose values
+    keep their JSON types; each comparison is made only against the type it names,
+    which is what SQLite's typed json_extract values give too."""
+
+    def document(self, column):
+        return Cast(column, 'jsonb')
+
+    def compare(self, document, keys, op, value):
+        found = fn.jsonb_extract_path(document, *keys)
+        if op == 'pr':
+            return found.is_null(False) & found.not_in(['null', '""', '[]', '{}'])
+        if value is None:
+            if op not in ('eq', 'ne'):
+                raise UnsupportedFilter('null is compared with eq or ne only')
+            missing = found.is_null() | (found == 'null')
+            return missing if op == 'eq' else ~missing
+        if isinstance(value, bool):
+            if op not in ('eq', 'ne'):
+                raise UnsupportedFilter('true/false are compared with eq or ne only')
+            return _compare(found, op, 'true' if value else 'false')
+        if isinstance(value, str):
+            return _compare(lower(self._typed(found, 'string', self.text(document, keys))), op, value.lower())
+        if op in ('co', 'sw', 'ew'):
+            raise UnsupportedFilter(f'{op} compares strings, not numbers')
+        return _compare(Cast(self._typed(found, 'number', self.text(document, keys)), 'numeric'), op, value)
+
+    @staticmethod
+    def _typed(found, json_type, expression):
+        """`expression` where the JSON value is of `json_type`, NULL otherwise."""
+        return Case(None, [(fn.jsonb_typeof(found) == json_type, expression)], None)
+
+    def text(self, document, keys):
+        return fn.jsonb_extract_path_text(document, *keys)
+
+    def elements(self, document, attr):
+        array = fn.jsonb_extract_path(document, attr)
+        return NodeList((fn.jsonb_array_elements(self._typed(array, 'array', array)),
+                         SQL('WITH ORDINALITY AS scim_item (value, key)')))
+
+    def has_elements(self, document, attr):
+        array = fn.jsonb_extract_path(document, attr)
+        return fn.COALESCE(fn.jsonb_array_length(self._typed(array, 'array', array)), 0) > 0
+
+    def is_primary(self, item):
+        return NodeList((fn.jsonb_extract_path(item, 'primary'), SQL("= 'true'")))
+
+
+def _json():
+    return _SQLITE_JSON if is_sqlite() else _POSTGRES_JSON
+
+
+_SQLITE_JSON, _POSTGRES_JSON = _SqliteJson(), _PostgresJson()
+
+
 class _FilterTranslator:
     """A filter AST -> one Peewee expression for one resource type.
 
@@ -309,6 +485,8 @@ class _FilterTranslator:
         self.columns = columns
         self.membership = membership      # (attribute, link column of the other side, own id)
         self.multi_valued = multi_valued  # names of multi-valued attributes, as the schema spells them
+        self.json = _json()
+        self.document = self.json.document(model.resource)
 
     def translate(self, expr):
         if isinstance(expr, (F.And, F.Or, F.Not)):
@@ -326,13 +504,12 @@ class _FilterTranslator:
         if core and path.attr == 'meta':
             raise UnsupportedFilter(f'{path} cannot be searched: only meta.created and meta.lastModified')
         if core and path.attr in self.multi_valued and op == 'pr' and not path.sub:
-            return fn.COALESCE(fn.json_array_length(self.model.resource, _json_path(path.attr)), 0) > 0
+            return self.json.has_elements(self.document, path.attr)
         if core and path.attr in self.multi_valued:
             # `emails.value eq "x"` / `emails eq "x"`: some email's value is x.
-            return self.any_item(path.attr, _json_compare(
-                fn.json_extract(ITEM, _json_path(path.sub or 'value')), op, value))
+            return self.any_item(path.attr, self.json.compare(ITEM, [path.sub or 'value'], op, value))
         keys = ([] if core else [path.urn]) + [path.attr] + ([path.sub] if path.sub else [])
-        return _json_compare(fn.json_extract(self.model.resource, _json_path(*keys)), op, value)
+        return self.json.compare(self.document, keys, op, value)
 
     def value_path(self, expr):
         path = expr.path
@@ -354,13 +531,12 @@ class _FilterTranslator:
         if isinstance(expr, F.ValuePath) or expr.path.urn or expr.path.sub:
             raise UnsupportedFilter('inside [...] name sub-attributes only, e.g. emails[type eq "work"]')
         op, value = _op_and_value(expr)
-        return _json_compare(fn.json_extract(ITEM, _json_path(expr.path.attr)), op, value)
+        return self.json.compare(ITEM, [expr.path.attr], op, value)
 
     def any_item(self, attr, condition):
         """EXISTS an element of the JSON array `attr` for which `condition` holds."""
-        return NodeList((
-            SQL('EXISTS (SELECT 1 FROM json_each('), self.model.resource, SQL(','),
-            _json_path(attr), SQL(') AS scim_item WHERE'), condition, SQL(')')))
+        return NodeList((SQL('EXISTS (SELECT 1 FROM'), self.json.elements(self.document, attr),
+                         SQL('WHERE'), condition, SQL(')')))
 
     def membership_exists(self, sub, op, value, name):
         """`members eq "<user id>"` / `members.display co "ann"` on groups, and
@@ -401,7 +577,7 @@ def _op_and_value(expr):
 
 
 def _json_compare(value_sql, op, value):
-    """Compare a value read from JSON. Strings ignore case; booleans are 1/0 in SQLite."""
+    """Compare a value SQLite read from JSON. Strings ignore case; booleans are 1/0."""
     if op == 'pr':
         return value_sql.is_null(False) & (value_sql.not_in(['', '[]', '{}']))
     if value is None:
@@ -534,6 +710,8 @@ USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id
 
 
 def get_user(user_id):
+    if '\x00' in user_id:   # no id holds one, and PostgreSQL cannot be asked
+        raise NotFound(user_id)
     rows = USER_WITH_GROUPS.rows(id=user_id)
     if not rows:
         raise NotFound(user_id)
@@ -541,6 +719,8 @@ def get_user(user_id):
 
 
 def get_group(group_id, with_members=True):
+    if '\x00' in group_id:
+        raise NotFound(group_id)
     rows = GROUP_BY_ID.rows(id=group_id)
     if not rows:
         raise NotFound(group_id)
@@ -626,13 +806,15 @@ def sort_expression(model, columns, multi_valued, path):
         if column.kind != 'string' or column.case_exact:
             return column.field
         return column.key_field if column.key_field is not None else lower(column.field)
+    json_ = _json()
+    document = json_.document(model.resource)
     if not path.urn and path.attr in multi_valued:
-        item = fn.json_extract(ITEM, _json_path(path.sub or 'value'))
         return lower(NodeList((
-            SQL('(SELECT'), item, SQL('FROM json_each('), model.resource, SQL(','), _json_path(path.attr),
-            SQL(') AS scim_item ORDER BY json_extract(scim_item.value, \'$.primary\') IS NOT 1, scim_item.key LIMIT 1)'))))
+            SQL('(SELECT'), json_.text(ITEM, [path.sub or 'value']), SQL('FROM'),
+            json_.elements(document, path.attr), SQL('ORDER BY ('), json_.is_primary(ITEM),
+            SQL(') IS NOT TRUE, scim_item.key LIMIT 1)'))))
     keys = ([path.urn] if path.urn else []) + [path.attr] + ([path.sub] if path.sub else [])
-    return lower(fn.json_extract(model.resource, _json_path(*keys)))
+    return lower(json_.text(document, keys))
 
 
 def _page(model, columns, membership, filter_ast, start_index, count, multi_valued, sort=None):
@@ -728,7 +910,7 @@ def writer_turn():
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes still wait
     in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
-    if isinstance(database.obj, SqliteDatabase):
+    if is_sqlite():
         with _writer:
             yield
     else:
@@ -742,7 +924,7 @@ def writing():
     On SQLite BEGIN IMMEDIATE takes the database's write lock at once: a deferred
     transaction that has read cannot upgrade after another process committed."""
     with writer_turn():
-        with database.atomic('IMMEDIATE') if isinstance(database.obj, SqliteDatabase) else database.atomic():
+        with database.atomic('IMMEDIATE') if is_sqlite() else database.atomic():
             yield
 
 
@@ -801,6 +983,8 @@ DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(model.i
 
 def _delete(model, resource_id, expected_versions):
     """One DELETE; only if it deleted nothing, find out why."""
+    if '\x00' in resource_id:
+        raise NotFound(resource_id)
     with writer_turn():
         if expected_versions is None:
             deleted = DELETE_BY_ID[model].changed(id=resource_id)

@@ -1,12 +1,18 @@
 """Shared fixtures: a fresh database per test, the real app, a client that speaks SCIM.
 
-The backend is chosen by SCIMLITE_TEST_DATABASE_URL (default: a SQLite file in
-the test's own temporary folder) and printed in the test header.
+The backend is chosen by SCIMLITE_TEST_DATABASE_URL and printed in the test header:
+- unset: a SQLite file in each test's own temporary folder;
+- `postgresql://user@host:port/any`: a throw-away database created on that server
+  for this run (emptied before each test, dropped at the end).
+Tests marked `sqlite_only` look at SQLite's file itself; on PostgreSQL they skip.
 """
 
 import json
+import os
+import secrets
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import webtest
@@ -23,14 +29,85 @@ PATCH_SCHEMA = scim_server.PATCH_SCHEMA
 ERROR_SCHEMA = scim_server.ERROR_SCHEMA
 
 
+TEST_SERVER_URL = os.environ.get('SCIMLITE_TEST_DATABASE_URL', '')
+ON_POSTGRESQL = urlsplit(TEST_SERVER_URL).scheme in ('postgresql', 'postgres')
+
+
+def postgresql(url):
+    import psycopg2
+    connection = psycopg2.connect(url, connect_timeout=10)
+    connection.autocommit = True
+    return connection
+
+
 def pytest_report_header(config):
-    return f'scimlite backend: SQLite {sqlite3.sqlite_version} (a fresh file per test)'
+    if not ON_POSTGRESQL:
+        return f'scimlite backend: SQLite {sqlite3.sqlite_version} (a fresh file per test)'
+    return (f'scimlite backend: PostgreSQL {server_version(TEST_SERVER_URL)} at {store.masked(TEST_SERVER_URL)} '
+            '(a throw-away database for this run)')
+
+
+def server_version(url):
+    connection = postgresql(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute('SHOW server_version')
+        return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_POSTGRESQL:
+        skip = pytest.mark.skip(reason='reads the SQLite file itself; the SQLite run covers it')
+        for item in items:
+            if 'sqlite_only' in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def postgresql_database():
+    """A database of its own on the test server, for this run; dropped at the end."""
+    name = f'scimlite_test_{secrets.token_hex(6)}'
+    admin = postgresql(TEST_SERVER_URL)
+    cursor = admin.cursor()
+    try:   # code-point order and case mapping, as SQLite's: tests compare sort orders
+        cursor.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                       "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
+    except Exception:
+        cursor.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'")
+    try:
+        yield urlsplit(TEST_SERVER_URL)._replace(path=f'/{name}').geturl()
+    finally:
+        store.close_database()
+        cursor.execute(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
+        admin.close()
+
+
+def empty_postgresql_database(url, drop=False):
+    """Remove every row (or, with `drop`, every table) a test left behind."""
+    connection = postgresql(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        tables = [row[0] for row in cursor.fetchall()]
+        if drop and tables:
+            cursor.execute('DROP TABLE ' + ', '.join(f'"{table}"' for table in tables) + ' CASCADE')
+        elif tables:
+            data = [f'"{table}"' for table in tables if table != 'scimlite_schema']
+            cursor.execute('TRUNCATE ' + ', '.join(data) + ' CASCADE')
+    finally:
+        connection.close()
 
 
 @pytest.fixture
-def database_url(tmp_path):
+def database_url(request, tmp_path):
     """A fresh, empty database for this test."""
-    return f'sqlite:///{Path(tmp_path, "scim.db").as_posix()}'
+    if not ON_POSTGRESQL:
+        return f'sqlite:///{Path(tmp_path, "scim.db").as_posix()}'
+    url = request.getfixturevalue('postgresql_database')
+    empty_postgresql_database(url)
+    return url
 
 
 @pytest.fixture

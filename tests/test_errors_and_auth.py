@@ -8,7 +8,7 @@ import pytest
 import scim_server
 import webtest
 import store
-from conftest import BASE, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
+from conftest import BASE, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
 
 PATH_VALUES = {'<name>': 'User', '<urn>': USER_SCHEMA,
                '<user_id>': 'some-user-id', '<group_id>': 'some-group-id'}
@@ -366,3 +366,34 @@ def test_an_unexpected_exception_is_a_scim_500_with_the_traceback_only_in_the_lo
     assert 'secret internals' not in response.text and 'Traceback' not in response.text
     assert 'secret internals' in caplog.text
     assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize('raw, where', [
+    (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"a\\u0000b"}', 'userName'),
+    (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"n",'
+     b'"emails":[{"value":"x\\u0000"}]}', 'emails[0].value'),
+    (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"n","x\\u0000":1}', 'A key'),
+    (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"n",'
+     b'"urn:example:custom":{"note":"\\u0000"}}', 'urn:example:custom.note'),
+])
+def test_a_nul_character_anywhere_in_a_body_is_400_naming_where_and_stores_nothing(client, raw, where):
+    """No text can hold a NUL (PostgreSQL's cannot): the body is refused, the place named."""
+    body = assert_scim_error(client.request('POST', '/Users', raw=raw), 400, 'invalidValue')
+    assert body['detail'].startswith(where)
+    assert client.get('/Users', status=200).json['totalResults'] == 0
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul(client):
+    raw = b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"back\\\\u0000slash"}'
+    created = client.request('POST', '/Users', raw=raw, status=201).json
+    assert created['userName'] == 'back\\u0000slash'
+
+
+@pytest.mark.parametrize('method', ['GET', 'PUT', 'PATCH', 'DELETE'])
+@pytest.mark.parametrize('collection', ['Users', 'Groups'])
+def test_an_id_with_a_nul_character_is_404(client, method, collection):
+    body = ({'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'path': 'displayName', 'value': 'x'}]}
+            if method == 'PATCH' else
+            {'schemas': [USER_SCHEMA if collection == 'Users' else GROUP_SCHEMA], 'userName': 'n', 'displayName': 'n'})
+    response = client.request(method, f'/{collection}/abc%00def', body=None if method in ('GET', 'DELETE') else body)
+    assert_scim_error(response, 404)

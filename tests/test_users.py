@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import USER_SCHEMA, assert_scim_error
+from conftest import USER_SCHEMA, assert_scim_error, postgresql
 
 ENTERPRISE_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
 OKTA_SCHEMA = 'urn:okta:custom:1.0:User'
@@ -23,14 +23,21 @@ def list_users(client, filter_text=None):
 
 
 def database_texts(database_url):
-    """Every text value in every column of every table of the SQLite file."""
-    path = Path(database_url[len('sqlite:///'):])
-    connection = sqlite3.connect(path)
+    """Every text value in every column of every table of the database (SQLite or PostgreSQL)."""
+    if database_url.startswith('sqlite:'):
+        connection = sqlite3.connect(Path(database_url[len('sqlite:///'):]))
+        list_tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        connection = postgresql(database_url)
+        list_tables = 'SELECT tablename FROM pg_tables WHERE schemaname = current_schema()'
     try:
-        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        cursor = connection.cursor()
+        cursor.execute(list_tables)
+        tables = [row[0] for row in cursor.fetchall()]
         texts = []
         for table in tables:
-            for row in connection.execute(f'SELECT * FROM "{table}"'):
+            cursor.execute(f'SELECT * FROM "{table}"')
+            for row in cursor.fetchall():
                 texts.extend(value for value in row if isinstance(value, str))
         return tables, texts
     finally:
