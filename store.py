@@ -928,6 +928,21 @@ def writing():
             yield
 
 
+@contextlib.contextmanager
+def _retry_turn(model, resource_id):
+    """The turn of a write that lost an optimistic race: with it, it cannot lose again.
+    SQLite: this process's writer turn, held from the read to the write (other
+    processes wait in SQLite's own lock). PostgreSQL: the row locked FOR UPDATE
+    in one transaction, so concurrent retries take their turns."""
+    if is_sqlite():
+        with _writer:
+            yield
+    else:
+        with database.atomic():
+            list(model.select(model.id).where(model.id == resource_id).for_update().tuples())
+            yield
+
+
 def _checked(record, expected_versions):
     """`expected_versions`: None (any), or the versions If-Match accepts."""
     if expected_versions is not None and record['version'] not in expected_versions:
@@ -954,11 +969,10 @@ def update_user(user_id, change, expected_versions=None):
     Read, change, then UPDATE ... WHERE version = the version read: if another
     writer got there first, nothing is written and the change is applied again
     to what it stored. Never a lost update, never a mix. The first attempt waits
-    for the writer's turn only for its UPDATE; a retry holds the turn throughout,
-    so within this process it cannot lose again (other processes share SQLite's
-    lock, and PostgreSQL's writers are checked by the version alone)."""
+    for the writer's turn only for its UPDATE; a retry takes _retry_turn, which
+    holds it from the read to the write."""
     for attempt in range(MAX_WRITE_ATTEMPTS):
-        with writer_turn() if attempt else contextlib.nullcontext():
+        with _retry_turn(User, user_id) if attempt else contextlib.nullcontext():
             record = get_user(user_id)
             _checked(record, expected_versions)
             resource = change(record)
@@ -1079,7 +1093,7 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     neither read nor rewritten. The record passed to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read."""
     for attempt in range(MAX_WRITE_ATTEMPTS):
-        with writer_turn() if attempt else contextlib.nullcontext():   # a retry holds the turn
+        with _retry_turn(Group, group_id) if attempt else contextlib.nullcontext():
             record = get_group(group_id, with_members=False)
             _checked(record, expected_versions)
             resource, operations = change(record)

@@ -1,4 +1,6 @@
-"""Concurrent clients against a real `python scim_server.py`: the database decides, nothing is lost."""
+"""Concurrent clients against real `python scim_server.py` processes: the database decides,
+nothing is lost. Each race runs against one server, and against two server processes
+sharing the database (the clients alternate between them), on SQLite and on PostgreSQL."""
 
 import http.client
 import json
@@ -13,15 +15,31 @@ TOKEN = 'race-token-0123456789'
 CLIENTS = 8
 
 
-@pytest.fixture
-def server(database_url):
-    running = ServerProcess(database=database_url, token=TOKEN)
+class Servers:
+    """One or more server processes on one database; `via` picks one by number."""
+
+    def __init__(self, database_url, count):
+        self.processes = []
+        for _ in range(count):
+            self.processes.append(ServerProcess(database=database_url, token=TOKEN))
+
+    def port(self, via):
+        return self.processes[via % len(self.processes)].port
+
+    def stop(self):
+        for process in self.processes:
+            process.stop()
+
+
+@pytest.fixture(params=[1, 2], ids=['one process', 'two processes'])
+def server(database_url, request):
+    running = Servers(database_url, request.param)
     yield running
     running.stop()
 
 
-def call(server, method, path, body=None):
-    connection = http.client.HTTPConnection('127.0.0.1', server.port, timeout=30)
+def call(server, method, path, body=None, via=0):
+    connection = http.client.HTTPConnection('127.0.0.1', server.port(via), timeout=30)
     try:
         connection.request(method, '/scim/v2' + path, body=json.dumps(body) if body is not None else None,
                            headers={'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/scim+json'})
@@ -50,7 +68,7 @@ def at_once(work, count=CLIENTS):
 
 def test_concurrent_creates_of_one_username_make_exactly_one_user(server):
     results = at_once(lambda n: call(server, 'POST', '/Users', {
-        'schemas': [USER_SCHEMA], 'userName': 'Race@Example.com' if n % 2 else 'race@example.COM'}))
+        'schemas': [USER_SCHEMA], 'userName': 'Race@Example.com' if n % 3 else 'race@example.COM'}, via=n))
     statuses = sorted(status for status, _ in results)
     assert statuses == [201] + [409] * (CLIENTS - 1), results
     assert all(body['scimType'] == 'uniqueness' for status, body in results if status == 409)
@@ -61,7 +79,7 @@ def test_concurrent_patches_of_one_user_lose_nothing(server):
     _, user = call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'p@example.com'})
     results = at_once(lambda n: call(server, 'PATCH', f'/Users/{user["id"]}', {
         'schemas': [PATCH_SCHEMA],
-        'Operations': [{'op': 'add', 'path': 'emails', 'value': [{'value': f'e{n}@example.com'}]}]}))
+        'Operations': [{'op': 'add', 'path': 'emails', 'value': [{'value': f'e{n}@example.com'}]}]}, via=n))
     assert [status for status, _ in results] == [200] * CLIENTS, results
     _, final = call(server, 'GET', f'/Users/{user["id"]}')
     assert sorted(email['value'] for email in final['emails']) == sorted(f'e{n}@example.com' for n in range(CLIENTS))
@@ -73,7 +91,8 @@ def test_concurrent_member_adds_to_one_group_lose_none(server):
            for n in range(CLIENTS)]
     _, group = call(server, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': 'Crowd'})
     results = at_once(lambda n: call(server, 'PATCH', f'/Groups/{group["id"]}', {
-        'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members', 'value': [{'value': ids[n]}]}]}))
+        'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members', 'value': [{'value': ids[n]}]}]},
+        via=n))
     assert [status for status, _ in results] == [200] * CLIENTS, results
     _, final = call(server, 'GET', f'/Groups/{group["id"]}')
     assert sorted(member['value'] for member in final['members']) == sorted(ids)
@@ -85,8 +104,9 @@ def test_concurrent_deletes_and_patches_never_fail_with_500(server):
     def work(n):
         if n % 2:
             return call(server, 'PATCH', f'/Users/{user["id"]}', {
-                'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'path': 'title', 'value': str(n)}]})[0]
-        return call(server, 'DELETE', f'/Users/{user["id"]}')[0]
+                'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'path': 'title', 'value': str(n)}]},
+                via=n)[0]
+        return call(server, 'DELETE', f'/Users/{user["id"]}', via=n // 2)[0]
     statuses = at_once(work)
     assert set(statuses) <= {200, 204, 404}, statuses
     assert statuses.count(204) == 1
@@ -99,9 +119,78 @@ def test_many_concurrent_patches_of_one_user_all_succeed(server):
     def work(n):
         return [call(server, 'PATCH', f'/Users/{user["id"]}', {
             'schemas': [PATCH_SCHEMA],
-            'Operations': [{'op': 'add', 'path': f'urn:example:bench:1.0:User:k{n}x{i}', 'value': i}]})[0]
+            'Operations': [{'op': 'add', 'path': f'urn:example:bench:1.0:User:k{n}x{i}', 'value': i}]}, via=n + i)[0]
             for i in range(5)]
     statuses = [status for batch in at_once(work, 16) for status in batch]
     assert statuses == [200] * 80
     _, final = call(server, 'GET', f'/Users/{user["id"]}')
     assert len(final['urn:example:bench:1.0:User']) == 80
+
+
+def test_concurrent_puts_of_one_user_leave_exactly_one_of_the_states_sent(server):
+    """Each PUT sends a whole state (several attributes that belong together): the stored
+    user is one of them, all of it, and its version counts every PUT."""
+    _, user = call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'put@example.com'})
+
+    def state(n):
+        return {'schemas': [USER_SCHEMA], 'userName': 'put@example.com', 'displayName': f'State {n}',
+                'title': f'title {n}', 'name': {'givenName': f'Given{n}', 'familyName': f'Family{n}'},
+                'emails': [{'value': f's{n}@example.com', 'primary': True}], 'active': n % 2 == 0}
+    results = at_once(lambda n: call(server, 'PUT', f'/Users/{user["id"]}', state(n), via=n))
+    assert [status for status, _ in results] == [200] * CLIENTS, results
+    _, final = call(server, 'GET', f'/Users/{user["id"]}', via=1)
+    n = int(final['displayName'].split()[1])
+    kept = {key: final.get(key) for key in ('displayName', 'title', 'name', 'emails', 'active')}
+    assert kept == {key: value for key, value in state(n).items() if key in kept}
+    assert final['meta']['version'] == f'W/"{CLIENTS + 1}"'
+    assert sorted(body['meta']['version'] for _, body in results) == sorted(
+        f'W/"{version}"' for version in range(2, CLIENTS + 2))
+
+
+def test_two_processes_behave_as_one_server(database_url):
+    """Creates, lookups, PATCHes and a group push interleaved across two processes on one
+    database: each sees every write the other acknowledged, at once."""
+    servers = Servers(database_url, 2)
+    try:
+        users = []
+        for n in range(6):
+            status, created = call(servers, 'POST', '/Users', {
+                'schemas': [USER_SCHEMA], 'userName': f'both{n}@example.com'}, via=n)
+            assert status == 201
+            status, found = call(servers, 'GET', f'/Users?filter=userName%20eq%20%22both{n}@example.com%22',
+                                 via=n + 1)
+            assert (status, [user['id'] for user in found['Resources']]) == (200, [created['id']])
+            users.append(created)
+        status, taken = call(servers, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'BOTH0@example.com'},
+                             via=1)
+        assert (status, taken['scimType']) == (409, 'uniqueness')
+        status, group = call(servers, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': 'Pushed',
+                                                          'members': [{'value': users[0]['id']}]}, via=0)
+        assert status == 201
+        for n, user in enumerate(users[1:], start=1):
+            status, _ = call(servers, 'PATCH', f'/Groups/{group["id"]}', {
+                'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members',
+                                                           'value': [{'value': user['id']}]}]}, via=n)
+            assert status == 200
+        status, _ = call(servers, 'PATCH', f'/Users/{users[2]["id"]}', {
+            'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'value': {'active': False}}]}, via=0)
+        assert status == 200
+        status, _ = call(servers, 'PATCH', f'/Groups/{group["id"]}', {
+            'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'remove', 'path': f'members[value eq "{users[3]["id"]}"]'}]},
+            via=1)
+        assert status == 200
+        for via in (0, 1):
+            _, read = call(servers, 'GET', f'/Groups/{group["id"]}', via=via)
+            assert sorted(member['value'] for member in read['members']) == sorted(
+                user['id'] for n, user in enumerate(users) if n != 3)
+            _, inactive = call(servers, 'GET', '/Users?filter=active%20eq%20false', via=via)
+            assert [user['id'] for user in inactive['Resources']] == [users[2]['id']]
+            _, member = call(servers, 'GET', f'/Users/{users[1]["id"]}', via=via)
+            assert [group_ref['display'] for group_ref in member['groups']] == ['Pushed']
+        status, _ = call(servers, 'DELETE', f'/Users/{users[1]["id"]}', via=0)
+        assert status == 204
+        assert call(servers, 'GET', f'/Users/{users[1]["id"]}', via=1)[0] == 404
+        _, read = call(servers, 'GET', f'/Groups/{group["id"]}', via=1)
+        assert users[1]['id'] not in {member['value'] for member in read['members']}
+    finally:
+        servers.stop()
