@@ -99,10 +99,15 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
     ('sqlite://', 'names no database file'),
     ('not a url', 'unsupported database URL'),
     ('sqlite:////nonexistent-folder/deeper/scim.db', 'cannot open database'),
+    ('postgresql://scim:s3cret-pw@127.0.0.1:1/scim', 'cannot open database postgresql://scim:***@127.0.0.1:1/scim'),
+    ('postgresql://scim@127.0.0.1:5432', 'names no database'),
+    ('postgresql://scim@127.0.0.1:5432/db?nonsense=1', 'malformed database URL'),
 ])
 def test_bad_database_url_is_a_one_line_error(url, says):
     process = run_server('--port', '0', '--token', TOKEN, '--database', url)
-    assert says in one_line_failure(process)
+    line = one_line_failure(process)
+    assert says in line
+    assert 's3cret-pw' not in line
 
 
 def test_unwritable_database_path_is_a_one_line_error(tmp_path):

@@ -1,0 +1,49 @@
+-- schema.sql as scimlite shipped it before the schema carried a version (schema version 1).
+-- tests/test_upgrade.py makes a database with it and lets today's scimlite open it.
+
+-- scimlite's tables, valid for SQLite and PostgreSQL alike.
+-- Applied at every start; each statement is IF NOT EXISTS, so it is idempotent.
+-- store.py's models describe the same tables (tests/test_store.py checks they agree).
+-- Comments are stripped, then the file is split into statements at each semicolon.
+
+-- userName is matched case-insensitively but stored as sent: user_name keeps the
+-- client's text, user_name_key its lower-case form, and the UNIQUE index on the key
+-- is what refuses a duplicate, even when two creates race.
+CREATE TABLE IF NOT EXISTS users (
+    id            VARCHAR(64) NOT NULL PRIMARY KEY,
+    user_name     TEXT        NOT NULL,
+    user_name_key TEXT        NOT NULL,
+    external_id   TEXT,
+    display_name  TEXT,
+    active        BOOLEAN     NOT NULL DEFAULT TRUE,
+    resource      TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/groups
+    version       INTEGER     NOT NULL DEFAULT 1,  -- meta.version and the ETag
+    created       TEXT        NOT NULL,  -- UTC, fixed width, so text order is time order
+    last_modified TEXT        NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_user_name_key ON users (user_name_key);
+CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
+-- The paging order: stable whatever startIndex and count are.
+CREATE INDEX IF NOT EXISTS users_created_id ON users (created, id);
+
+CREATE TABLE IF NOT EXISTS "groups" (
+    id               VARCHAR(64) NOT NULL PRIMARY KEY,
+    display_name     TEXT        NOT NULL,
+    display_name_key TEXT        NOT NULL,
+    external_id      TEXT,
+    resource         TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/members
+    version          INTEGER     NOT NULL DEFAULT 1,
+    created          TEXT        NOT NULL,
+    last_modified    TEXT        NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_display_name_key ON "groups" (display_name_key);
+CREATE INDEX IF NOT EXISTS groups_external_id ON "groups" (external_id);
+CREATE INDEX IF NOT EXISTS groups_created_id ON "groups" (created, id);
+
+-- Membership lives here and only here: adding one member to a large group is one row.
+CREATE TABLE IF NOT EXISTS link (
+    group_id VARCHAR(64) NOT NULL REFERENCES "groups" (id) ON DELETE CASCADE,
+    user_id  VARCHAR(64) NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS link_user_id ON link (user_id);
