@@ -1709,6 +1709,14 @@ class ScimApp(bottle.Bottle):
     def default_error_handler(self, error):
         if isinstance(error, ScimError):
             document = error_document(error.status_code, error.scim_type, error.detail)
+        elif store.is_unavailable(error.exception):
+            # SQLite locked past busy_timeout by another process, PostgreSQL gone or
+            # restarting: nothing was written, and the IdP will try again.
+            log.warning('database unavailable in %s %s: %s', request.method, request.path,
+                        str(error.exception).strip().split('\n')[0])
+            response.status = 503
+            response.set_header('Retry-After', '1')
+            document = error_document(503, None, 'The database is busy or out of reach: try again shortly.')
         else:
             if error.status_code >= 500:
                 log.error('error in %s %s: %s', request.method, request.path,

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
     JOIN, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
-    PostgresqlDatabase, SqliteDatabase, TextField, Value, fn)
+    SqliteDatabase, TextField, Value, fn)
 from playhouse.pool import PooledPostgresqlDatabase
 
 import scimfilter as F
@@ -114,6 +114,9 @@ def masked(url):
     return url.replace(f':{parsed.password}@', ':***@', 1)
 
 
+BUSY_TIMEOUT_MS = 10000   # how long SQLite waits for another process's write lock
+
+
 def _sqlite(url):
     path = url[len('sqlite:///'):] if url.startswith('sqlite:///') else ''
     if not path or path == ':memory:':
@@ -124,7 +127,7 @@ def _sqlite(url):
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
         'foreign_keys': 1,
-        'busy_timeout': 10000,
+        'busy_timeout': BUSY_TIMEOUT_MS,
     })
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
     db.register_function(_lower, 'scim_lower', 1, deterministic=True)
@@ -209,6 +212,16 @@ def lower(expression):
 
 def is_sqlite():
     return isinstance(database.obj, SqliteDatabase)
+
+
+def is_unavailable(error):
+    """Whether `error` says the database is busy or out of reach (worth trying again),
+    rather than that a statement is wrong."""
+    if isinstance(error, InterfaceError):
+        return True
+    if isinstance(error, OperationalError):
+        return not is_sqlite() or 'locked' in str(error) or 'busy' in str(error)
+    return False
 
 
 def close_database():

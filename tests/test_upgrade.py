@@ -7,7 +7,6 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-import pytest
 
 import store
 from conftest import ON_POSTGRESQL, TOKEN, empty_postgresql_database, postgresql
