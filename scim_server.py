@@ -280,21 +280,21 @@ def if_match():
 
     Tags that name no version of ours (`"abc"`) match nothing, so a set of only
     such tags ends in 412."""
-    header = request.get_header('If-Match')
+    header = request.environ.get('HTTP_IF_MATCH')   # raw: Bottle's get_header fails on non-UTF-8
     if not header or header.strip() == '*':
         return None
     versions = set()
     for tag in header.split(','):
         text = tag.strip()
         text = (text[2:] if text.startswith('W/') else text).strip('"')
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 18:   # a version we could have written
             versions.add(int(text))
     return frozenset(versions)
 
 
 def not_modified(version):
     """True if If-None-Match names `version` (a GET then answers 304)."""
-    header = request.get_header('If-None-Match')
+    header = request.environ.get('HTTP_IF_NONE_MATCH')
     if not header:
         return False
     tags = {tag.strip() for tag in header.split(',')}
@@ -698,6 +698,7 @@ def query_parameter(name):
 
 
 SEARCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest'
+MAX_INDEX = 2 ** 62   # startIndex and count are held below what a database's OFFSET takes
 
 
 class UnknownSortAttribute(ScimError):
@@ -743,14 +744,17 @@ class ListRequest:
         value = self.parameters.get(name)
         if value is None or value == '':
             return default
+        number = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip('+-').isascii():
             try:
-                return int(value)
+                number = int(value)
             except ValueError:
                 pass
-        raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {value!r}.')
+        if number is None:
+            raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {value!r}.')
+        return max(-MAX_INDEX, min(number, MAX_INDEX))   # past that, as good as infinite
 
     def names(self, name):
         """attributes / excludedAttributes: a comma list in a query, a list in a body."""
@@ -1461,6 +1465,8 @@ def store_errors(call, *args, **kwargs):
         raise ScimError(400, 'invalidValue', f'No user with id {error}: members must be existing users.') from None
     except store.UnsupportedFilter as error:
         raise ScimError(400, 'invalidFilter', f'{error}.') from None
+    except store.TooLong as error:
+        raise ScimError(400, 'invalidValue', f'{error}.') from None
     except store.Busy as error:
         raise ScimError(503, None, f'{error}.', Retry_After='1') from None
 
@@ -1741,7 +1747,7 @@ def make_app(overrides=None):
     """Build the WSGI app from settings (DEFAULTS updated by `overrides`); opens the database."""
     settings = normalise_settings(dict(overrides or {}))
     app = ScimApp(settings)
-    store.open_database(settings['database'], connections=settings['threads'] + 4)
+    store.open_database(settings['database'])
     for method, path, callback in SCIM_ROUTES:
         app.route(settings['base_path'] + path, method, with_token(callback))
     return app
@@ -1796,7 +1802,7 @@ def banner(settings, port):
         f'  Authorization:   Bearer {mask(settings["tokens"][0])}',
         f'  Dashboard:       {local}/',
         f'  Public address:  ngrok http {port}   (then use https://<ngrok address>{settings["base_path"]})',
-        f'  Database:        {settings["database"]}',
+        f'  Database:        {store.masked(settings["database"])}',
     ]
     if DEMO_TOKEN in settings['tokens']:
         lines += ['',

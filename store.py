@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
-    JOIN, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
+    JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
     SqliteDatabase, TextField, Value, fn)
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -75,19 +75,22 @@ class UnsupportedFilter(StoreError):
     """The filter names an attribute or an operator this store cannot search."""
 
 
+class TooLong(StoreError):
+    """A value of an indexed column is longer than an index entry may be."""
+
+
 # ---------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------
 
-def open_database(url, connections=32):
+def open_database(url):
     """Open the database named by `url`, apply the schema, return it.
 
     `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
-    with up to `connections` pooled connections (waitress's threads, and a few
-    more). Raises DatabaseURLError with a one-line reason."""
+    (pooled connections). Raises DatabaseURLError with a one-line reason."""
     scheme = urlparse(url).scheme
     if scheme in ('postgresql', 'postgres'):
-        db = _postgresql(url, connections)
+        db = _postgresql(url)
     elif scheme == 'sqlite':
         db = _sqlite(url)
     else:
@@ -99,7 +102,7 @@ def open_database(url, connections=32):
     except DatabaseURLError:
         close_database()
         raise
-    except (OperationalError, InterfaceError) as error:
+    except DatabaseError as error:   # unreachable, refused, no right to create tables, ...
         close_database()
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DatabaseURLError(f'cannot open database {masked(url)}: {reason}') from None
@@ -107,11 +110,11 @@ def open_database(url, connections=32):
 
 
 def masked(url):
-    """The URL without its password, to print."""
+    """The URL without its password (in the authority or as ?password=), to print."""
     parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    return url.replace(f':{parsed.password}@', ':***@', 1)
+    if parsed.password is not None:
+        url = url.replace(f':{parsed.password}@', ':***@', 1)
+    return re.sub(r'([?&]password=)[^&]*', r'\1***', url, flags=re.IGNORECASE)
 
 
 BUSY_TIMEOUT_MS = 10000   # how long SQLite waits for another process's write lock
@@ -123,18 +126,20 @@ def _sqlite(url):
         raise DatabaseURLError(
             f'{url!r} names no database file: use sqlite:///scim.db '
             '(relative) or sqlite:////absolute/path/scim.db')
-    db = SqliteDatabase(path, pragmas={
+    # The busy timeout first, and in the connection itself: turning WAL on takes a
+    # lock too, which another process starting at the same moment may hold.
+    db = SqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
+        'busy_timeout': BUSY_TIMEOUT_MS,
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
         'foreign_keys': 1,
-        'busy_timeout': BUSY_TIMEOUT_MS,
     })
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
     db.register_function(_lower, 'scim_lower', 1, deterministic=True)
     return db
 
 
-def _postgresql(url, connections):
+def _postgresql(url):
     try:
         from psycopg2.extensions import parse_dsn
         import psycopg2
@@ -150,8 +155,10 @@ def _postgresql(url, connections):
         raise DatabaseURLError(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
     params.setdefault('connect_timeout', '10')
     # Each request takes a connection from the pool and gives it back when it ends
-    # (release_connection); one that broke is not given out again.
-    return PooledPostgresqlDatabase(name, max_connections=connections, stale_timeout=300, timeout=30, **params)
+    # (release_connection); one that broke is not given out again. No cap of our
+    # own: a thread holds one connection at a time, so the WSGI server's threads
+    # are the cap, whichever server runs the app.
+    return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
 SCHEMA_VERSION = 2
@@ -173,8 +180,8 @@ def apply_schema():
         if not is_sqlite():
             database.execute_sql('SELECT pg_advisory_xact_lock(%s)', (SCHEMA_LOCK,))
         tables = set(database.get_tables())
-        if 'scimlite_schema' in tables:
-            found = database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0] or 1
+        if 'scimlite_schema' in tables:   # which came with version 2
+            found = database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0] or 2
         else:
             found = 1 if 'users' in tables else SCHEMA_VERSION
         if found > SCHEMA_VERSION:
@@ -214,14 +221,23 @@ def is_sqlite():
     return isinstance(database.obj, SqliteDatabase)
 
 
+# PostgreSQL's SQLSTATE classes that say "try again": the connection (08), the
+# server shutting down (57P), a deadlock or serialization failure (40), and
+# insufficient resources such as too many connections (53).
+RETRYABLE_SQLSTATES = ('08', '57P', '40', '53')
+
+
 def is_unavailable(error):
     """Whether `error` says the database is busy or out of reach (worth trying again),
     rather than that a statement is wrong."""
     if isinstance(error, InterfaceError):
         return True
-    if isinstance(error, OperationalError):
-        return not is_sqlite() or 'locked' in str(error) or 'busy' in str(error)
-    return False
+    if not isinstance(error, OperationalError):
+        return False
+    if is_sqlite():
+        return 'locked' in str(error) or 'busy' in str(error)
+    code = getattr(getattr(error, 'orig', None), 'pgcode', None)
+    return code is None or code.startswith(RETRYABLE_SQLSTATES)
 
 
 def close_database():
@@ -249,11 +265,11 @@ def normalise_time(text):
     """An RFC 3339 time in any offset -> the stored UTC text, or None if unparsable."""
     try:
         moment = datetime.fromisoformat(text.replace('Z', '+00:00').replace('z', '+00:00'))
-    except (ValueError, AttributeError):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
+    except (ValueError, AttributeError, OverflowError):   # 0001-01-01T00:00+14:00 is before year 1
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
 
 
 def new_id():
@@ -340,9 +356,10 @@ class _Column:
                 raise UnsupportedFilter(f'{attr_name} is a dateTime: compare it with eq/ne/gt/ge/lt/le and an RFC 3339 time')
             return _compare(self.field, op, moment)
         if self.case_exact:
-            return _compare(self.field, op, value)
-        field = self.key_field if self.key_field is not None else lower(self.field)
-        return _compare(field, op, value.lower())
+            return _compare_text(self.field, op, value)
+        if self.key_field is not None:   # lower-cased by Python when written
+            return _compare_text(self.key_field, op, value.lower())
+        return _compare_text(lower(self.field), op, value, sql_lower=True)
 
 
 def _compare(field, op, value):
@@ -360,9 +377,16 @@ def _compare(field, op, value):
         return present & (field < value)
     if op == 'le':
         return present & (field <= value)
-    # co / sw / ew on text: the caller lower-cased both sides where case does not matter;
-    # REPLACE and SUBSTR are case-sensitive on SQLite and PostgreSQL alike.
-    size = len(value)
+    # co / sw / ew on text, case-sensitive: the caller lower-cased both sides where
+    # case does not matter. No LIKE, whose % and _ a value could hold.
+    if not is_sqlite():   # the value may be an expression (lower(...)): no length in Python
+        if op == 'co':
+            return present & (fn.strpos(field, value) > 0)
+        if op == 'sw':
+            return present & fn.starts_with(field, value)
+        if op == 'ew':
+            return present & (fn.right(field, fn.length(value)) == value)
+    size = len(value) if op in ('co', 'sw', 'ew') else 0
     if op == 'co':
         return present & (fn.REPLACE(field, value, '') != field) if value else present
     if op == 'sw':
@@ -370,6 +394,26 @@ def _compare(field, op, value):
     if op == 'ew':
         return present & (fn.LENGTH(field) >= size) & (fn.SUBSTR(field, fn.LENGTH(field) - size + 1) == value)
     raise UnsupportedFilter(f'unknown operator {op}')
+
+
+def _compare_text(field, op, text, sql_lower=False):
+    """`field op "text"`. With `sql_lower`, the field is lower-cased in SQL and the
+    text must be lower-cased by the same function: on SQLite that is Python's
+    (scim_lower), on PostgreSQL its lower(), which differs from Python's for a few
+    letters (İ, final σ). On PostgreSQL gt/ge/lt/le compare in code-point order
+    (COLLATE "C"), as SQLite does, whatever the database's collation."""
+    if is_sqlite():
+        return _compare(field, op, text.lower() if sql_lower else text)
+    value = fn.lower(text) if sql_lower else Value(text)
+    if op in ('gt', 'ge', 'lt', 'le'):
+        value = in_code_point_order(value)
+    return _compare(field, op, value)
+
+
+def in_code_point_order(expression):
+    """Text compared and sorted by code point: SQLite's only order; on PostgreSQL,
+    COLLATE "C" rather than the database's (perhaps a language's) collation."""
+    return expression if is_sqlite() else NodeList((expression, SQL('COLLATE "C"')))
 
 
 USER_COLUMNS = {
@@ -404,14 +448,34 @@ ITEM = SQL('scim_item.value')   # one element of a multi-valued attribute, insid
 
 
 class _SqliteJson:
-    """The resource's JSON in SQLite: json_extract gives SQL values (text, numbers,
-    1/0 for true/false, NULL for null or a missing key); json_each walks an array."""
+    """The resource's JSON in SQLite: json_type names a value's JSON type, json_extract
+    gives it as an SQL value; json_each walks an array. Each comparison is made only
+    against values of the JSON type it names, as on PostgreSQL."""
 
     def document(self, column):
         return column
 
     def compare(self, document, keys, op, value):
-        return _json_compare(fn.json_extract(document, _json_path(*keys)), op, value)
+        path = _json_path(*keys)
+        json_type, found = fn.json_type(document, path), fn.json_extract(document, path)
+        if op == 'pr':   # not missing, null, "", [] or {}
+            return ((json_type.in_(['integer', 'real', 'true', 'false']))
+                    | ((json_type == 'text') & (found != ''))
+                    | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
+        if value is None:
+            if op not in ('eq', 'ne'):
+                raise UnsupportedFilter('null is compared with eq or ne only')
+            missing = json_type.is_null() | (json_type == 'null')
+            return missing if op == 'eq' else ~missing
+        if isinstance(value, bool):
+            if op not in ('eq', 'ne'):
+                raise UnsupportedFilter('true/false are compared with eq or ne only')
+            return _compare(json_type, op, 'true' if value else 'false')
+        if isinstance(value, str):
+            return _compare(lower(Case(None, [(json_type == 'text', found)], None)), op, value.lower())
+        if op in ('co', 'sw', 'ew'):
+            raise UnsupportedFilter(f'{op} compares strings, not numbers')
+        return _compare(Case(None, [(json_type.in_(['integer', 'real']), found)], None), op, value)
 
     def text(self, document, keys):
         return fn.json_extract(document, _json_path(*keys))
@@ -426,11 +490,14 @@ class _SqliteJson:
     def is_primary(self, item):
         return NodeList((fn.json_extract(item, '$.primary'), SQL('IS 1')))
 
+    def sort_key(self, document, keys):
+        """SQLite orders numbers before text, numerically, by itself."""
+        return lower(fn.json_extract(document, _json_path(*keys)))
+
 
 class _PostgresJson:
     """The resource's JSON in PostgreSQL: the stored text cast to jsonb, whose values
-    keep their JSON types; each comparison is made only against the type it names,
-    which is what SQLite's typed json_extract values give too."""
+    keep their JSON types; each comparison is made only against the type it names."""
 
     def document(self, column):
         return Cast(column, 'jsonb')
@@ -449,7 +516,8 @@ class _PostgresJson:
                 raise UnsupportedFilter('true/false are compared with eq or ne only')
             return _compare(found, op, 'true' if value else 'false')
         if isinstance(value, str):
-            return _compare(lower(self._typed(found, 'string', self.text(document, keys))), op, value.lower())
+            return _compare_text(lower(self._typed(found, 'string', self.text(document, keys))), op, value,
+                                 sql_lower=True)
         if op in ('co', 'sw', 'ew'):
             raise UnsupportedFilter(f'{op} compares strings, not numbers')
         return _compare(Cast(self._typed(found, 'number', self.text(document, keys)), 'numeric'), op, value)
@@ -473,6 +541,18 @@ class _PostgresJson:
 
     def is_primary(self, item):
         return NodeList((fn.jsonb_extract_path(item, 'primary'), SQL("= 'true'")))
+
+    def sort_key(self, document, keys):
+        """As SQLite orders json_extract's values: numbers (and true/false, which are
+        1/0 there) before text, numbers numerically; one row value to sort by."""
+        found = fn.jsonb_extract_path(document, *keys)
+        json_type = fn.jsonb_typeof(found)
+        text = self.text(document, keys)
+        rank = Case(json_type, [('number', 1), ('boolean', 1), ('string', 2)], None)
+        number = Case(json_type, [('number', Cast(text, 'numeric')),
+                                  ('boolean', Case(text, [('true', 1)], 0))], None)
+        return NodeList((SQL('ROW'), NodeList((rank, number, in_code_point_order(lower(
+            Case(json_type, [('string', text)], None)))), glue=', ', parens=True)), glue='')
 
 
 def _json():
@@ -589,25 +669,6 @@ def _op_and_value(expr):
     return expr.op, expr.value
 
 
-def _json_compare(value_sql, op, value):
-    """Compare a value SQLite read from JSON. Strings ignore case; booleans are 1/0."""
-    if op == 'pr':
-        return value_sql.is_null(False) & (value_sql.not_in(['', '[]', '{}']))
-    if value is None:
-        if op not in ('eq', 'ne'):
-            raise UnsupportedFilter('null is compared with eq or ne only')
-        return value_sql.is_null(op == 'eq')
-    if isinstance(value, bool):
-        if op not in ('eq', 'ne'):
-            raise UnsupportedFilter('true/false are compared with eq or ne only')
-        return _compare(value_sql, op, value)
-    if isinstance(value, str):
-        return _compare(lower(value_sql), op, value.lower())
-    if op in ('co', 'sw', 'ew'):
-        raise UnsupportedFilter(f'{op} compares strings, not numbers')
-    return _compare(value_sql, op, value)
-
-
 def filter_expression(expr, columns, membership, multi_valued=frozenset()):
     """Translate a filter AST into one Peewee expression with bound parameters."""
     return _FilterTranslator(membership[2].model, columns, membership, multi_valued).translate(expr)
@@ -708,7 +769,8 @@ def _members_of(group_ids):
     if size not in _MEMBERS_BY_IN_SIZE:
         slots = [slot(f'id{n}') for n in range(size)]
         _MEMBERS_BY_IN_SIZE[size] = Prepared(lambda: Link.select(Link.group, User.id, User.user_name).join(User)
-                                             .where(Link.group.in_(slots)).order_by(User.user_name_key, User.id))
+                                             .where(Link.group.in_(slots))
+                                             .order_by(in_code_point_order(User.user_name_key), User.id))
     padded = list(group_ids) + [group_ids[-1]] * (size - len(group_ids))
     for group_id, user_id, user_name in _MEMBERS_BY_IN_SIZE[size].rows(**{f'id{n}': v for n, v in enumerate(padded)}):
         found[group_id].append((user_id, user_name))
@@ -719,7 +781,7 @@ def _members_of(group_ids):
 USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id, Group.display_name)
                             .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
                             .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
-                            .where(User.id == slot('id')).order_by(Group.display_name_key, Group.id))
+                            .where(User.id == slot('id')).order_by(in_code_point_order(Group.display_name_key), Group.id))
 
 
 def get_user(user_id):
@@ -783,7 +845,7 @@ def _page_query(model, where, sort_key=None, descending=False):
     return (query.select_extend(Group.id, Group.display_name).switch(User)
             .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
             .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
-            .order_by_extend(Group.display_name_key, Group.id))
+            .order_by_extend(in_code_point_order(Group.display_name_key), Group.id))
 
 
 def _page_of_keys(model, where, sort_key=None, descending=False):
@@ -812,22 +874,25 @@ def _page_of_keys(model, where, sort_key=None, descending=False):
 
 def sort_expression(model, columns, multi_valued, path):
     """What `sortBy` sorts by: a column, a JSON value, or a multi-valued attribute's
-    primary value (its first value when none is primary). Text sorts ignoring case."""
+    primary value (its first value when none is primary). Text sorts ignoring case,
+    in code-point order; numbers before text, numerically."""
     key = _attr_key(path)
     if not path.urn and key in columns:
         column = columns[key]
-        if column.kind != 'string' or column.case_exact:
+        if column.kind != 'string':
             return column.field
-        return column.key_field if column.key_field is not None else lower(column.field)
+        if column.case_exact:
+            return in_code_point_order(column.field)
+        return in_code_point_order(column.key_field if column.key_field is not None else lower(column.field))
     json_ = _json()
     document = json_.document(model.resource)
     if not path.urn and path.attr in multi_valued:
-        return lower(NodeList((
+        return in_code_point_order(lower(NodeList((
             SQL('(SELECT'), json_.text(ITEM, [path.sub or 'value']), SQL('FROM'),
             json_.elements(document, path.attr), SQL('ORDER BY ('), json_.is_primary(ITEM),
-            SQL(') IS NOT TRUE, scim_item.key LIMIT 1)'))))
+            SQL(') IS NOT TRUE, scim_item.key LIMIT 1)')))))
     keys = ([path.urn] if path.urn else []) + [path.attr] + ([path.sub] if path.sub else [])
-    return lower(json_.text(document, keys))
+    return json_.sort_key(document, keys)
 
 
 def _page(model, columns, membership, filter_ast, start_index, count, multi_valued, sort=None):
@@ -842,7 +907,8 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
         rows = _by_resource(page.page.rows(value=value, limit=count, offset=0))
         if len(rows) < count:
             return len(rows), rows
-    with database.atomic():
+    # One snapshot: PostgreSQL's default READ COMMITTED takes one per statement.
+    with database.atomic() if is_sqlite() else database.atomic('REPEATABLE READ'):
         if prepared:
             page, value = prepared
             total = page.count.rows(value=value)[0][0]
@@ -890,12 +956,24 @@ def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=
 # Writing users
 # ---------------------------------------------------------------------------
 
+# PostgreSQL refuses a B-tree index entry over about 2,700 bytes: the indexed
+# columns (userName, a group's displayName, externalId) are held below that on
+# both databases, so both answer alike.
+MAX_INDEXED_BYTES = 2048
+
+
+def _indexed(name, value):
+    if value is not None and len(value.encode('utf-8')) > MAX_INDEXED_BYTES:
+        raise TooLong(f'{name} is longer than {MAX_INDEXED_BYTES} bytes of UTF-8, the most scimlite indexes')
+    return value
+
+
 def _user_columns(resource):
     user_name = resource['userName']
     return {
         'user_name': user_name,
-        'user_name_key': user_name.lower(),
-        'external_id': resource.get('externalId'),
+        'user_name_key': _indexed('userName', user_name.lower()),
+        'external_id': _indexed('externalId', resource.get('externalId')),
         'display_name': resource.get('displayName'),
         'active': resource.get('active', True) is not False,
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
@@ -1038,8 +1116,8 @@ def _group_columns(resource):
     display_name = resource['displayName']
     return {
         'display_name': display_name,
-        'display_name_key': display_name.lower(),
-        'external_id': resource.get('externalId'),
+        'display_name_key': _indexed('displayName', display_name.lower()),
+        'external_id': _indexed('externalId', resource.get('externalId')),
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
     }
 
@@ -1089,13 +1167,24 @@ def _remove_members(group_id, user_ids=None):
         LINK_REMOVE.execute(group=group_id, user=user_id)
 
 
+def _members_deleted_meanwhile(operations):
+    """After an IntegrityError adding link rows: a user deleted between our check and
+    our insert (PostgreSQL checks the foreign key at the insert; SQLite's single
+    writer cannot interleave) is an unknown member, as if it had never existed."""
+    _require_users([user_id for verb, user_ids in operations if verb == 'add' for user_id in user_ids])
+
+
 def create_group(resource, member_ids=()):
     stamp = now()
     group_id = new_id()
-    with writing():
-        GROUP_INSERT.execute(id=group_id, stamp=stamp, **_group_columns(resource))
-        _add_members(group_id, member_ids)
-        return get_group(group_id)
+    try:
+        with writing():
+            GROUP_INSERT.execute(id=group_id, stamp=stamp, **_group_columns(resource))
+            _add_members(group_id, member_ids)
+    except IntegrityError:
+        _members_deleted_meanwhile([('add', member_ids)])
+        raise
+    return get_group(group_id)
 
 
 def update_group(group_id, change, expected_versions=None, with_members=True):
@@ -1113,13 +1202,17 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
             columns = _group_columns(resource)
             if columns['resource'] == record['json'] and not operations:   # text: 1 == True in Python
                 return get_group(group_id, with_members=with_members)
-            with writing():
-                written = GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns)
-                for verb, user_ids in operations if written else ():
-                    if verb == 'add':
-                        _add_members(group_id, user_ids)
-                    else:
-                        _remove_members(group_id, user_ids)
+            try:
+                with writing():
+                    written = GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns)
+                    for verb, user_ids in operations if written else ():
+                        if verb == 'add':
+                            _add_members(group_id, user_ids)
+                        else:
+                            _remove_members(group_id, user_ids)
+            except IntegrityError:
+                _members_deleted_meanwhile(operations)
+                raise
         if written:
             return get_group(group_id, with_members=with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')

@@ -397,3 +397,34 @@ def test_an_id_with_a_nul_character_is_404(client, method, collection):
             {'schemas': [USER_SCHEMA if collection == 'Users' else GROUP_SCHEMA], 'userName': 'n', 'displayName': 'n'})
     response = client.request(method, f'/{collection}/abc%00def', body=None if method in ('GET', 'DELETE') else body)
     assert_scim_error(response, 404)
+
+
+@pytest.mark.parametrize('query', [
+    'startIndex=99999999999999999999', 'startIndex=-99999999999999999999', 'count=99999999999999999999',
+    'startIndex=9223372036854775807&count=5', 'startIndex=٣', 'count=1_0x',
+])
+def test_huge_or_odd_paging_numbers_are_a_page_or_a_400_never_a_500(client, query):
+    client.create_user('page@example.com')
+    response = client.get(f'/Users?{query}')
+    if response.status_int == 200:
+        assert response.json['totalResults'] == 1
+    else:
+        assert_scim_error(response, 400, 'invalidValue')
+
+
+@pytest.mark.parametrize('moment', ['0001-01-01T00:00:00+14:00', '9999-12-31T23:59:59-14:00'])
+def test_a_time_beyond_year_1_to_9999_in_utc_is_400_invalid_filter(client, moment):
+    client.create_user('time@example.com')
+    assert_scim_error(client.get(f'/Users?filter=meta.created gt "{moment}"'), 400, 'invalidFilter')
+
+
+@pytest.mark.parametrize('tag', ['W/"²"', 'W/"99999999999999999999"', '"１"'])
+@pytest.mark.parametrize('method', ['PUT', 'PATCH', 'DELETE'])
+def test_if_match_naming_no_version_we_wrote_is_412_never_a_500(client, tag, method):
+    user = client.create_user('tag@example.com')
+    body = {'PUT': {'schemas': [USER_SCHEMA], 'userName': 'tag@example.com'},
+            'PATCH': {'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'path': 'title', 'value': 'x'}]},
+            'DELETE': None}[method]
+    response = client.request(method, f'/Users/{user["id"]}', body=body, headers={'If-Match': tag})
+    assert_scim_error(response, 412)
+    assert client.get(f'/Users/{user["id"]}', status=200).json['meta']['version'] == user['meta']['version']

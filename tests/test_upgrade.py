@@ -11,6 +11,7 @@ from pathlib import Path
 import store
 from conftest import ON_POSTGRESQL, TOKEN, empty_postgresql_database, postgresql
 from serverprocess import ServerProcess, run_server
+import test_concurrency
 from test_concurrency import Servers, call
 
 V1_SCHEMA = Path(__file__).with_name('data') / 'schema_v1.sql'
@@ -70,7 +71,11 @@ def tables(database_url):
 def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_every_row(database_url):
     make_version_1_database(database_url)
     assert 'scimlite_schema' not in tables(database_url)
-    servers = Servers(database_url, 2)   # two processes starting at once on the old database
+    # Two processes starting at once on the old database: one upgrades, the other waits.
+    starting = [run_server('--port', '0', '--token', test_concurrency.TOKEN, '--database', database_url)
+                for _ in range(2)]
+    servers = Servers(database_url, 0)
+    servers.processes = [ServerProcess.attach(process) for process in starting]
     try:
         assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
         status, listing = call(servers, 'GET', '/Users?sortBy=userName')
@@ -108,9 +113,13 @@ def test_a_database_a_newer_scimlite_made_is_refused_in_one_line(database_url):
     server = ServerProcess(database=database_url, token=TOKEN)
     server.stop()
     run_sql(database_url, [('UPDATE scimlite_schema SET version = ?', (store.SCHEMA_VERSION + 1,))])
-    process = run_server('--port', '0', '--token', TOKEN, '--database', database_url)
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode != 0
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and 'made by a newer scimlite' in lines[0], output
-    assert run_sql(database_url, [('SELECT COUNT(*) FROM users', ())]) == [(3,)]
+    try:
+        process = run_server('--port', '0', '--token', TOKEN, '--database', database_url)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode != 0
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and 'made by a newer scimlite' in lines[0], output
+        assert run_sql(database_url, [('SELECT COUNT(*) FROM users', ())]) == [(3,)]
+        assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION + 1,)]
+    finally:   # the next test may get this database (PostgreSQL)
+        run_sql(database_url, [('UPDATE scimlite_schema SET version = ?', (store.SCHEMA_VERSION,))])
