@@ -17,6 +17,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -257,8 +258,16 @@ def release_connection():
         db.close()
 
 
+_second = (None, '')   # the last second formatted: strftime costs more than a write's SQL
+
+
 def now():
-    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
+    """The time as stored: UTC, fixed width, TIME_FORMAT (2026-11-28T12:00:00.123456Z)."""
+    global _second
+    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    if _second[0] != seconds:
+        _second = (seconds, time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)))
+    return f'{_second[1]}.{nanoseconds // 1000:06d}Z'
 
 
 def normalise_time(text):
@@ -993,19 +1002,17 @@ MAX_WRITE_ATTEMPTS = 20
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
 
 
-@contextlib.contextmanager
+_NO_TURN = contextlib.nullcontext()
+
+
 def writer_turn():
-    """This process's turn to write.
+    """This process's turn to write (a context manager).
 
     SQLite has one writer. Threads of this process queue here, on a Python lock,
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes still wait
     in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
-    if is_sqlite():
-        with _writer:
-            yield
-    else:
-        yield
+    return _writer if is_sqlite() else _NO_TURN
 
 
 @contextlib.contextmanager

@@ -75,7 +75,13 @@ def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_ever
     starting = [run_server('--port', '0', '--token', test_concurrency.TOKEN, '--database', database_url)
                 for _ in range(2)]
     servers = Servers(database_url, 0)
-    servers.processes = [ServerProcess.attach(process) for process in starting]
+    try:
+        servers.processes = [ServerProcess.attach(process) for process in starting]
+    finally:
+        for process in starting:   # one that did not start (attach stops only its own)
+            if process.poll() is None and not any(server.process is process for server in servers.processes):
+                process.kill()
+                process.wait()
     try:
         assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
         status, listing = call(servers, 'GET', '/Users?sortBy=userName')
