@@ -478,6 +478,7 @@ class ResourceType:
         self.extensions = extensions
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
+        self.searchable = {**COMMON_ATTRIBUTES, **self.attributes}
         self.extension_attributes = {urn.lower(): {a['name'].lower(): a for a in SCHEMAS[urn][2]}
                                      for urn in extensions}
         self.membership = membership          # 'groups' on users (read-only), 'members' on groups
@@ -717,8 +718,9 @@ class ListRequest:
         count = self.integer('count', settings['default_page_size'])
         self.count = min(max(0, count), settings['max_page_size'])
         self.filter = self.parse_filter()
-        self.sort = self.parse_sort()
-        self.projection = self.parse_projection()
+        self.sort = self.parse_sort() if 'sortBy' in parameters or 'sortOrder' in parameters else None
+        self.projection = (self.parse_projection() if 'attributes' in parameters or 'excludedAttributes' in parameters
+                           else None)
 
     @classmethod
     def from_query(cls, kind):
@@ -833,7 +835,7 @@ def canonical_attr_path(path, kind):
         if path.urn.lower() in (USER_SCHEMA.lower(), GROUP_SCHEMA.lower()):
             raise ScimError(400, 'invalidFilter', f'{path} belongs to another resource type.')
         return path, None    # an extension we do not know (Okta custom attributes): as sent
-    definitions = kind.definition(urn) if urn and urn != kind.schema else {**COMMON_ATTRIBUTES, **kind.attributes}
+    definitions = kind.definition(urn) if urn and urn != kind.schema else kind.searchable
     definition = definitions.get(path.attr.lower())
     if definition is None:
         raise ScimError(400, 'invalidFilter', f'Unknown attribute {path} in the filter.')
@@ -958,10 +960,9 @@ def members_wanted(projection):
 def list_response(records, total, start_index, kind, projection):
     """A ListResponse as JSON text (its resources may be spliced text, see render)."""
     resources = [render(record, kind, projection) for record in records]
-    head = encode({'schemas': [LIST_SCHEMA], 'totalResults': total, 'startIndex': start_index,
-                   'itemsPerPage': len(resources)})
     items = ','.join(item if isinstance(item, str) else encode(item) for item in resources)
-    return f'{head[:-1]},"Resources":[{items}]}}'
+    return (f'{{"schemas":["{LIST_SCHEMA}"],"totalResults":{int(total)},"startIndex":{int(start_index)},'
+            f'"itemsPerPage":{len(resources)},"Resources":[{items}]}}')
 
 
 # ===========================================================================
