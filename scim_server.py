@@ -336,8 +336,10 @@ ENTRA_GROUP_SCHEMA = 'http://schemas.microsoft.com/2006/11/ResourceManagement/AD
 
 class Definition(dict):
     """An attribute definition, as /Schemas shows it (RFC 7643 §7). `subs` indexes
-    its sub-attributes by lower-case name (SCIM names are case-insensitive), once."""
-    __slots__ = ('subs',)
+    its sub-attributes by lower-case name (SCIM names are case-insensitive), once;
+    `as_is` is the Python type of a value that needs no checking beyond its type
+    (str for single-valued text, bool for a boolean), or None."""
+    __slots__ = ('subs', 'as_is')
 
 
 def sub_attributes(definition):
@@ -354,6 +356,7 @@ def attribute(name, type_='string', description='', *, multi=False, required=Fal
         'returned': returned, 'uniqueness': uniqueness,
     })
     definition.subs = {s['name'].lower(): s for s in sub or ()}
+    definition.as_is = None if multi else {'string': str, 'reference': str, 'binary': str, 'boolean': bool}.get(type_)
     if sub:
         definition['subAttributes'] = sub
     if canonical:
@@ -541,6 +544,8 @@ def check_value(definition, value, where, one=False):
                 continue
             if sub is None:
                 checked[key] = item
+            elif type(item) is sub.as_is:   # most values: nothing more to check
+                checked[sub['name']] = item
             else:
                 checked[sub['name']] = check_value(sub, item, f'{where}.{sub["name"]}')
         return checked
@@ -589,6 +594,8 @@ def clean_resource(body, kind):
         definition = core.get(lowered)
         if definition is None:
             resource[key] = value
+        elif type(value) is definition.as_is and definition['mutability'] != 'readOnly':
+            resource[definition['name']] = value
         elif definition['mutability'] != 'readOnly':
             resource[definition['name']] = check_value(definition, value, definition['name'])
             check_single_primary(definition, resource[definition['name']])
