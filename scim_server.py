@@ -1484,6 +1484,28 @@ def reply_resource(record, kind, status=200, projection=None):
     return scim_reply(render(record, kind, projection), status, location, record['version'])
 
 
+def patch_answers_with_body(projection, default):
+    """Whether a PATCH answers 200 with the resource or 204 without (RFC 7644 §3.5.2
+    allows either). `attributes` or `excludedAttributes` ask for the body (the RFC
+    then requires 200), as does `Prefer: return=representation`; `Prefer:
+    return=minimal` (RFC 7240) asks for none; otherwise `default`."""
+    if projection is not None:
+        return True
+    prefer = request.environ.get('HTTP_PREFER', '').lower()
+    for choice, answer in (('return=minimal', False), ('return=representation', True)):
+        if choice in prefer:
+            response.set_header('Preference-Applied', choice)
+            return answer
+    return default
+
+
+def reply_no_content(record):
+    """204, with the new version's ETag: the IdP has what it sent."""
+    response.status = 204
+    response.set_header('ETag', etag(record['version']))
+    return b''
+
+
 def reply_read(record, kind, projection):
     if not_modified(record['version']):
         response.status = 304
@@ -1541,6 +1563,8 @@ def user_patch(user_id):
     record = store_errors(store.update_user, user_id,
                           lambda current: patched_resource(USERS, current, operations)[0],
                           if_match())
+    if not patch_answers_with_body(projection, default=True):
+        return reply_no_content(record)
     return reply_resource(record, USERS, projection=projection)
 
 
@@ -1638,12 +1662,19 @@ def group_replace(group_id):
 
 
 def group_patch(group_id):
-    """PATCH /Groups/{id}: member changes touch only the link rows involved."""
+    """PATCH /Groups/{id}: member changes touch only the link rows involved.
+
+    It answers 204 unless asked for the group (see patch_answers_with_body): Okta
+    and Entra need no body, and a group of 100,000 members would be read and sent
+    whole for every member added."""
     projection = projection_from_query(GROUPS)
     operations = read_patch_operations(read_json(), GROUPS, group_id)
+    with_body = patch_answers_with_body(projection, default=False)
     record = store_errors(store.update_group, group_id,
                           lambda current: patched_resource(GROUPS, current, operations),
-                          if_match(), members_wanted(projection))
+                          if_match(), with_body and members_wanted(projection))
+    if not with_body:
+        return reply_no_content(record)
     return reply_resource(record, GROUPS, projection=projection)
 
 

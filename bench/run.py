@@ -9,7 +9,8 @@ provisions users the way Okta does (a userName lookup, then the create), pages
 through all of them the way Okta imports, then runs each scenario for a fixed
 time with keep-alive connections, and prints requests per second, p50/p99
 latency, errors, the server's peak RSS, and each rate as a share of a bare
-Bottle+waitress route (bench/ceiling.py) measured in the same run.
+Bottle+waitress route (bench/ceiling.py) measured in the same run. Last, it times
+adding one member to a group of every user and to a group of ten.
 
 The load comes from wrk (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install
 wrk`), which costs far less CPU than the server: its share is printed. Linux or
@@ -305,6 +306,39 @@ def time_queries(target, users):
     return timings
 
 
+def time_member_adds(target, samples=7):
+    """Okta's member add (a PATCH adding one user) to a group of every user and to a
+    group of 10: the median time of each, in ms. Each added user is removed again."""
+    ids = (target.data / 'ids.txt').read_text().split()
+    connection = target.connection()
+    patch = 'urn:ietf:params:scim:api:messages:2.0:PatchOp'
+
+    def group_of(name, members):
+        group_id = target.request(connection, 'POST', '/Groups', {
+            'schemas': ['urn:ietf:params:scim:schemas:core:2.0:Group'], 'displayName': name, 'members': []})['id']
+        for start in range(0, len(members), 5000):   # bodies well below max_body_bytes
+            target.request(connection, 'PATCH', f'/Groups/{group_id}', {'schemas': [patch], 'Operations': [
+                {'op': 'add', 'path': 'members', 'value': [{'value': i} for i in members[start:start + 5000]]}]})
+        return group_id
+    groups = {len(ids): group_of('Bench everyone', ids), 10: group_of('Bench ten', ids[:10])}
+    extra = [target.request(connection, 'POST', '/Users', {
+        'schemas': ['urn:ietf:params:scim:schemas:core:2.0:User'],
+        'userName': f'member-add-{n}-{secrets.token_hex(4)}@bench.example'})['id'] for n in range(samples)]
+    timings = {}
+    for size, group_id in groups.items():
+        durations = []
+        for user_id in extra:
+            started = time.perf_counter()
+            target.request(connection, 'PATCH', f'/Groups/{group_id}', {'schemas': [patch], 'Operations': [
+                {'op': 'add', 'path': 'members', 'value': [{'value': user_id}]}]})
+            durations.append((time.perf_counter() - started) * 1000)
+            target.request(connection, 'PATCH', f'/Groups/{group_id}', {'schemas': [patch], 'Operations': [
+                {'op': 'remove', 'path': f'members[value eq "{user_id}"]'}]})
+        timings[size] = sorted(durations)[len(durations) // 2]
+    connection.close()
+    return timings
+
+
 def report(results, other, args):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
@@ -347,6 +381,10 @@ def report(results, other, args):
           f'{results["peak_rss_mb"]:.1f} MB')
     print('single requests at this size (median of 3, ms): ' +
           ', '.join(f'{name} {ms:.0f}' for name, ms in results['queries'].items()))
+    if 'member_add_ms' in results:
+        (big, big_ms), (_, small_ms) = sorted(results['member_add_ms'].items(), reverse=True)
+        print(f'adding one member (median of 7, ms): to a group of {big:,} members {big_ms:.1f}, '
+              f'to a group of 10 {small_ms:.1f}; ratio {big_ms / small_ms:.2f}')
 
 
 def main(argv=None):
@@ -390,6 +428,7 @@ def main(argv=None):
         results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(scim.process.pid))
         ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
         results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
+        results['member_add_ms'] = time_member_adds(scim)
         if other:
             prepare(other, args.other_users or args.users, args.connections, other_results)
             other_results.update(measure(other, scenarios, args.duration, args.connections))

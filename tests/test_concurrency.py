@@ -93,7 +93,7 @@ def test_concurrent_member_adds_to_one_group_lose_none(server):
     results = at_once(lambda n: call(server, 'PATCH', f'/Groups/{group["id"]}', {
         'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members', 'value': [{'value': ids[n]}]}]},
         via=n))
-    assert [status for status, _ in results] == [200] * CLIENTS, results
+    assert [status for status, _ in results] == [204] * CLIENTS, results
     _, final = call(server, 'GET', f'/Groups/{group["id"]}')
     assert sorted(member['value'] for member in final['members']) == sorted(ids)
 
@@ -171,14 +171,14 @@ def test_two_processes_behave_as_one_server(database_url):
             status, _ = call(servers, 'PATCH', f'/Groups/{group["id"]}', {
                 'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members',
                                                            'value': [{'value': user['id']}]}]}, via=n)
-            assert status == 200
+            assert status == 204
         status, _ = call(servers, 'PATCH', f'/Users/{users[2]["id"]}', {
             'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'value': {'active': False}}]}, via=0)
         assert status == 200
         status, _ = call(servers, 'PATCH', f'/Groups/{group["id"]}', {
             'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'remove', 'path': f'members[value eq "{users[3]["id"]}"]'}]},
             via=1)
-        assert status == 200
+        assert status == 204
         for via in (0, 1):
             _, read = call(servers, 'GET', f'/Groups/{group["id"]}', via=via)
             assert sorted(member['value'] for member in read['members']) == sorted(

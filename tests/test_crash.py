@@ -237,7 +237,8 @@ class Writer:
         if not candidates:
             return self.create_user(rng)
         user = rng.choice(candidates)
-        body = self.ask('PATCH', f'/Groups/{group.id}', {
+        # A group PATCH answers 204 unless asked for the group, as here: `attributes` asks.
+        body = self.ask('PATCH', f'/Groups/{group.id}?attributes=members', {
             'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members', 'value': [{'value': user.id}]}]},
             200, lambda: setattr(group, 'pending', ('add', user.id)))
         version = version_of(body)

@@ -88,7 +88,7 @@ def test_fully_qualified_members_path_adds_the_member(client):
     user = client.create_user('member@example.com')
     group = client.create_group('Team')
     client.patch(f'/Groups/{group["id"]}', [{'op': 'add', 'path': f'{GROUP_SCHEMA}:members',
-                                             'value': [{'value': user['id']}]}], status=200)
+                                             'value': [{'value': user['id']}]}], status=204)
     assert [m['value'] for m in client.get(f'/Groups/{group["id"]}').json['members']] == [user['id']]
 
 
@@ -160,3 +160,39 @@ def test_malformed_patch_is_a_scim_400_and_changes_nothing(client, jane, body, s
     response = client.request('PATCH', f'/Users/{jane["id"]}', body)
     assert_scim_error(response, 400, scim_type)
     assert client.get(f'/Users/{jane["id"]}').json == jane
+
+
+# ---------------------------------------------------------------------------
+# 200 with the resource, or 204 (RFC 7644 §3.5.2; Prefer, RFC 7240)
+# ---------------------------------------------------------------------------
+
+def test_a_user_patch_answers_200_with_the_user_or_204_when_asked_for_no_body(client):
+    user = client.create_user('prefer@example.com')
+    replace_title = [{'op': 'replace', 'path': 'title', 'value': 'One'}]
+    answered = client.patch(f'/Users/{user["id"]}', replace_title, status=200)
+    assert answered.json['title'] == 'One' and answered.headers['ETag'] == 'W/"2"'
+    minimal = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': 'Two'}],
+                           headers={'Prefer': 'return=minimal'}, status=204)
+    assert (minimal.body, minimal.headers['ETag'], minimal.headers['Preference-Applied']) == (
+        b'', 'W/"3"', 'return=minimal')
+    assert client.get(f'/Users/{user["id"]}').json['title'] == 'Two'
+    # `attributes` asks for the body, and the RFC then requires 200.
+    projected = client.patch(f'/Users/{user["id"]}?attributes=title', [{'op': 'replace', 'path': 'title', 'value': 'x'}],
+                             headers={'Prefer': 'return=minimal'}, status=200)
+    assert set(projected.json) == {'schemas', 'id', 'meta', 'title'}
+
+
+def test_a_group_patch_answers_204_unless_asked_for_the_group(client):
+    """A group may have 100,000 members: it is read and sent only when asked for."""
+    ann, bob = client.create_user('ann@example.com'), client.create_user('bob@example.com')
+    group = client.create_group('Team', [ann['id']])
+    add_bob = [{'op': 'add', 'path': 'members', 'value': [{'value': bob['id']}]}]
+    plain = client.patch(f'/Groups/{group["id"]}', add_bob, status=204)
+    assert (plain.body, plain.headers['ETag']) == (b'', 'W/"2"')
+    remove_bob = [{'op': 'remove', 'path': f'members[value eq "{bob["id"]}"]'}]
+    asked = client.patch(f'/Groups/{group["id"]}', remove_bob, headers={'Prefer': 'return=representation'},
+                         status=200)
+    assert [member['value'] for member in asked.json['members']] == [ann['id']]
+    assert asked.headers['Preference-Applied'] == 'return=representation'
+    without_members = client.patch(f'/Groups/{group["id"]}?excludedAttributes=members', add_bob, status=200)
+    assert 'members' not in without_members.json and without_members.json['meta']['version'] == 'W/"4"'

@@ -53,7 +53,7 @@ def test_group_read_cost_does_not_grow_with_members(client, populate):
     small = statements(client, f'/Groups/{group_id}')
     ids = populate(50, 0, 0)
     client.patch(f'/Groups/{group_id}', [{'op': 'add', 'path': 'members', 'value': [{'value': i} for i in ids]}],
-                 status=200)
+                 status=204)
     assert 1 <= len(statements(client, f"/Groups/{group_id}")) == len(small) <= 2
 
 
@@ -64,3 +64,22 @@ def test_groups_without_members_read_no_link_rows(client, populate, query):
     for path in (f'/Groups?{query}', f'/Groups/{group_id}?{query}'):
         assert not [sql for sql in statements(client, path) if '"link"' in sql], path
     assert [sql for sql in statements(client, f'/Groups/{group_id}') if '"link"' in sql], 'members are read by default'
+
+
+def test_a_member_add_reads_and_writes_only_that_member(client, populate):
+    """Okta's member add to a big group: the same statements as to a group of one, none of
+    which reads the group's other members (the PATCH answers 204, without them)."""
+    ids = populate(60, 1, 1)
+    group_id = client.get('/Groups').json['Resources'][0]['id']
+
+    def add(user_id):
+        with count_queries() as counter:
+            client.patch(f'/Groups/{group_id}', [{'op': 'add', 'path': 'members', 'value': [{'value': user_id}]}],
+                         status=204)
+        return [query.msg[0] for query in counter.get_queries()]
+    small = add(ids[1])
+    client.patch(f'/Groups/{group_id}', [{'op': 'add', 'path': 'members', 'value': [{'value': i} for i in ids[2:-1]]}],
+                 status=204)
+    large = add(ids[-1])
+    assert large == small
+    assert not [sql for sql in large if sql.lstrip().upper().startswith('SELECT') and '"link"' in sql], large
