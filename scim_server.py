@@ -1118,6 +1118,9 @@ class Patcher:
                 if key.lower() != 'schemas':
                     self.apply_path(op, key, item)
             return
+        if op == 'add' and value is None:
+            parse_patch_path(operation['path'], self.kind, self.resource['schemas'])   # a bad path first
+            raise ScimError(400, 'invalidValue', 'add needs a value (RFC 7644 §3.5.2.1).')
         self.apply_path(op, operation['path'], value)
 
     def apply_path(self, op, text, value):
@@ -1150,8 +1153,8 @@ class Patcher:
             raise ScimError(400, 'mutability', f'{name} is read-only.')
         if name.lower() == 'password':
             return   # accepted and dropped, as on create
-        container = self.container(urn, create=op != 'remove')
-        if container is None:
+        container = self.container(urn, create=op != 'remove' and value is not None)
+        if container is None:   # nothing there to remove or unset
             return
         key = find_key(container, name) or name
         sub = path.path.sub or path.sub
@@ -1167,20 +1170,34 @@ class Patcher:
         if value is None:
             container.pop(key, None)
             return
+        unset = []
         if definition:
             if definition['multiValued'] and isinstance(value, dict):
                 value = [value]   # one value given for a multi-valued attribute
+            if definition['type'] == 'complex' and not definition['multiValued'] and isinstance(value, dict):
+                unset = [sub for sub, item in value.items() if item is None]   # RFC 7643 §2.5: null unsets
             value = check_value(definition, value, name)
+        changed = value
         if definition and definition['multiValued'] and op == 'add':
-            existing = container.get(key) or []
-            container[key] = existing + [item for item in value
-                                         if not any(same_value(item, old) for old in existing)]
+            # An added value that is already there is not added twice; its primary still counts.
+            items, changed = list(container.get(key) or []), []
+            for item in value:
+                index = next((i for i, old in enumerate(items) if same_value(item, old)), None)
+                if index is None:
+                    items.append(item)
+                elif isinstance(item, dict) and item.get('primary') is True:
+                    items[index] = dict(items[index], primary=True)
+                changed.append(items[index if index is not None else -1])
+            container[key] = items
         elif definition and definition['type'] == 'complex' and isinstance(container.get(key), dict):
-            container[key] = {**container[key], **value}   # RFC: unspecified sub-attributes stay
+            merged = {**container[key], **value}   # RFC: unspecified sub-attributes stay
+            for sub in unset:
+                merged.pop(find_key(merged, sub) or sub, None)
+            container[key] = merged
         else:
             container[key] = value
         if definition and definition['multiValued']:
-            self.single_primary(container[key], value)
+            self.single_primary(container[key], changed)
 
     def container(self, urn, create):
         if urn is None:
@@ -1199,6 +1216,8 @@ class Patcher:
 
     def patch_sub_attribute(self, op, container, key, definition, sub, value):
         subs = sub_attributes(definition)
+        if definition and definition['type'] != 'complex':
+            raise ScimError(400, 'invalidPath', f'{key} has no sub-attributes.')
         if definition and definition['multiValued']:
             raise ScimError(400, 'invalidPath', f'{key}.{sub} needs a filter: {key}[type eq "..."].{sub}.')
         sub_definition = subs.get(sub.lower())
@@ -1267,6 +1286,8 @@ class Patcher:
     def single_primary(items, changed):
         """Setting primary on one value clears it on the others (RFC 7643 §2.4)."""
         newly_primary = [item for item in changed if isinstance(item, dict) and item.get('primary') is True]
+        if len(newly_primary) > 1:
+            raise ScimError(400, 'invalidValue', 'At most one value may be primary (RFC 7643 §2.4).')
         if newly_primary:
             keep = newly_primary[-1]
             for index, item in enumerate(items):
@@ -1277,7 +1298,8 @@ class Patcher:
 
     def patch_members(self, op, path, value):
         if path.sub or path.path.sub:
-            raise ScimError(400, 'invalidPath', 'members sub-attributes cannot be patched.')
+            raise ScimError(400, 'mutability', "A member's value, display and type cannot be changed: "
+                            'remove the member and add another.')
         if path.filter is not None:
             if op != 'remove':
                 raise ScimError(400, 'invalidPath', f'{op} with a members filter is not supported; use add or remove.')
@@ -1365,6 +1387,8 @@ def patched_resource(kind, record, operations):
     patcher = Patcher(kind, record['resource'], record['id'])
     for operation in operations:
         patcher.apply(operation)
+    if patcher.resource.get(kind.required) is None:
+        raise ScimError(400, 'mutability', f'{kind.required} is required: it can be replaced, not removed.')
     # Re-validate the whole result as if it had been sent in full.
     return clean_resource(patcher.resource, kind), patcher.member_operations
 
