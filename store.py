@@ -1159,25 +1159,27 @@ def _require_users(user_ids):
 
 
 def _add_members(group_id, user_ids):
-    """Link rows for these users (already members are left as they are)."""
+    """Link rows for these users (already members are left as they are); how many were added."""
     _require_users(user_ids)
-    for user_id in dict.fromkeys(user_ids):
-        LINK_ADD.execute(group=group_id, user=user_id)
+    return sum(LINK_ADD.changed(group=group_id, user=user_id) for user_id in dict.fromkeys(user_ids))
 
 
 def _remove_members(group_id, user_ids=None):
-    """Remove the named members, or all of them when `user_ids` is None."""
+    """Remove the named members, or all of them when `user_ids` is None; how many were removed."""
     if user_ids is None:
-        LINK_REMOVE_ALL.execute(group=group_id)
-        return
-    for user_id in dict.fromkeys(user_ids):
-        LINK_REMOVE.execute(group=group_id, user=user_id)
+        return LINK_REMOVE_ALL.changed(group=group_id)
+    return sum(LINK_REMOVE.changed(group=group_id, user=user_id) for user_id in dict.fromkeys(user_ids))
 
 
-def _members_deleted_meanwhile(operations):
-    """After an IntegrityError adding link rows: a user deleted between our check and
-    our insert (PostgreSQL checks the foreign key at the insert; SQLite's single
-    writer cannot interleave) is an unknown member, as if it had never existed."""
+class _Lost(Exception):
+    """Another writer changed the group since we read it: undo ours, and try again."""
+
+
+def _members_deleted_meanwhile(group_id, operations):
+    """After an IntegrityError adding link rows: the group, or a user, deleted between
+    our read and our insert (PostgreSQL checks the foreign key at the insert;
+    SQLite's single writer cannot interleave) is not found, as if it had never existed."""
+    get_group(group_id, with_members=False)
     _require_users([user_id for verb, user_ids in operations if verb == 'add' for user_id in user_ids])
 
 
@@ -1189,7 +1191,7 @@ def create_group(resource, member_ids=()):
             GROUP_INSERT.execute(id=group_id, stamp=stamp, **_group_columns(resource))
             _add_members(group_id, member_ids)
     except IntegrityError:
-        _members_deleted_meanwhile([('add', member_ids)])
+        _members_deleted_meanwhile(group_id, [('add', member_ids)])
         raise
     return get_group(group_id)
 
@@ -1200,7 +1202,9 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     Membership operations are ('add', ids), ('remove', ids), ('remove', None) for
     all, applied in order to the link rows only: a group's other members are
     neither read nor rewritten. The record passed to `change` has no members.
-    Optimistic, as update_user: the group row is written only on the version read."""
+    Optimistic, as update_user: the group row is written only on the version read.
+    A change that changes nothing (adding a member twice, removing one already
+    gone, as IdPs retry) writes nothing: the version stays (RFC 7644 §3.5.2.1)."""
     for attempt in range(MAX_WRITE_ATTEMPTS):
         with _retry_turn(Group, group_id) if attempt else contextlib.nullcontext():
             record = get_group(group_id, with_members=False)
@@ -1211,17 +1215,17 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                 return get_group(group_id, with_members=with_members)
             try:
                 with writing():
-                    written = GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns)
-                    for verb, user_ids in operations if written else ():
-                        if verb == 'add':
-                            _add_members(group_id, user_ids)
-                        else:
-                            _remove_members(group_id, user_ids)
+                    links_changed = sum(_add_members(group_id, user_ids) if verb == 'add'
+                                        else _remove_members(group_id, user_ids) for verb, user_ids in operations)
+                    if links_changed or columns['resource'] != record['json']:
+                        if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns):
+                            raise _Lost()
             except IntegrityError:
-                _members_deleted_meanwhile(operations)
+                _members_deleted_meanwhile(group_id, operations)
                 raise
-        if written:
-            return get_group(group_id, with_members=with_members)
+            except _Lost:
+                continue
+        return get_group(group_id, with_members=with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')
 
 
