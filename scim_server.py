@@ -1301,9 +1301,15 @@ class Patcher:
             raise ScimError(400, 'mutability', "A member's value, display and type cannot be changed: "
                             'remove the member and add another.')
         if path.filter is not None:
-            if op != 'remove':
-                raise ScimError(400, 'invalidPath', f'{op} with a members filter is not supported; use add or remove.')
-            self.member_operations.append(('remove', member_filter_ids(path.filter)))
+            if op == 'add':
+                raise ScimError(400, 'invalidPath', 'add takes no members filter: add members by value.')
+            ids = member_filter_ids(path.filter)
+            if op == 'remove' and ids is not None:   # Okta's remove: those link rows, whether there or not
+                self.member_operations.append(('remove', ids))
+            elif op == 'remove':
+                self.member_operations.append(('remove where', member_user_filter(path.filter)))
+            else:   # replace the members the filter matches (400 noTarget if none) with the value's
+                self.member_operations.append(('replace where', member_user_filter(path.filter), member_ids(value)))
         elif op == 'add':
             self.member_operations.append(('add', member_ids(value)))
         elif op == 'replace':
@@ -1325,14 +1331,33 @@ def same_value(new, old):
 
 
 def member_filter_ids(value_filter):
-    """`members[value eq "a" or value eq "b"]` -> ['a', 'b']; other member filters -> 400."""
+    """`members[value eq "a" or value eq "b"]` -> ['a', 'b']; any other filter -> None."""
     if isinstance(value_filter, F.Or):
-        return member_filter_ids(value_filter.left) + member_filter_ids(value_filter.right)
+        left, right = member_filter_ids(value_filter.left), member_filter_ids(value_filter.right)
+        return None if left is None or right is None else left + right
     if (isinstance(value_filter, F.Compare) and value_filter.op == 'eq'
             and value_filter.path.attr.lower() == 'value' and not value_filter.path.sub
             and isinstance(value_filter.value, str)):
         return [value_filter.value]
-    raise ScimError(400, 'invalidFilter', 'members filters in a path must be value eq "<id>" (joined by or).')
+    return None
+
+
+MEMBER_ATTRIBUTES = {'value': 'id', 'display': 'userName'}   # a member's, as the user's
+
+
+def member_user_filter(value_filter):
+    """A filter on members (`display co "ann"`) as one on the users they are (`userName co "ann"`)."""
+    if isinstance(value_filter, (F.And, F.Or)):
+        return type(value_filter)(member_user_filter(value_filter.left), member_user_filter(value_filter.right))
+    if isinstance(value_filter, F.Not):
+        return F.Not(member_user_filter(value_filter.expr))
+    path = getattr(value_filter, 'path', None)
+    name = MEMBER_ATTRIBUTES.get(path.attr.lower()) if path and not path.sub and not path.urn else None
+    if name is None:
+        raise ScimError(400, 'invalidFilter', 'A members filter names value or display.')
+    if isinstance(value_filter, F.Present):
+        return F.Present(F.AttrPath(name))
+    return F.Compare(F.AttrPath(name), value_filter.op, value_filter.value)
 
 
 def matches_filter(expr, item):
@@ -1499,6 +1524,8 @@ def store_errors(call, *args, **kwargs):
         raise ScimError(400, 'invalidFilter', f'{error}.') from None
     except store.TooLong as error:
         raise ScimError(400, 'invalidValue', f'{error}.') from None
+    except store.NoTarget as error:
+        raise ScimError(400, 'noTarget', f'{error}.') from None
     except store.Busy as error:
         raise ScimError(503, None, f'{error}.', Retry_After='1') from None
 

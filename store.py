@@ -76,6 +76,10 @@ class UnsupportedFilter(StoreError):
     """The filter names an attribute or an operator this store cannot search."""
 
 
+class NoTarget(StoreError):
+    """A PATCH's filter matched nothing to replace."""
+
+
 class TooLong(StoreError):
     """A value of an indexed column is longer than an index entry may be."""
 
@@ -1171,6 +1175,27 @@ def _remove_members(group_id, user_ids=None):
     return sum(LINK_REMOVE.changed(group=group_id, user=user_id) for user_id in dict.fromkeys(user_ids))
 
 
+def _members_where(group_id, user_filter):
+    """This group's link rows whose user matches `user_filter` (a filter on users)."""
+    users = User.select(User.id).where(filter_expression(user_filter, USER_COLUMNS, USER_MEMBERSHIP))
+    return (Link.group == group_id) & Link.user.in_(users)
+
+
+def _change_members(group_id, operation):
+    """One membership operation on the link rows; how many rows it changed."""
+    verb, *arguments = operation
+    if verb == 'add':
+        return _add_members(group_id, *arguments)
+    if verb == 'remove':
+        return _remove_members(group_id, *arguments)
+    removed = Link.delete().where(_members_where(group_id, arguments[0])).execute()
+    if verb == 'replace where':
+        if not removed:
+            raise NoTarget('no member matches the filter')
+        return removed + _add_members(group_id, arguments[1])
+    return removed
+
+
 class _Lost(Exception):
     """Another writer changed the group since we read it: undo ours, and try again."""
 
@@ -1180,7 +1205,8 @@ def _members_deleted_meanwhile(group_id, operations):
     our read and our insert (PostgreSQL checks the foreign key at the insert;
     SQLite's single writer cannot interleave) is not found, as if it had never existed."""
     get_group(group_id, with_members=False)
-    _require_users([user_id for verb, user_ids in operations if verb == 'add' for user_id in user_ids])
+    _require_users([user_id for verb, *arguments in operations if verb in ('add', 'replace where')
+                    for user_id in arguments[-1]])
 
 
 def create_group(resource, member_ids=()):
@@ -1200,7 +1226,8 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     """Store `change(record) -> (new resource, membership operations)` in one transaction.
 
     Membership operations are ('add', ids), ('remove', ids), ('remove', None) for
-    all, applied in order to the link rows only: a group's other members are
+    all, ('remove where', user filter) and ('replace where', user filter, ids),
+    applied in order to the link rows only: a group's other members are
     neither read nor rewritten. The record passed to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read.
     A change that changes nothing (adding a member twice, removing one already
@@ -1215,8 +1242,7 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                 return get_group(group_id, with_members=with_members)
             try:
                 with writing():
-                    links_changed = sum(_add_members(group_id, user_ids) if verb == 'add'
-                                        else _remove_members(group_id, user_ids) for verb, user_ids in operations)
+                    links_changed = sum(_change_members(group_id, operation) for operation in operations)
                     if links_changed or columns['resource'] != record['json']:
                         if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns):
                             raise _Lost()
