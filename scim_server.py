@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -1124,6 +1125,8 @@ class Patcher:
         self.apply_path(op, operation['path'], value)
 
     def apply_path(self, op, text, value):
+        if isinstance(text, str) and text.strip().lower() == 'schemas':
+            raise ScimError(400, 'invalidPath', 'schemas follows the attributes: patch those.')
         urn, path = parse_patch_path(text, self.kind, self.resource['schemas'])
         if path is not None:
             return self.apply_to(op, urn, path, value)
@@ -1185,9 +1188,10 @@ class Patcher:
                 index = next((i for i, old in enumerate(items) if same_value(item, old)), None)
                 if index is None:
                     items.append(item)
+                    changed.append(item)
                 elif isinstance(item, dict) and item.get('primary') is True:
                     items[index] = dict(items[index], primary=True)
-                changed.append(items[index if index is not None else -1])
+                    changed.append(items[index])
             container[key] = items
         elif definition and definition['type'] == 'complex' and isinstance(container.get(key), dict):
             merged = {**container[key], **value}   # RFC: unspecified sub-attributes stay
@@ -1308,13 +1312,14 @@ class Patcher:
                 self.member_operations.append(('remove', ids))
             elif op == 'remove':
                 self.member_operations.append(('remove where', member_user_filter(path.filter)))
+            elif value is None:
+                raise ScimError(400, 'invalidValue', 'replace of members[...] needs the members to put instead.')
             else:   # replace the members the filter matches (400 noTarget if none) with the value's
                 self.member_operations.append(('replace where', member_user_filter(path.filter), member_ids(value)))
         elif op == 'add':
             self.member_operations.append(('add', member_ids(value)))
         elif op == 'replace':
-            self.member_operations.append(('remove', None))
-            self.member_operations.append(('add', member_ids(value)))
+            self.member_operations.append(('set', member_ids(value)))
         elif value is not None:   # Entra: {"op":"Remove","path":"members","value":[{"value":"<id>"}]}
             self.member_operations.append(('remove', member_ids(value)))
         else:
@@ -1337,7 +1342,7 @@ def member_filter_ids(value_filter):
         return None if left is None or right is None else left + right
     if (isinstance(value_filter, F.Compare) and value_filter.op == 'eq'
             and value_filter.path.attr.lower() == 'value' and not value_filter.path.sub
-            and isinstance(value_filter.value, str)):
+            and not value_filter.path.urn and isinstance(value_filter.value, str)):
         return [value_filter.value]
     return None
 
@@ -1351,7 +1356,7 @@ def member_user_filter(value_filter):
         return type(value_filter)(member_user_filter(value_filter.left), member_user_filter(value_filter.right))
     if isinstance(value_filter, F.Not):
         return F.Not(member_user_filter(value_filter.expr))
-    path = getattr(value_filter, 'path', None)
+    path = value_filter.path if isinstance(value_filter, (F.Compare, F.Present)) else None
     name = MEMBER_ATTRIBUTES.get(path.attr.lower()) if path and not path.sub and not path.urn else None
     if name is None:
         raise ScimError(400, 'invalidFilter', 'A members filter names value or display.')
@@ -1542,12 +1547,15 @@ def patch_answers_with_body(projection, default):
     return=minimal` (RFC 7240) asks for none; otherwise `default`."""
     if projection is not None:
         return True
-    prefer = request.environ.get('HTTP_PREFER', '').lower()
-    for choice, answer in (('return=minimal', False), ('return=representation', True)):
-        if choice in prefer:
-            response.set_header('Preference-Applied', choice)
-            return answer
+    found = PREFER_RETURN.search(request.environ.get('HTTP_PREFER', ''))
+    if found:
+        choice = found.group(1).lower()
+        response.set_header('Preference-Applied', f'return={choice}')
+        return choice == 'representation'
     return default
+
+
+PREFER_RETURN = re.compile(r'(?:^|[,;])\s*return\s*=\s*"?(minimal|representation)"?\s*(?=$|[,;])', re.IGNORECASE)
 
 
 def reply_no_content(record):
@@ -1706,7 +1714,7 @@ def group_replace(group_id):
     body = read_json()
     resource = clean_resource(body, GROUPS)
     members = member_ids(body.get(find_key(body, 'members') or 'members'))
-    operations = [('remove', None), ('add', members)]
+    operations = [('set', members)]
     record = store_errors(store.update_group, group_id, lambda _: (resource, operations), if_match(),
                           members_wanted(projection))
     return reply_resource(record, GROUPS, projection=projection)

@@ -269,9 +269,10 @@ def now():
     """The time as stored: UTC, fixed width, TIME_FORMAT (2026-11-28T12:00:00.123456Z)."""
     global _second
     seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
-    if _second[0] != seconds:
-        _second = (seconds, time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)))
-    return f'{_second[1]}.{nanoseconds // 1000:06d}Z'
+    cached = _second   # one read: another thread may replace it
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)))
+    return f'{cached[1]}.{nanoseconds // 1000:06d}Z'
 
 
 def normalise_time(text):
@@ -1034,14 +1035,14 @@ def writing():
 def _retry_turn(model, resource_id):
     """The turn of a write that lost an optimistic race: with it, it cannot lose again.
     SQLite: this process's writer turn, held from the read to the write (other
-    processes wait in SQLite's own lock). PostgreSQL: the row locked FOR UPDATE
-    in one transaction, so concurrent retries take their turns."""
+    processes wait in SQLite's own lock). PostgreSQL: the row locked (FOR NO KEY
+    UPDATE, what an UPDATE of it takes) in one transaction, so retries take turns."""
     if is_sqlite():
         with _writer:
             yield
     else:
         with database.atomic():
-            list(model.select(model.id).where(model.id == resource_id).for_update().tuples())
+            list(model.select(model.id).where(model.id == resource_id).for_update('FOR NO KEY UPDATE').tuples())
             yield
 
 
@@ -1188,12 +1189,40 @@ def _change_members(group_id, operation):
         return _add_members(group_id, *arguments)
     if verb == 'remove':
         return _remove_members(group_id, *arguments)
+    if verb == 'set':   # exactly these members: only the difference is written
+        return _set_members(group_id, arguments[0])
     removed = Link.delete().where(_members_where(group_id, arguments[0])).execute()
     if verb == 'replace where':
         if not removed:
+            get_group(group_id, with_members=False)   # gone meanwhile: 404, not noTarget
             raise NoTarget('no member matches the filter')
         return removed + _add_members(group_id, arguments[1])
     return removed
+
+
+def _set_members(group_id, user_ids):
+    """Make the members exactly `user_ids` (a PUT, or replace of members): the link
+    rows of users no longer named go, those of users newly named come; how many."""
+    wanted = list(dict.fromkeys(user_ids))
+    current = {row[0] for row in Link.select(Link.user).where(Link.group == group_id).tuples()}
+    keep = set(wanted)
+    gone = [user_id for user_id in current if user_id not in keep]
+    for start in range(0, len(gone), IN_CHUNK):
+        Link.delete().where((Link.group == group_id) & Link.user.in_(gone[start:start + IN_CHUNK])).execute()
+    return len(gone) + _add_members(group_id, [user_id for user_id in wanted if user_id not in current])
+
+
+def _lock_group(group_id, version):
+    """PostgreSQL: lock the group row before any link row, as a retry does (a link
+    row's foreign key takes a share lock on it): writers of one group take turns
+    instead of deadlocking. The version read must still be the stored one."""
+    if is_sqlite():
+        return   # BEGIN IMMEDIATE already holds the database
+    row = Group.select(Group.version).where(Group.id == group_id).for_update('FOR NO KEY UPDATE').tuples().first()
+    if row is None:
+        raise NotFound(group_id)
+    if row[0] != version:
+        raise _Lost()
 
 
 class _Lost(Exception):
@@ -1242,16 +1271,23 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                 return get_group(group_id, with_members=with_members)
             try:
                 with writing():
+                    _lock_group(group_id, record['version'])
                     links_changed = sum(_change_members(group_id, operation) for operation in operations)
-                    if links_changed or columns['resource'] != record['json']:
-                        if not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=now(), **columns):
-                            raise _Lost()
+                    written = bool(links_changed or columns['resource'] != record['json'])
+                    stamp = now()
+                    if written and not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=stamp,
+                                                            **columns):
+                        raise _Lost()
             except IntegrityError:
                 _members_deleted_meanwhile(group_id, operations)
                 raise
             except _Lost:
                 continue
-        return get_group(group_id, with_members=with_members)
+        if with_members:   # the group as it is now, its members read after the write
+            return get_group(group_id)
+        # The version this write made (a 204's ETag), not whatever a later writer made.
+        return Record(record, resource=resource, json=columns['resource'], links=[],
+                      version=record['version'] + written, last_modified=stamp if written else record['last_modified'])
     raise Busy(f'{group_id} is being changed by other writers; try again')
 
 

@@ -194,3 +194,27 @@ def test_two_processes_behave_as_one_server(database_url):
         assert users[1]['id'] not in {member['value'] for member in read['members']}
     finally:
         servers.stop()
+
+
+def test_concurrent_member_changes_of_one_group_never_deadlock(server):
+    """8 writers add and remove the same member, and add overlapping lists in opposite
+    orders, on one group: every request succeeds (PostgreSQL locks the group row
+    before any link row, so writers take turns instead of deadlocking)."""
+    ids = [call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': f'dl{n}@example.com'})[1]['id']
+           for n in range(6)]
+    _, group = call(server, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': 'Busy'})
+
+    def work(n):
+        statuses = []
+        for i in range(6):
+            if n % 2:
+                members = ids if (n + i) % 2 else ids[::-1]
+                operations = [{'op': 'add', 'path': 'members', 'value': [{'value': m} for m in members]}]
+            else:
+                operations = [{'op': 'add' if i % 2 else 'remove', 'path': 'members',
+                               'value': [{'value': ids[0]}]}]
+            statuses.append(call(server, 'PATCH', f'/Groups/{group["id"]}',
+                                 {'schemas': [PATCH_SCHEMA], 'Operations': operations}, via=n + i)[0])
+        return statuses
+    statuses = [status for batch in at_once(work) for status in batch]
+    assert statuses == [204] * len(statuses), statuses

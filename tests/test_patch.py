@@ -196,3 +196,32 @@ def test_a_group_patch_answers_204_unless_asked_for_the_group(client):
     assert asked.headers['Preference-Applied'] == 'return=representation'
     without_members = client.patch(f'/Groups/{group["id"]}?excludedAttributes=members', add_bob, status=200)
     assert 'members' not in without_members.json and without_members.json['meta']['version'] == 'W/"4"'
+
+
+def test_adding_the_primary_email_again_with_a_new_primary_moves_primary_to_the_new_one(client):
+    user = client.create_user('prim@example.com', emails=[{'value': 'a@example.com', 'primary': True}])
+    patched = client.patch(f'/Users/{user["id"]}', [{'op': 'add', 'path': 'emails', 'value': [
+        {'value': 'a@example.com'}, {'value': 'b@example.com', 'primary': True}]}], status=200).json
+    assert [(email['value'], email.get('primary')) for email in patched['emails']] == [
+        ('a@example.com', False), ('b@example.com', True)]
+
+
+@pytest.mark.parametrize('prefer, status', [
+    ('return=minimal', 204), ('return = minimal', 204), ('return="minimal"', 204), ('RETURN=Minimal', 204),
+    ('handling=lenient, return=minimal', 204), ('return=minimal; foo=bar', 204),
+    ('return=representation', 200), ('return=minimalist', 200), ('x-return=minimal', 200), ('', 200),
+])
+def test_prefer_return_is_read_as_rfc_7240_writes_it(client, prefer, status):
+    user = client.create_user('pref@example.com')
+    response = client.patch(f'/Users/{user["id"]}', [{'op': 'replace', 'path': 'title', 'value': prefer or 'x'}],
+                            headers={'Prefer': prefer}, status=status)
+    assert response.headers['ETag'] == 'W/"2"'
+
+
+def test_a_group_put_that_changes_nothing_keeps_the_version(client):
+    ann, bob = client.create_user('ann@example.com'), client.create_user('bob@example.com')
+    group = client.create_group('Same', [ann['id'], bob['id']])
+    body = {'schemas': [GROUP_SCHEMA], 'displayName': 'Same', 'members': [{'value': bob['id']}, {'value': ann['id']}]}
+    assert client.put(f'/Groups/{group["id"]}', body, status=200).json['meta']['version'] == 'W/"1"'
+    body['members'] = [{'value': ann['id']}]
+    assert client.put(f'/Groups/{group["id"]}', body, status=200).json['meta']['version'] == 'W/"2"'
