@@ -70,8 +70,11 @@ def substitute(value, variables):
     return value
 
 
-def assert_matches(expected, actual, where='body'):
-    """The subset match of tests/idp/README.md."""
+def assert_matches(expected, actual, where='body', exact=False):
+    """The subset match of tests/idp/README.md; under `"$exact": true`, every object
+    must hold exactly the keys given, at every depth."""
+    if isinstance(expected, dict) and expected.get('$exact') is True:
+        expected, exact = {key: item for key, item in expected.items() if key != '$exact'}, True
     if expected == '$any':
         assert actual is not None, f'{where}: expected a value'
     elif isinstance(expected, dict) and '$contains' in expected:
@@ -84,17 +87,20 @@ def assert_matches(expected, actual, where='body'):
             f'{where}: expected {expected["$len"]} elements, got {actual!r}'
     elif isinstance(expected, dict):
         assert isinstance(actual, dict), f'{where}: expected an object, got {actual!r}'
+        if exact:
+            extra = set(actual) - set(expected)
+            assert not extra, f'{where} has {sorted(extra)} besides what the flow expects: {actual!r}'
         for key, item in expected.items():
             if item == '$absent':
                 assert key not in actual, f'{where}.{key} must be absent, is {actual[key]!r}'
             else:
                 assert key in actual, f'{where}.{key} is missing from {actual!r}'
-                assert_matches(item, actual[key], f'{where}.{key}')
+                assert_matches(item, actual[key], f'{where}.{key}', exact)
     elif isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), \
             f'{where}: expected {expected!r}, got {actual!r}'
         for index, (item, candidate) in enumerate(zip(expected, actual)):
-            assert_matches(item, candidate, f'{where}[{index}]')
+            assert_matches(item, candidate, f'{where}[{index}]', exact)
     else:
         assert actual == expected, f'{where}: expected {expected!r}, got {actual!r}'
 
@@ -158,3 +164,12 @@ def test_idp_flow(flow_file, transport_class, database_url):
         replay(flow, transport)
     finally:
         transport.close()
+
+
+def test_an_exact_expectation_refuses_keys_the_flow_does_not_name_at_any_depth():
+    assert_matches({'$exact': True, 'a': {'b': 1}, 'c': [{'d': '$any'}]}, {'a': {'b': 1}, 'c': [{'d': 2}]})
+    for actual in ({'a': {'b': 1}, 'c': [{'d': 2}], 'e': 3}, {'a': {'b': 1, 'x': 0}, 'c': [{'d': 2}]},
+                   {'a': {'b': 1}, 'c': [{'d': 2, 'y': 0}]}):
+        with pytest.raises(AssertionError):
+            assert_matches({'$exact': True, 'a': {'b': 1}, 'c': [{'d': '$any'}]}, actual)
+    assert_matches({'a': 1}, {'a': 1, 'b': 2})   # without it, a subset
