@@ -103,7 +103,7 @@ def open_database(url):
                                'or postgresql://user@host:5432/dbname')
     database.initialize(db)
     try:
-        apply_schema()
+        _apply_schema_when_unlocked()
     except DatabaseURLError:
         close_database()
         raise
@@ -201,6 +201,21 @@ def apply_schema():
             database.execute_sql('DELETE FROM scimlite_schema')
             database.execute_sql(f'INSERT INTO scimlite_schema (version) VALUES ({database.param})',
                                  (SCHEMA_VERSION,))
+
+
+def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
+    """apply_schema, waiting out another process that is opening the same SQLite file:
+    turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
+    answer "database is locked" at once instead of calling its busy handler."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return apply_schema()
+        except OperationalError as error:
+            if not is_sqlite() or 'locked' not in str(error) or time.monotonic() > deadline:
+                raise
+            database.close()   # the next try connects again, pragmas and all
+            time.sleep(0.05)
 
 
 def schema_version():
