@@ -68,6 +68,7 @@ DEFAULTS = {
     'max_page_size': 1000,
     'max_body_bytes': 1024 * 1024,
     'threads': 8,
+    'extensions': '',
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads')
 ENVIRONMENT = {
@@ -76,6 +77,7 @@ ENVIRONMENT = {
     'SCIM_DATABASE_URL': 'database',
     'SCIM_TOKEN': 'token',
     'SCIM_BASE_URL': 'base_url',
+    'SCIM_EXTENSIONS': 'extensions',
 }
 
 
@@ -121,7 +123,7 @@ def load_settings(argv=None, environ=None):
 
 def normalise_settings(overrides):
     """DEFAULTS updated with `overrides`, each value checked and given its type."""
-    unknown = set(overrides) - set(DEFAULTS) - {'tokens'}
+    unknown = set(overrides) - set(DEFAULTS) - {'tokens', 'extension_schemas'}   # the last two: already read
     if unknown:
         raise SettingsError(f'unknown setting(s): {", ".join(sorted(unknown))}')
     settings = {**DEFAULTS, **overrides}
@@ -142,6 +144,8 @@ def normalise_settings(overrides):
     if base and not base.endswith(settings['base_path']):
         base += settings['base_path']
     settings['base_url'] = base
+    if 'extension_schemas' not in settings:
+        settings['extension_schemas'] = load_extensions(settings['extensions']) if settings['extensions'] else ()
     return settings
 
 
@@ -357,7 +361,8 @@ def attribute(name, type_='string', description='', *, multi=False, required=Fal
         'returned': returned, 'uniqueness': uniqueness,
     })
     definition.subs = {s['name'].lower(): s for s in sub or ()}
-    definition.as_is = None if multi else {'string': str, 'reference': str, 'binary': str, 'boolean': bool}.get(type_)
+    definition.as_is = None if multi else {'string': str, 'reference': str, 'binary': str, 'boolean': bool,
+                                           'integer': int}.get(type_)
     if sub:
         definition['subAttributes'] = sub
     if canonical:
@@ -451,11 +456,12 @@ GROUP_ATTRIBUTES = [
     ]),
 ]
 
-SCHEMAS = {
+BUILT_IN_SCHEMAS = {
     USER_SCHEMA: ('User', 'User Account', USER_ATTRIBUTES),
     GROUP_SCHEMA: ('Group', 'Group', GROUP_ATTRIBUTES),
     ENTERPRISE_SCHEMA: ('EnterpriseUser', 'Enterprise User', ENTERPRISE_ATTRIBUTES),
 }
+SCHEMAS = dict(BUILT_IN_SCHEMAS)   # and the extensions config.ini declares (configure_extensions)
 
 
 # Attributes of every resource (RFC 7643 §3.1), in no schema document.
@@ -479,19 +485,24 @@ class ResourceType:
         self.name = name
         self.endpoint = endpoint
         self.schema = schema
-        self.extensions = extensions
+        self.built_in_extensions = extensions
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
         self.searchable = {**COMMON_ATTRIBUTES, **self.attributes}
-        self.extension_attributes = {urn.lower(): {a['name'].lower(): a for a in SCHEMAS[urn][2]}
-                                     for urn in extensions}
         self.membership = membership          # 'groups' on users (read-only), 'members' on groups
         self.required = required
         self.multi_valued = frozenset(a['name'] for a in attributes
                                       if a['multiValued'] and a['name'] != membership)
-        self.urns = {urn.lower(): urn for urn in (schema, *extensions)}
         # Keys of a body that are never stored as sent (see clean_resource).
         self.not_stored = frozenset(('schemas', 'password', membership, *READ_ONLY_COMMON))
+        self.set_extensions(extensions)
+
+    def set_extensions(self, extensions):
+        """The extension schemas this type takes (their URNs, described in SCHEMAS)."""
+        self.extensions = tuple(extensions)
+        self.extension_attributes = {urn.lower(): {a['name'].lower(): a for a in SCHEMAS[urn][2]}
+                                     for urn in self.extensions}
+        self.urns = {urn.lower(): urn for urn in (self.schema, *self.extensions)}
 
     def definition(self, urn):
         """The attribute map of the core schema (with externalId) or of a known extension;
@@ -507,6 +518,91 @@ class ResourceType:
 USERS = ResourceType('User', '/Users', USER_SCHEMA, (ENTERPRISE_SCHEMA,), USER_ATTRIBUTES,
                      'groups', 'userName')
 GROUPS = ResourceType('Group', '/Groups', GROUP_SCHEMA, (), GROUP_ATTRIBUTES, 'members', 'displayName')
+
+
+# ---------------------------------------------------------------------------
+# Extension schemas declared in config.ini (`extensions = okta-custom.json`)
+# ---------------------------------------------------------------------------
+#
+# The file holds schema documents as RFC 7643 §7 writes them (what /Schemas
+# answers: a list, one document, or a ListResponse of them), each with a
+# "resourceType" of "User" (the default) or "Group". /Schemas and
+# /ResourceTypes then describe them, and their values are type-checked. An
+# extension that is not declared is still stored and returned as sent.
+
+ATTRIBUTE_TYPES = ('string', 'boolean', 'decimal', 'integer', 'dateTime', 'reference', 'binary', 'complex')
+CHARACTERISTICS = {
+    'mutability': ('readOnly', 'readWrite', 'immutable', 'writeOnly'),
+    'returned': ('always', 'never', 'default', 'request'),
+    'uniqueness': ('none', 'server', 'global'),
+}
+
+
+def load_extensions(path):
+    """The extension schemas in the file at `path`: ((resource type, urn, name,
+    description, [Definition]), ...), or SettingsError with one line."""
+    try:
+        document = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeError, ValueError) as error:
+        raise SettingsError(f'cannot read the extensions file {path}: {error}') from None
+    if isinstance(document, dict):
+        document = document.get('Resources', [document])
+    if not isinstance(document, list):
+        raise SettingsError(f'{path}: expected schema documents (RFC 7643 §7)')
+    found, seen = [], {urn.lower() for urn in BUILT_IN_SCHEMAS}
+    for schema in document:
+        urn = schema.get('id') if isinstance(schema, dict) else None
+        if not isinstance(urn, str) or not urn.lower().startswith('urn:') or urn.lower() in seen:
+            raise SettingsError(f'{path}: each schema needs an "id" that is a new URN, not {urn!r}')
+        seen.add(urn.lower())
+        resource_type = schema.get('resourceType', 'User')
+        if resource_type not in ('User', 'Group'):
+            raise SettingsError(f'{path}: {urn}: resourceType must be User or Group, not {resource_type!r}')
+        attributes = schema.get('attributes')
+        if not isinstance(attributes, list):
+            raise SettingsError(f'{path}: {urn}: "attributes" must be a list')
+        definitions = [declared_attribute(item, f'{path}: {urn}') for item in attributes]
+        found.append((resource_type, urn, str(schema.get('name') or urn.rsplit(':', 1)[-1]),
+                      str(schema.get('description', '')), definitions))
+    return tuple(found)
+
+
+def declared_attribute(item, where):
+    """One attribute of a declared schema as a Definition (sub-attributes too)."""
+    name = item.get('name') if isinstance(item, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z$][\w$-]*', name):
+        raise SettingsError(f'{where}: an attribute needs a "name" (letters, digits, _, $ or -), not {name!r}')
+    type_ = item.get('type', 'string')
+    if type_ not in ATTRIBUTE_TYPES:
+        raise SettingsError(f'{where}.{name}: type must be one of {", ".join(ATTRIBUTE_TYPES)}, not {type_!r}')
+    options = {}
+    for key, allowed in CHARACTERISTICS.items():
+        value = item.get(key, allowed[2] if key == 'returned' else allowed[0] if key == 'uniqueness' else 'readWrite')
+        if value not in allowed:
+            raise SettingsError(f'{where}.{name}: {key} must be one of {", ".join(allowed)}, not {value!r}')
+        options[key] = value
+    flags = {key: item.get(key, False) for key in ('multiValued', 'required', 'caseExact')}
+    if not all(isinstance(flag, bool) for flag in flags.values()):
+        raise SettingsError(f'{where}.{name}: multiValued, required and caseExact are true or false')
+    sub = [declared_attribute(part, f'{where}.{name}') for part in item.get('subAttributes') or ()]
+    if (type_ == 'complex') != bool(sub):
+        raise SettingsError(f'{where}.{name}: a complex attribute, and only one, has subAttributes')
+    canonical = item.get('canonicalValues')
+    return attribute(name, type_, str(item.get('description', '')), multi=flags['multiValued'],
+                     required=flags['required'], case_exact=flags['caseExact'], sub=sub or None,
+                     canonical=canonical if isinstance(canonical, list) else None, **options)
+
+
+def configure_extensions(declared):
+    """Make the declared schemas (load_extensions) known, and only them: one
+    app per process, so this is process-wide."""
+    SCHEMAS.clear()
+    SCHEMAS.update(BUILT_IN_SCHEMAS)
+    for _, urn, name, description, definitions in declared:
+        SCHEMAS[urn] = (name, description, definitions)
+    for kind in (USERS, GROUPS):
+        kind.set_extensions((*kind.built_in_extensions,
+                             *(urn for resource_type, urn, *_ in declared if resource_type == kind.name)))
 
 
 # ===========================================================================
@@ -553,6 +649,10 @@ def check_value(definition, value, where, one=False):
     if kind == 'boolean':
         if not isinstance(value, bool):
             raise ScimError(400, 'invalidValue', f'{where} must be true or false.')
+        return value
+    if kind in ('integer', 'decimal'):
+        if isinstance(value, bool) or not isinstance(value, int if kind == 'integer' else (int, float)):
+            raise ScimError(400, 'invalidValue', f'{where} must be {"an integer" if kind == "integer" else "a number"}.')
         return value
     if not isinstance(value, str):
         raise ScimError(400, 'invalidValue', f'{where} must be a string.')
@@ -1845,6 +1945,7 @@ def make_app(overrides=None):
     """Build the WSGI app from settings (DEFAULTS updated by `overrides`); opens the database."""
     settings = normalise_settings(dict(overrides or {}))
     app = ScimApp(settings)
+    configure_extensions(settings['extension_schemas'])
     store.open_database(settings['database'])
     for method, path, callback in SCIM_ROUTES:
         app.route(settings['base_path'] + path, method, with_token(callback))
