@@ -39,6 +39,13 @@ BAD_AUTHORIZATIONS = [
     'wrong',
     TOKEN[:-1],
     f'{TOKEN}x',
+    f'XYZBearer {TOKEN}',                  # the tutorial accepted this
+    f'Bearer {TOKEN}, Bearer {TOKEN}',     # several tokens in one header
+    f'Bearer {TOKEN} {TOKEN}',
+    f'{TOKEN} {TOKEN}',
+    f'Bearer "{TOKEN}"',
+    'Bearer ' + 'x' * 65536,               # a 64 KiB header
+    f'Token {TOKEN}',
 ]
 
 
@@ -428,3 +435,24 @@ def test_if_match_naming_no_version_we_wrote_is_412_never_a_500(client, tag, met
     response = client.request(method, f'/Users/{user["id"]}', body=body, headers={'If-Match': tag})
     assert_scim_error(response, 412)
     assert client.get(f'/Users/{user["id"]}', status=200).json['meta']['version'] == user['meta']['version']
+
+
+
+def test_a_token_anywhere_but_the_authorization_header_is_401(client):
+    """Not in the query string, not in a cookie, not in another header."""
+    for headers, query in [({}, f'?access_token={TOKEN}'), ({'Cookie': f'token={TOKEN}'}, ''),
+                           ({'X-Api-Key': TOKEN}, ''), ({'Proxy-Authorization': f'Bearer {TOKEN}'}, '')]:
+        response = client.test_app.get(f'{BASE}/Users{query}', headers=headers, expect_errors=True)
+        assert_scim_error(response, 401)
+
+
+def test_the_token_is_in_no_answer_and_no_log_line(client, caplog):
+    """Whatever is refused or accepted, the token is not echoed back nor logged."""
+    caplog.set_level('DEBUG')
+    answers = [send(client, 'GET', '/Users', authorization) for authorization in (f'Bearer {TOKEN}x', f'Basic {TOKEN}')]
+    answers.append(client.get('/Users'))
+    answers.append(client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': TOKEN[:5]}))
+    for response in answers:
+        assert TOKEN not in response.text
+        assert all(TOKEN not in value for value in response.headers.values())
+    assert TOKEN not in caplog.text
