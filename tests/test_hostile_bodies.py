@@ -1,0 +1,89 @@
+"""Bodies with a wrong type for each attribute the schemas define, generated from the
+schemas themselves: a 400 invalidValue whose detail names the attribute, and nothing
+stored or changed (issue #6, bodies)."""
+
+import pytest
+
+import scim_server
+import store
+from conftest import GROUP_SCHEMA, USER_SCHEMA, assert_scim_error
+
+WRONG = {   # a value of another type, for each type an attribute may have
+    'string': 42, 'reference': 42, 'binary': True, 'dateTime': 'not a time', 'boolean': 'true',
+    'integer': 'one', 'decimal': 'half', 'complex': 'not an object',
+}
+
+
+def cases(kind, schema, urn=None):
+    """(attribute path, body fragment with a wrong value) for every writable attribute and sub-attribute."""
+    definitions = kind.definition(urn).values() if urn else kind.writable.values()
+    for definition in definitions:
+        if definition['mutability'] == 'readOnly' or definition['name'] in (kind.membership, 'password'):
+            continue   # password is accepted and dropped unread (README): nothing of it is kept to check
+        name = f'{urn}:{definition["name"]}' if urn else definition['name']
+        if definition['multiValued']:
+            yield name, 'not a list', 'must be a list'
+            if definition['type'] == 'complex':
+                for sub in definition['subAttributes']:
+                    if sub['mutability'] != 'readOnly':
+                        yield f'{name}[0].{sub["name"]}', [{sub['name']: WRONG[sub['type']]}], sub['name']
+            else:
+                yield f'{name}[0]', [WRONG[definition['type']]], definition['name']
+            continue
+        yield name, WRONG[definition['type']], definition['name']
+        for sub in definition.get('subAttributes', ()):
+            if sub['mutability'] != 'readOnly':
+                yield f'{name}.{sub["name"]}', {sub['name']: WRONG[sub['type']]}, sub['name']
+
+
+def place(kind, attribute_path, value):
+    """The body that puts `value` at the attribute (its first segment; the value carries the rest)."""
+    required = {'userName': 'x@example.com'} if kind is scim_server.USERS else {'displayName': 'G'}
+    schema = USER_SCHEMA if kind is scim_server.USERS else GROUP_SCHEMA
+    if attribute_path.startswith('urn:'):
+        urn, _, rest = attribute_path.rpartition(':')
+        top = rest.split('.')[0].split('[')[0]
+        return {'schemas': [schema, urn], **required, urn: {top: value}}
+    top = attribute_path.split('.')[0].split('[')[0]
+    return {'schemas': [schema], **required, top: value}
+
+
+USER_CASES = [*cases(scim_server.USERS, USER_SCHEMA), *cases(scim_server.USERS, USER_SCHEMA, scim_server.ENTERPRISE_SCHEMA)]
+GROUP_CASES = list(cases(scim_server.GROUPS, GROUP_SCHEMA))
+
+
+def snapshot():
+    return {model.__name__: sorted(map(repr, model.select().tuples())) for model in (store.User, store.Group, store.Link)}
+
+
+@pytest.mark.parametrize('path, value, named', USER_CASES, ids=[case[0] for case in USER_CASES])
+def test_a_wrong_type_for_any_user_attribute_is_400_naming_it(client, path, value, named):
+    existing = client.create_user('existing@example.com')
+    before = snapshot()
+    for method, url in (('POST', '/Users'), ('PUT', f'/Users/{existing["id"]}')):
+        body = assert_scim_error(client.request(method, url, place(scim_server.USERS, path, value)), 400, 'invalidValue')
+        assert named in body['detail'], (path, body['detail'])
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize('path, value, named', GROUP_CASES, ids=[case[0] for case in GROUP_CASES])
+def test_a_wrong_type_for_any_group_attribute_is_400_naming_it(client, path, value, named):
+    existing = client.create_group('Existing')
+    before = snapshot()
+    for method, url in (('POST', '/Groups'), ('PUT', f'/Groups/{existing["id"]}')):
+        body = assert_scim_error(client.request(method, url, place(scim_server.GROUPS, path, value)), 400, 'invalidValue')
+        assert named in body['detail'], (path, body['detail'])
+    assert snapshot() == before
+
+
+def attribute_of(path):
+    urn, _, rest = path.rpartition(':') if path.startswith('urn:') else ('', '', path)
+    name = rest.split('[')[0].split('.')[0]
+    return f'{urn}:{name}' if urn else name
+
+
+def test_the_table_covers_every_writable_attribute():
+    names = {attribute_of(path) for path, _, _ in USER_CASES}
+    assert {'userName', 'name', 'emails', 'active', 'addresses', 'externalId',
+            f'{scim_server.ENTERPRISE_SCHEMA}:manager'} <= names
+    assert len(USER_CASES) > 50
