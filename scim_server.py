@@ -223,6 +223,8 @@ def read_json():
         raise ScimError(400, 'invalidSyntax', f'The body is not valid JSON: {error}') from None
     if not isinstance(document, dict):
         raise ScimError(400, 'invalidSyntax', 'The body must be a JSON object.')
+    if body.count(b'{') + body.count(b'[') > MAX_JSON_DEPTH and json_depth(document) > MAX_JSON_DEPTH:
+        raise ScimError(400, 'invalidSyntax', f'The body nests deeper than {MAX_JSON_DEPTH} levels.')
     try:
         where = nul_in(document) if b'\\u0000' in body else None
     except RecursionError:
@@ -230,6 +232,22 @@ def read_json():
     if where is not None:   # no text can hold one (PostgreSQL's cannot)
         raise ScimError(400, 'invalidValue', f'{where} holds a NUL character (\\u0000).')
     return document
+
+
+MAX_JSON_DEPTH = 32   # SCIM needs 4 (an extension's complex multi-valued attribute); this is plenty
+
+
+def json_depth(document):
+    """How deeply objects and lists nest in `document` (walked without recursion)."""
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 def nul_in(value, where=''):

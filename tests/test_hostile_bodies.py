@@ -87,3 +87,32 @@ def test_the_table_covers_every_writable_attribute():
     assert {'userName', 'name', 'emails', 'active', 'addresses', 'externalId',
             f'{scim_server.ENTERPRISE_SCHEMA}:manager'} <= names
     assert len(USER_CASES) > 50
+
+
+@pytest.mark.parametrize('depth, status', [(scim_server.MAX_JSON_DEPTH, 201), (scim_server.MAX_JSON_DEPTH + 1, 400),
+                                           (500, 400), (100_000, 400)])
+def test_a_body_nesting_deeper_than_the_limit_is_400_invalid_syntax(client, depth, status):
+    """An unknown extension is stored as sent, so how deep it may nest is fixed (32 levels)."""
+    lists = depth - 2   # the body is one level, the extension's object another
+    raw = ('{"schemas":["%s","urn:x:deep"],"userName":"deep%d@example.com","urn:x:deep":{"v":%s}}'
+           % (USER_SCHEMA, depth, '[' * lists + ']' * lists)).encode()
+    response = client.request('POST', '/Users', raw=raw)
+    if status == 201:
+        assert response.status_int == 201, response.body[:300]
+    else:
+        assert_scim_error(response, 400, 'invalidSyntax')
+        assert client.get('/Users?count=0').json['totalResults'] == 0
+
+
+@pytest.mark.parametrize('resource_id', ['x' * 10_000, 'a%2Fb', '..%2F..%2Fetc', '%20', '%C3%A9', '%E2%80%8B', "x'--"])
+@pytest.mark.parametrize('method', ['GET', 'PUT', 'PATCH', 'DELETE'])
+def test_odd_resource_ids_are_404_never_another_resource(client, resource_id, method):
+    client.create_user('someone@example.com')
+    body = None
+    if method == 'PUT':
+        body = {'schemas': [USER_SCHEMA], 'userName': 'someone-else@example.com'}
+    elif method == 'PATCH':
+        body = {'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+                'Operations': [{'op': 'replace', 'path': 'title', 'value': 'x'}]}
+    assert_scim_error(client.request(method, f'/Users/{resource_id}', body=body), 404)
+    assert client.get('/Users?count=0').json['totalResults'] == 1
