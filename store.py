@@ -476,35 +476,60 @@ def _json_path(*keys):
 ITEM = SQL('scim_item.value')   # one element of a multi-valued attribute, inside EXISTS
 
 
-class _SqliteJson:
-    """The resource's JSON in SQLite: json_type names a value's JSON type, json_extract
-    gives it as an SQL value; json_each walks an array. Each comparison is made only
-    against values of the JSON type it names, as on PostgreSQL."""
-
-    def document(self, column):
-        return column
+class _Json:
+    """What a filter may ask of a JSON value, on either database: each comparison is
+    made only against values of the JSON type it names (a string with strings, a
+    number with numbers, true/false with booleans). The dialects below say how."""
 
     def compare(self, document, keys, op, value):
-        path = _json_path(*keys)
-        json_type, found = fn.json_type(document, path), fn.json_extract(document, path)
         if op == 'pr':   # not missing, null, "", [] or {}
-            return ((json_type.in_(['integer', 'real', 'true', 'false']))
-                    | ((json_type == 'text') & (found != ''))
-                    | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
+            return self.present(document, keys)
         if value is None:
             if op not in ('eq', 'ne'):
                 raise UnsupportedFilter('null is compared with eq or ne only')
-            missing = json_type.is_null() | (json_type == 'null')
+            missing = self.missing(document, keys)
             return missing if op == 'eq' else ~missing
         if isinstance(value, bool):
             if op not in ('eq', 'ne'):
                 raise UnsupportedFilter('true/false are compared with eq or ne only')
-            return _compare(json_type, op, 'true' if value else 'false')
+            return _compare(self.boolean(document, keys), op, 'true' if value else 'false')
         if isinstance(value, str):
-            return _compare(lower(Case(None, [(json_type == 'text', found)], None)), op, value.lower())
+            return self.compare_string(document, keys, op, value)
         if op in ('co', 'sw', 'ew'):
             raise UnsupportedFilter(f'{op} compares strings, not numbers')
-        return _compare(Case(None, [(json_type.in_(['integer', 'real']), found)], None), op, value)
+        return _compare(self.number(document, keys), op, value)
+
+
+class _SqliteJson(_Json):
+    """The resource's JSON in SQLite: json_type names a value's JSON type, json_extract
+    gives it as an SQL value; json_each walks an array."""
+
+    def document(self, column):
+        return column
+
+    @staticmethod
+    def _type(document, keys):
+        return fn.json_type(document, _json_path(*keys))
+
+    def present(self, document, keys):
+        json_type, found = self._type(document, keys), self.text(document, keys)
+        return ((json_type.in_(['integer', 'real', 'true', 'false']))
+                | ((json_type == 'text') & (found != ''))
+                | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
+
+    def missing(self, document, keys):
+        json_type = self._type(document, keys)
+        return json_type.is_null() | (json_type == 'null')
+
+    def boolean(self, document, keys):
+        return self._type(document, keys)   # 'true' or 'false' for a boolean
+
+    def compare_string(self, document, keys, op, value):
+        text = Case(None, [(self._type(document, keys) == 'text', self.text(document, keys))], None)
+        return _compare(lower(text), op, value.lower())
+
+    def number(self, document, keys):
+        return Case(None, [(self._type(document, keys).in_(['integer', 'real']), self.text(document, keys))], None)
 
     def text(self, document, keys):
         return fn.json_extract(document, _json_path(*keys))
@@ -521,35 +546,34 @@ class _SqliteJson:
 
     def sort_key(self, document, keys):
         """SQLite orders numbers before text, numerically, by itself."""
-        return lower(fn.json_extract(document, _json_path(*keys)))
+        return lower(self.text(document, keys))
 
 
-class _PostgresJson:
+class _PostgresJson(_Json):
     """The resource's JSON in PostgreSQL: the stored text cast to jsonb, whose values
-    keep their JSON types; each comparison is made only against the type it names."""
+    keep their JSON types."""
 
     def document(self, column):
         return Cast(column, 'jsonb')
 
-    def compare(self, document, keys, op, value):
+    def present(self, document, keys):
         found = fn.jsonb_extract_path(document, *keys)
-        if op == 'pr':
-            return found.is_null(False) & found.not_in(['null', '""', '[]', '{}'])
-        if value is None:
-            if op not in ('eq', 'ne'):
-                raise UnsupportedFilter('null is compared with eq or ne only')
-            missing = found.is_null() | (found == 'null')
-            return missing if op == 'eq' else ~missing
-        if isinstance(value, bool):
-            if op not in ('eq', 'ne'):
-                raise UnsupportedFilter('true/false are compared with eq or ne only')
-            return _compare(found, op, 'true' if value else 'false')
-        if isinstance(value, str):
-            return _compare_text(lower(self._typed(found, 'string', self.text(document, keys))), op, value,
-                                 sql_lower=True)
-        if op in ('co', 'sw', 'ew'):
-            raise UnsupportedFilter(f'{op} compares strings, not numbers')
-        return _compare(Cast(self._typed(found, 'number', self.text(document, keys)), 'numeric'), op, value)
+        return found.is_null(False) & found.not_in(['null', '""', '[]', '{}'])
+
+    def missing(self, document, keys):
+        found = fn.jsonb_extract_path(document, *keys)
+        return found.is_null() | (found == 'null')
+
+    def boolean(self, document, keys):
+        return fn.jsonb_extract_path(document, *keys)   # compared with the jsonb 'true' or 'false'
+
+    def compare_string(self, document, keys, op, value):
+        text = self._typed(fn.jsonb_extract_path(document, *keys), 'string', self.text(document, keys))
+        return _compare_text(lower(text), op, value, sql_lower=True)
+
+    def number(self, document, keys):
+        return Cast(self._typed(fn.jsonb_extract_path(document, *keys), 'number', self.text(document, keys)),
+                    'numeric')
 
     @staticmethod
     def _typed(found, json_type, expression):
