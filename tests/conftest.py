@@ -184,3 +184,9 @@ def assert_scim_error(response, status, scim_type=None):
     if scim_type is not None:
         assert body.get('scimType') == scim_type, body
     return body
+
+
+def store_rows():
+    """Every row of every table, as stored: compared before and after a refused request."""
+    return {model.__name__: sorted(map(repr, model.select().tuples()))
+            for model in (store.User, store.Group, store.Link)}

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import scim_server
 import store
-from conftest import ERROR_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient
+from conftest import ERROR_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, store_rows
 
 settings.register_profile('ci', max_examples=150, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -72,11 +72,6 @@ def fuzzed(tmp_path_factory):
     store.close_database()
 
 
-def dump():
-    """Every row of every table, as stored."""
-    return {model.__name__: sorted(map(repr, model.select().tuples())) for model in (store.User, store.Group, store.Link)}
-
-
 def answered(response):
     """The checks every answer passes: no 5xx, and an error is a SCIM Error with its status."""
     assert response.status_int < 500, (response.status, response.body[:300])
@@ -88,7 +83,7 @@ def answered(response):
 
 def refused_or_restore(client, response, before, restore):
     if response.status_int >= 400:
-        assert dump() == before, 'a refused request changed the store'
+        assert store_rows() == before, 'a refused request changed the store'
     else:
         restore()
 
@@ -107,7 +102,7 @@ def test_any_patch_is_answered_and_a_refused_one_changes_nothing(fuzzed, documen
     client, user_id, group_id = fuzzed
     for resource, resource_id in (('Users', user_id), ('Groups', group_id)):
         original = client.get(f'/{resource}/{resource_id}').json
-        before = dump()
+        before = store_rows()
         response = answered(client.request('PATCH', f'/{resource}/{resource_id}', raw=json.dumps(document).encode()))
 
         def restore():
@@ -121,7 +116,7 @@ def test_any_resource_body_is_answered_and_a_refused_one_stores_nothing(fuzzed, 
     client, user_id, _ = fuzzed
     for method, path in (('POST', '/Users'), ('POST', '/Groups'), ('PUT', f'/Users/{user_id}')):
         original = client.get(f'/Users/{user_id}').json
-        before = dump()
+        before = store_rows()
         response = answered(client.request(method, path, raw=json.dumps(body).encode()))
 
         def restore():
