@@ -40,6 +40,21 @@ def postgresql(url):
     return connection
 
 
+def driver_connection(url):
+    """(a connection of the database's own driver, autocommitting; its placeholder), to
+    look at or prepare a database beside the app."""
+    if url.startswith('sqlite:'):
+        return sqlite3.connect(url[len('sqlite:///'):], isolation_level=None), '?'
+    return postgresql(url), '%s'
+
+
+def list_tables_sql(url):
+    """The query that names the tables of the database at `url`."""
+    if url.startswith('sqlite:'):
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return 'SELECT tablename FROM pg_tables WHERE schemaname = current_schema()'
+
+
 def pytest_report_header(config):
     if not ON_POSTGRESQL:
         return f'scimlite backend: SQLite {sqlite3.sqlite_version} (a fresh file per test)'
@@ -84,7 +99,7 @@ def empty_postgresql_database(url, drop=False):
     connection = postgresql(url)
     try:
         cursor = connection.cursor()
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        cursor.execute(list_tables_sql(url))
         tables = [row[0] for row in cursor.fetchall()]
         if drop and tables:
             cursor.execute('DROP TABLE ' + ', '.join(f'"{table}"' for table in tables) + ' CASCADE')

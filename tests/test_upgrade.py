@@ -3,13 +3,12 @@ a newer one starts on it, and one a newer scimlite made is refused in one line."
 
 import json
 import re
-import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 
 import store
-from conftest import ON_POSTGRESQL, TOKEN, empty_postgresql_database, postgresql
+from conftest import ON_POSTGRESQL, TOKEN, driver_connection, empty_postgresql_database, list_tables_sql
 from serverprocess import ServerProcess, run_server
 import test_concurrency
 from test_concurrency import Servers, call
@@ -20,15 +19,9 @@ USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
 
 
-def connect(database_url):
-    if database_url.startswith('sqlite:'):
-        return sqlite3.connect(database_url[len('sqlite:///'):], isolation_level=None), '?'
-    return postgresql(database_url), '%s'
-
-
 def run_sql(database_url, statements):
     """[(sql with ? placeholders, parameters)] on a connection of the driver's own."""
-    connection, placeholder = connect(database_url)
+    connection, placeholder = driver_connection(database_url)
     with closing(connection):
         cursor = connection.cursor()
         for sql, parameters in statements:
@@ -61,11 +54,7 @@ def make_version_1_database(database_url):
 
 
 def tables(database_url):
-    if database_url.startswith('sqlite:'):
-        rows = run_sql(database_url, [("SELECT name FROM sqlite_master WHERE type = 'table'", ())])
-    else:
-        rows = run_sql(database_url, [('SELECT tablename FROM pg_tables WHERE schemaname = current_schema()', ())])
-    return {row[0] for row in rows}
+    return {row[0] for row in run_sql(database_url, [(list_tables_sql(database_url), ())])}
 
 
 def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_every_row(database_url):

@@ -1,12 +1,10 @@
 """/Users over HTTP: create, read, replace, patch, delete, and what a body may contain."""
 
-import sqlite3
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from conftest import USER_SCHEMA, assert_scim_error, postgresql
+from conftest import USER_SCHEMA, assert_scim_error, driver_connection, list_tables_sql
 
 ENTERPRISE_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
 OKTA_SCHEMA = 'urn:okta:custom:1.0:User'
@@ -24,15 +22,10 @@ def list_users(client, filter_text=None):
 
 def database_texts(database_url):
     """Every text value in every column of every table of the database (SQLite or PostgreSQL)."""
-    if database_url.startswith('sqlite:'):
-        connection = sqlite3.connect(Path(database_url[len('sqlite:///'):]))
-        list_tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    else:
-        connection = postgresql(database_url)
-        list_tables = 'SELECT tablename FROM pg_tables WHERE schemaname = current_schema()'
+    connection, _ = driver_connection(database_url)
     try:
         cursor = connection.cursor()
-        cursor.execute(list_tables)
+        cursor.execute(list_tables_sql(database_url))
         tables = [row[0] for row in cursor.fetchall()]
         texts = []
         for table in tables:
