@@ -50,3 +50,21 @@ CREATE INDEX IF NOT EXISTS link_user_id ON link (user_id);
 CREATE TABLE IF NOT EXISTS scimlite_schema (
     version INTEGER NOT NULL
 );
+
+-- The recent SCIM exchanges the dashboard shows (schema version 3). Each server
+-- process writes them in batches, already scrubbed of tokens and passwords, and
+-- keeps only the newest few hundred. The id orders them: the time received in
+-- nanoseconds (20 digits), then the process and its count, to break ties.
+CREATE TABLE IF NOT EXISTS request_log (
+    id               VARCHAR(64) NOT NULL PRIMARY KEY,
+    received         TEXT        NOT NULL,  -- UTC, as created and last_modified
+    method           TEXT        NOT NULL,
+    path             TEXT        NOT NULL,  -- with the query string, decoded
+    status           INTEGER     NOT NULL,
+    duration_ms      REAL        NOT NULL,
+    user_agent       TEXT,
+    request_headers  TEXT        NOT NULL,  -- JSON: {name: value}
+    request_body     TEXT        NOT NULL,
+    response_headers TEXT        NOT NULL,
+    response_body    TEXT        NOT NULL
+);

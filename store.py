@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from peewee import (
-    SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, ForeignKeyField,
+    SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, FloatField, ForeignKeyField,
     JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
     SqliteDatabase, TextField, Value, fn)
 from playhouse.pool import PooledPostgresqlDatabase
@@ -166,12 +166,14 @@ def _postgresql(url):
     return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
+# 3: request_log, the dashboard's exchanges (a new table: schema.sql makes it).
 MIGRATIONS = {
     2: [],
+    3: [],
 }
 SCHEMA_LOCK = 0x5c1a11e   # PostgreSQL advisory lock: one process upgrades at a time
 
@@ -354,6 +356,24 @@ class Link(BaseModel):
     class Meta:
         table_name = 'link'
         primary_key = CompositeKey('group', 'user')
+
+
+class Exchange(BaseModel):
+    """One SCIM request and its answer, as the dashboard shows it (already scrubbed)."""
+    id = CharField(primary_key=True, max_length=64)
+    received = TextField()
+    method = TextField()
+    path = TextField()
+    status = IntegerField()
+    duration_ms = FloatField()
+    user_agent = TextField(null=True)
+    request_headers = TextField()
+    request_body = TextField()
+    response_headers = TextField()
+    response_body = TextField()
+
+    class Meta:
+        table_name = 'request_log'
 
 
 # ---------------------------------------------------------------------------
@@ -1332,3 +1352,59 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
 
 def delete_group(group_id, expected_versions=None):
     _delete(Group, group_id, expected_versions)
+
+
+# ---------------------------------------------------------------------------
+# The request log and the dashboard's views
+# ---------------------------------------------------------------------------
+
+EXCHANGE_SUMMARY = (Exchange.id, Exchange.received, Exchange.method, Exchange.path, Exchange.status,
+                    Exchange.duration_ms, Exchange.user_agent)
+
+
+def add_exchanges(exchanges, keep):
+    """Store `exchanges` (dicts of Exchange's fields) in one transaction, then keep
+    only the newest `keep` of every process's: one short write a batch, however
+    busy the server (SQLite has one writer; readers never wait for it)."""
+    with writing():
+        Exchange.insert_many(exchanges).on_conflict_ignore().execute()
+        oldest_kept = Exchange.select(Exchange.id).order_by(Exchange.id.desc()).limit(1).offset(keep - 1)
+        Exchange.delete().where(Exchange.id < oldest_kept).execute()
+
+
+def recent_exchanges(limit):
+    """The newest exchanges, newest first, without their headers and bodies."""
+    return list(Exchange.select(*EXCHANGE_SUMMARY).order_by(Exchange.id.desc()).limit(limit).dicts())
+
+
+def get_exchange(exchange_id):
+    found = Exchange.select().where(Exchange.id == exchange_id).dicts().first()
+    if found is None:
+        raise NotFound(exchange_id)
+    return found
+
+
+def recent_users(limit):
+    """(how many users there are, the newest `limit` (at most IN_CHUNK) as Records
+    whose links are their groups' names)."""
+    with database.atomic():   # one snapshot on PostgreSQL, the count and the rows agree
+        total = User.select().count()
+        rows = list(User.select(*_record_columns(User)).order_by(User.created.desc(), User.id.desc())
+                    .limit(limit).tuples())
+        groups = {row[0]: [] for row in rows}
+        for user_id, group_name in (Link.select(Link.user, Group.display_name).join(Group)
+                                    .where(Link.user.in_(list(groups)))
+                                    .order_by(in_code_point_order(Group.display_name_key)).tuples()):
+            groups[user_id].append(group_name)
+    return total, [_record(row, groups[row[0]]) for row in rows]
+
+
+def recent_groups(limit):
+    """(how many groups there are, the newest `limit` as Records whose links are
+    the member count)."""
+    members = Link.select(fn.COUNT(SQL('*'))).where(Link.group == Group.id)
+    with database.atomic():
+        total = Group.select().count()
+        rows = list(Group.select(*_record_columns(Group), members.alias('members'))
+                    .order_by(Group.created.desc(), Group.id.desc()).limit(limit).tuples())
+    return total, [Record(_record(row[:5]), member_count=row[5]) for row in rows]
