@@ -24,16 +24,21 @@ the command line.
 import argparse
 import configparser
 import copy
+import collections
 import dataclasses
+import hashlib
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import math
 import os
 import re
+import secrets
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -69,8 +74,13 @@ DEFAULTS = {
     'max_body_bytes': 1024 * 1024,
     'threads': 8,
     'extensions': '',
+    'quiet': False,
+    'record_exchanges': True,
+    'exchanges_kept': 500,
 }
-INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads')
+INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept')
+BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
+BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
 ENVIRONMENT = {
     'SCIM_HOST': 'host',
     'SCIM_PORT': 'port',
@@ -107,6 +117,8 @@ def load_settings(argv=None, environ=None):
     parser.add_argument('--port', help='port to listen on (default 5000)')
     parser.add_argument('--database', help='sqlite:///scim.db (default) or a PostgreSQL URL')
     parser.add_argument('--token', action='append', help='bearer token; repeat it to accept several')
+    parser.add_argument('--quiet', action='store_true', default=None,
+                        help='print no line per SCIM request (the dashboard still records them)')
     args = parser.parse_args(argv)
 
     config_path = args.config or environ.get('SCIM_CONFIG')
@@ -132,6 +144,13 @@ def normalise_settings(overrides):
             settings[key] = int(settings[key])
         except (TypeError, ValueError):
             raise SettingsError(f'{key} must be a whole number, not {settings[key]!r}') from None
+    for key in BOOLEAN_SETTINGS:
+        value = settings[key]
+        settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
+        if settings[key] is None:
+            raise SettingsError(f'{key} must be on or off, not {value!r}')
+    if settings['exchanges_kept'] < 1:
+        raise SettingsError('exchanges_kept must be at least 1 (record_exchanges = off records none)')
     if not 0 <= settings['port'] < 65536:
         raise SettingsError(f'port must be from 0 (any free port) to 65535, not {settings["port"]}')
     tokens = settings.get('tokens') or [t.strip() for t in str(settings['token']).split(',')]
@@ -209,6 +228,7 @@ def read_json():
     if request.content_length > limit:
         raise ScimError(413, None, f'The body is larger than {limit} bytes.')
     body = request.environ['wsgi.input'].read(request.content_length if request.content_length >= 0 else limit + 1)
+    request.environ['scimlite.body'] = body   # for the dashboard's exchange log
     if len(body) > limit:
         raise ScimError(413, None, f'The body is larger than {limit} bytes.')
     try:
@@ -1887,28 +1907,440 @@ SCIM_ROUTES = (
 
 
 # ===========================================================================
+# The console line and the exchange log: what the IdP sent, as it happened
+# ===========================================================================
+#
+# Each SCIM request is printed as one line and queued for the dashboard by
+# ScimApp.__call__. A request pays for an append to a queue; one thread of its
+# own scrubs the queued exchanges and writes them in a batch every half second,
+# so recording never holds a request, and readers never wait behind it.
+
+MAX_LOGGED_BODY = 64 * 1024   # bytes of each body kept for the dashboard
+SCRUBBED = '[scrubbed]'
+CREDENTIAL_HEADERS = ('HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE', 'HTTP_X_API_KEY')
+
+
+def printable(text):
+    """`text` safe for a terminal: no escape sequences from a client's path."""
+    return text if text.isprintable() else text.encode('unicode_escape').decode('ascii')
+
+
+def console_line(method, path, status, seconds):
+    return f'{time.strftime("%H:%M:%S")}  {method:<6} {printable(path)[:200]}  {status}  {seconds * 1000:.1f} ms\n'
+
+
+def request_path(environ):
+    """The path and query string as the client sent them, decoded (for people)."""
+    path = environ.get('PATH_INFO', '')
+    query = environ.get('QUERY_STRING', '')
+    if query:
+        path += '?' + unquote(query.replace('+', ' '), encoding='latin-1')
+    return path.encode('latin-1', 'replace').decode('utf-8', 'replace')
+
+
+def scrub_passwords(document):
+    """`document` with every password's value replaced: `"password": ...` at any depth,
+    and a PATCH operation's value whose path names the password."""
+    if isinstance(document, list):
+        return [scrub_passwords(item) for item in document]
+    if not isinstance(document, dict):
+        return document
+    scrubbed = {key: SCRUBBED if key.lower() == 'password' else scrub_passwords(value)
+                for key, value in document.items()}
+    path = document.get('path')
+    if isinstance(path, str) and 'value' in document and re.split(r'[:.]', path)[-1].strip().lower() == 'password':
+        scrubbed['value'] = SCRUBBED
+    return scrubbed
+
+
+def scrubbed_body(body, length, tokens):
+    """A request or response body (its first MAX_LOGGED_BODY bytes, of `length`) as
+    text for the dashboard, with passwords and tokens replaced."""
+    if not body:
+        return ''
+    text = body[:MAX_LOGGED_BODY].decode('utf-8', 'replace')
+    try:
+        text = json.dumps(scrub_passwords(json.loads(text)), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        if 'password' in text.lower():   # cut short or not JSON: no telling where a value ends
+            return f'[not shown: {length} bytes that mention a password but are not whole JSON]'
+    if length > MAX_LOGGED_BODY:
+        text += f'\n[… {length - MAX_LOGGED_BODY} more bytes not kept]'
+    return without_tokens(text, tokens)
+
+
+def without_tokens(text, tokens):
+    for token in tokens:
+        text = text.replace(token, SCRUBBED)
+    return text.replace('\x00', '\ufffd')   # no PostgreSQL text holds a NUL
+
+
+def request_headers(headers, tokens):
+    """{name: value} of the request's headers (WSGI environ items), credentials scrubbed
+    (an Authorization header keeps its scheme: "Bearer" or "Basic" tells why a 401)."""
+    shown = {}
+    for key, value in headers:
+        name = key[5:] if key.startswith('HTTP_') else key
+        name = name.replace('_', '-').title()
+        if key == 'HTTP_AUTHORIZATION':
+            scheme = value.partition(' ')[0] if ' ' in value.strip() else ''
+            value = f'{scheme[:20]} {SCRUBBED}'.strip()
+        elif key in CREDENTIAL_HEADERS:
+            value = SCRUBBED
+        shown[name] = without_tokens(value.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
+    return shown
+
+
+class ExchangeLog:
+    """The recent SCIM exchanges, queued by request threads, written by one thread.
+
+    Under a flood the queue keeps only the newest `keep`: the table keeps no
+    more. `flush()` writes what is queued now (the writer thread calls it, and
+    tests do, to see an exchange at once)."""
+
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, keep, tokens, record, console):
+        self.keep, self.tokens, self.record_exchanges, self.console = keep, tokens, record, console
+        self.queue = collections.deque(maxlen=keep)
+        self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
+        self.sequence = itertools.count()
+        self.flushing = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = None
+        self.failed = False
+
+    def add(self, environ, received_ns, seconds, status, headers, body):
+        """Print the console line and queue the exchange (on the request's thread: cheap)."""
+        method = environ.get('REQUEST_METHOD', '')
+        if self.console is not None:
+            try:
+                self.console.write(console_line(method, request_path(environ), status[:3], seconds))
+            except (OSError, ValueError):   # a closed or broken console: serving matters more
+                self.console = None
+        if self.thread is None:   # it also flushes the console, when that is a pipe or a file
+            self._start()
+        if not self.record_exchanges:
+            return
+        request_body = environ.get('scimlite.body', b'')
+        self.queue.append((
+            f'{received_ns:020d}{self.tag}{next(self.sequence) % 10**8:08d}', received_ns, seconds, method,
+            request_path(environ),
+            [(key, value) for key, value in environ.items()
+             if key.startswith('HTTP_') or key in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
+            request_body[:MAX_LOGGED_BODY], len(request_body), status, headers,
+            body[:MAX_LOGGED_BODY], len(body)))
+
+    def _start(self):
+        with self.flushing:
+            if self.thread is None and not self.stopping.is_set():
+                self.thread = threading.Thread(target=self._run, name='scimlite-exchanges', daemon=True)
+                self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self):
+        with self.flushing:
+            try:
+                if self.console is not None:
+                    self.console.flush()
+            except (OSError, ValueError):
+                self.console = None
+            batch = []
+            while self.queue:
+                batch.append(self.queue.popleft())
+            if not batch:
+                return
+            try:
+                store.add_exchanges([self._row(*queued) for queued in batch], self.keep)
+                self.failed = False
+            except Exception as error:   # the dashboard loses a batch; SCIM goes on
+                if not self.failed:
+                    log.warning('could not record %d exchange(s) for the dashboard: %s', len(batch),
+                                str(error).strip().split('\n')[0])
+                self.failed = True
+            finally:
+                store.release_connection()
+
+    def _row(self, key, received_ns, seconds, method, path, environ_headers, request_body, request_length,
+             status, headers, response_body, response_length):
+        seconds_part, nanoseconds = divmod(received_ns, 1_000_000_000)
+        received = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds_part)) + f'.{nanoseconds // 1000:06d}Z'
+        shown_request = request_headers(environ_headers, self.tokens)
+        return {
+            'id': key, 'received': received, 'method': method[:16],
+            'path': without_tokens(path, self.tokens)[:4096],
+            'status': int(status[:3]) if status[:3].isdigit() else 0,
+            'duration_ms': round(seconds * 1000, 3),
+            'user_agent': shown_request.get('User-Agent', '')[:500] or None,
+            'request_headers': json.dumps(shown_request, ensure_ascii=False),
+            'request_body': scrubbed_body(request_body, request_length, self.tokens),
+            'response_headers': json.dumps({name: without_tokens(value, self.tokens) for name, value in headers},
+                                           ensure_ascii=False),
+            'response_body': scrubbed_body(response_body, response_length, self.tokens),
+        }
+
+    def stop(self):
+        """Stop the writer thread; what is still queued is dropped."""
+        self.stopping.set()
+        with self.flushing:
+            thread = self.thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+
+# ===========================================================================
+# Dashboard: GET / (a login form, then users, groups and the recent exchanges)
+# ===========================================================================
+#
+# The page is views/dashboard.tpl; views/dashboard.js fills it from
+# /dashboard/data every two seconds. Everything but the login form and its
+# stylesheet needs a session: a signed, expiring cookie, HttpOnly and
+# SameSite=Strict, given for the server's token. The token itself never
+# reaches the page.
+
+VIEWS = Path(__file__).with_name('views')
+SESSION_COOKIE = 'scimlite_session'
+SESSION_SECONDS = 12 * 3600   # a workshop day
+SHOWN = 100   # users, groups and exchanges on the page: the newest
+LOGIN_FAILURES_ALLOWED = 5    # wrong tokens from one address ...
+LOGIN_FAILURE_WINDOW = 60     # ... within this many seconds; then 429 until the first is that old
+SECURITY_HEADERS = {
+    # No inline script or style: the page loads its own two files and nothing else.
+    'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    'X-Frame-Options': 'DENY',
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    'Cache-Control': 'no-store',
+}
+
+
+class DashboardGate(Exception):
+    """The request has no session: the route answers 401 (or the login form)."""
+
+
+def session_key(tokens):
+    """The key that signs session cookies: every process with the same tokens has it,
+    and a change of token ends every session."""
+    return hmac.new(b'scimlite dashboard session', '\n'.join(sorted(tokens)).encode('utf-8'),
+                    hashlib.sha256).digest()
+
+
+def new_session(tokens):
+    expires = int(time.time()) + SESSION_SECONDS
+    claim = f'{expires}.{secrets.token_urlsafe(16)}'
+    return f'{claim}.{hmac.new(session_key(tokens), claim.encode(), hashlib.sha256).hexdigest()}'
+
+
+def has_session():
+    value = request.get_cookie(SESSION_COOKIE) or ''
+    claim, _, signature = value.rpartition('.')
+    expires = claim.partition('.')[0]
+    expected = hmac.new(session_key(request.app.settings['tokens']), claim.encode('utf-8', 'replace'),
+                        hashlib.sha256).hexdigest()
+    return (hmac.compare_digest(signature.encode('utf-8', 'replace'), expected.encode())
+            and expires.isdigit() and int(expires) > time.time())
+
+
+class LoginThrottle:
+    """At most LOGIN_FAILURES_ALLOWED wrong tokens a minute from one address; while
+    throttled, the token is not even looked at. (Behind ngrok every visitor comes
+    from 127.0.0.1: then the limit is for everyone, which a guesser cannot use.)"""
+
+    def __init__(self):
+        self.failures = {}
+        self.lock = threading.Lock()
+
+    def wait_needed(self, address):
+        """Seconds until `address` may try again (0: now)."""
+        with self.lock:
+            recent = [moment for moment in self.failures.get(address, ()) if moment > time.monotonic() - LOGIN_FAILURE_WINDOW]
+            self.failures[address] = recent
+            if len(recent) < LOGIN_FAILURES_ALLOWED:
+                return 0
+            return math.ceil(recent[0] + LOGIN_FAILURE_WINDOW - time.monotonic())
+
+    def failed(self, address):
+        with self.lock:
+            if len(self.failures) > 10_000:   # forget addresses that stopped trying
+                cutoff = time.monotonic() - LOGIN_FAILURE_WINDOW
+                self.failures = {key: times for key, times in self.failures.items() if times and times[-1] > cutoff}
+            self.failures.setdefault(address, []).append(time.monotonic())
+
+    def succeeded(self, address):
+        with self.lock:
+            self.failures.pop(address, None)
+
+
+def dashboard_route(callback, public=False):
+    """A dashboard route: security headers always; a session unless `public`."""
+    def route(*args, **kwargs):
+        for name, value in SECURITY_HEADERS.items():
+            response.set_header(name, value)
+        if not public and not has_session():
+            response.status = 401
+            response.content_type = 'application/json'
+            return json.dumps({'detail': 'Log in at / first.'})
+        return callback(*args, **kwargs)
+    route.__name__ = callback.__name__
+    route.__doc__ = callback.__doc__
+    return route
+
+
+def page(name, **values):
+    response.content_type = 'text/html; charset=utf-8'
+    return bottle.template(name, template_lookup=[str(VIEWS)], **values)
+
+
+def same_origin():
+    """A form post from this server's own page (a browser sends Origin with a POST)."""
+    origin = request.environ.get('HTTP_ORIGIN')
+    if origin is None:
+        return True
+    hosts = {request.environ.get('HTTP_HOST'), request.environ.get('HTTP_X_FORWARDED_HOST')}
+    return origin.partition('://')[2] in hosts - {None}
+
+
+def dashboard_home():
+    """The dashboard, or the login form without a session."""
+    if not has_session():
+        return page('login', error=None)
+    settings = request.app.settings
+    return page('dashboard', scim_url=base_url(), recording=settings['record_exchanges'],
+                kept=settings['exchanges_kept'])
+
+
+def dashboard_login():
+    """The login form's post: the server's token for a session cookie."""
+    address = request.environ.get('REMOTE_ADDR', '')
+    throttle = request.app.login_throttle
+    if request.content_length > 4096 or not same_origin():
+        response.status = 400
+        return page('login', error='That was not a login from this page.')
+    wait = throttle.wait_needed(address)
+    if wait:
+        response.status = 429
+        response.set_header('Retry-After', str(wait))
+        return page('login', error=f'Too many wrong tokens: try again in {wait} seconds.')
+    presented = (request.forms.getunicode('token') or '').strip()
+    if not presented or not token_accepted(presented.encode('utf-8')):
+        throttle.failed(address)
+        response.status = 401
+        return page('login', error='That is not the server’s token.')
+    throttle.succeeded(address)
+    response.set_cookie(SESSION_COOKIE, new_session(request.app.settings['tokens']), path='/',
+                        max_age=SESSION_SECONDS, httponly=True, samesite='Strict',
+                        secure=request.urlparts.scheme == 'https')
+    bottle.redirect('/', 303)
+
+
+def dashboard_logout():
+    """Forget the session cookie."""
+    if same_origin():
+        response.delete_cookie(SESSION_COOKIE, path='/', httponly=True, samesite='Strict')
+    bottle.redirect('/', 303)
+
+
+def dashboard_data():
+    """Users, groups and exchanges, newest first, as the page shows them."""
+    user_total, users = store.recent_users(SHOWN)
+    group_total, groups = store.recent_groups(SHOWN)
+    settings = request.app.settings
+    response.content_type = 'application/json'
+    return json.dumps({
+        'users': {'total': user_total, 'shown': [user_summary(user) for user in users]},
+        'groups': {'total': group_total, 'shown': [
+            {'id': group['id'], 'displayName': group['resource'].get('displayName'),
+             'members': group['member_count']} for group in groups]},
+        'exchanges': {'recording': settings['record_exchanges'], 'kept': settings['exchanges_kept'],
+                      'shown': store.recent_exchanges(SHOWN) if settings['record_exchanges'] else []},
+    })
+
+
+def user_summary(record):
+    resource = record['resource']
+    name = resource.get('name') if isinstance(resource.get('name'), dict) else {}
+    full_name = name.get('formatted') or ' '.join(
+        str(name[part]) for part in ('givenName', 'familyName') if name.get(part))
+    return {'id': record['id'], 'userName': resource.get('userName'), 'name': full_name or None,
+            'active': resource.get('active', True), 'groups': [group for group in record['links']]}
+
+
+def dashboard_exchange(exchange_id):
+    """One exchange whole: the request's and the response's headers and bodies."""
+    try:
+        exchange = store.get_exchange(exchange_id)
+    except store.NotFound:
+        response.status = 404
+        exchange = {'detail': 'That exchange is no longer kept.'}
+    response.content_type = 'application/json'
+    for key in ('request_headers', 'response_headers'):
+        if key in exchange:
+            exchange[key] = json.loads(exchange[key])
+    return json.dumps(exchange)
+
+
+def dashboard_script():
+    """The page's script: it fills the page from /dashboard/data."""
+    response.content_type = 'text/javascript; charset=utf-8'
+    return (VIEWS / 'dashboard.js').read_bytes()
+
+
+def dashboard_stylesheet():
+    """The stylesheet of the page and of the login form."""
+    response.content_type = 'text/css; charset=utf-8'
+    return (VIEWS / 'dashboard.css').read_bytes()
+
+# (method, path, callback, public): only the login form and its stylesheet are public.
+DASHBOARD_ROUTES = (
+    ('GET', '/', dashboard_home, True),
+    ('POST', '/dashboard/login', dashboard_login, True),
+    ('POST', '/dashboard/logout', dashboard_logout, True),
+    ('GET', '/dashboard/data', dashboard_data, False),
+    ('GET', '/dashboard/exchanges/<exchange_id>', dashboard_exchange, False),
+    ('GET', '/dashboard/dashboard.js', dashboard_script, False),
+    ('GET', '/dashboard/dashboard.css', dashboard_stylesheet, True),
+)
+
+
+# ===========================================================================
 # The application
 # ===========================================================================
 
 def authenticate():
-    """`Authorization: Bearer <token>`, or Okta's header mode sending the bare token.
-
-    Every configured token is compared, in constant time, so timing tells nothing."""
+    """`Authorization: Bearer <token>`, or Okta's header mode sending the bare token."""
     header = request.environ.get('HTTP_AUTHORIZATION', '')   # as WSGI gives it: bytes as latin-1
     scheme, _, credentials = header.partition(' ')
     presented = (credentials if scheme.lower() == 'bearer' else header).encode('latin-1', 'replace')
-    matched = False
-    for token in request.app.settings['tokens']:
-        matched |= hmac.compare_digest(presented, token.encode('utf-8'))  # a UTF-8 token matches its bytes
-    if not header or not matched:
+    if not header or not token_matches(presented):
         raise ScimError(401, None, 'A valid token is required: Authorization: Bearer <token>.',
                         WWW_Authenticate='Bearer realm="scimlite"')
-    # The demo token is printed in every copy of the Okta tutorial: it only opens the
-    # door to this machine (ngrok connects from here), whatever server runs the app.
-    if hmac.compare_digest(presented, DEMO_TOKEN.encode()) and not is_loopback(request.environ.get('REMOTE_ADDR', '')):
+    if not demo_token_allowed(presented):
         raise ScimError(401, None, f'The demo token {DEMO_TOKEN} is accepted only from this machine: '
                         'set your own token (SCIM_TOKEN) to serve other hosts.',
                         WWW_Authenticate='Bearer realm="scimlite"')
+
+
+def token_matches(presented):
+    """Whether the bytes `presented` are one of the server's tokens. Every token is
+    compared, in constant time, so timing tells nothing."""
+    matched = False
+    for token in request.app.settings['tokens']:
+        matched |= hmac.compare_digest(presented, token.encode('utf-8'))  # a UTF-8 token matches its bytes
+    return matched
+
+
+def demo_token_allowed(presented):
+    """The demo token is printed in every copy of the Okta tutorial: it only opens the
+    door to this machine (ngrok connects from here), whatever server runs the app."""
+    return not hmac.compare_digest(presented, DEMO_TOKEN.encode()) or is_loopback(request.environ.get('REMOTE_ADDR', ''))
+
+
+def token_accepted(presented):
+    return token_matches(presented) and demo_token_allowed(presented)
 
 
 def with_token(callback):
@@ -1927,6 +2359,16 @@ class ScimApp(bottle.Bottle):
         super().__init__()
         self.config['json.enable'] = False   # every route writes its own SCIM JSON
         self.settings = settings
+        self.scim_prefix = settings['base_path'].rstrip('/') + '/'
+        self.login_throttle = LoginThrottle()
+        console = None if settings['quiet'] else sys.stdout   # None under pythonw
+        self.exchanges = (ExchangeLog(settings['exchanges_kept'], settings['tokens'], settings['record_exchanges'],
+                                      console) if settings['record_exchanges'] or console else None)
+
+    def is_scim(self, path):
+        """A path of the SCIM API (what the console prints and the dashboard records)."""
+        return ((path + '/').startswith(self.scim_prefix)
+                and not (path == '/' or path.startswith('/dashboard/')))
 
     def default_error_handler(self, error):
         if isinstance(error, ScimError):
@@ -1953,21 +2395,50 @@ class ScimApp(bottle.Bottle):
         path = environ.get('PATH_INFO', '')
         if len(path) > 1 and path.endswith('/'):
             environ['PATH_INFO'] = path.rstrip('/') or '/'
+        if self.exchanges is None or not self.is_scim(environ['PATH_INFO']):
+            try:
+                return super().__call__(environ, start_response)
+            finally:
+                store.release_connection()
+        received_ns, started = time.time_ns(), time.perf_counter()
+        answer = []
+
+        def remember(status, headers, exc_info=None):
+            answer[:] = status, headers
+            return start_response(status, headers, exc_info)
         try:
-            return super().__call__(environ, start_response)
+            body = super().__call__(environ, remember)
         finally:
             store.release_connection()
+        status, headers = answer or ('500', [])
+        self.exchanges.add(environ, received_ns, time.perf_counter() - started, status, headers,
+                           b''.join(body) if isinstance(body, list) else b'')
+        return body
+
+    def close(self):
+        """Stop recording and close the database (tests make one app after another)."""
+        if self.exchanges is not None:
+            self.exchanges.stop()
+        store.close_database()
 
 
 def make_app(overrides=None):
     """Build the WSGI app from settings (DEFAULTS updated by `overrides`); opens the database."""
+    global current_app
     settings = normalise_settings(dict(overrides or {}))
-    app = ScimApp(settings)
+    if current_app is not None:   # one database per process: the last app's recorder stops
+        current_app.close()
+    app = current_app = ScimApp(settings)
     configure_extensions(settings['extension_schemas'])
     store.open_database(settings['database'])
     for method, path, callback in SCIM_ROUTES:
         app.route(settings['base_path'] + path, method, with_token(callback))
+    for method, path, callback, public in DASHBOARD_ROUTES:
+        app.route(path, method, dashboard_route(callback, public))
     return app
+
+
+current_app = None
 
 
 class LazyApp:

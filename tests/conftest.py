@@ -125,7 +125,7 @@ def app(database_url):
     """The real WSGI app on the fresh database, with a known token."""
     application = scim_server.make_app({'database': database_url, 'token': TOKEN})
     yield application
-    store.close_database()
+    application.close()
 
 
 class ScimClient:

@@ -3,6 +3,7 @@ a newer one starts on it, and one a newer scimlite made is refused in one line."
 
 import json
 import re
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -91,6 +92,11 @@ def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_ever
         assert (status, taken['scimType']) == (409, 'uniqueness')
         assert call(servers, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'new@example.com'},
                     via=1)[0] == 201
+        # Version 3's table: both servers record their exchanges for the dashboard in it.
+        deadline = time.monotonic() + 10
+        while run_sql(database_url, [('SELECT COUNT(*) FROM request_log', ())]) != [(6,)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run_sql(database_url, [('SELECT COUNT(*) FROM request_log', ())]) == [(6,)]
     finally:
         servers.stop()
     # Starting again on the upgraded database changes nothing.

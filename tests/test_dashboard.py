@@ -1,0 +1,445 @@
+"""The dashboard over webtest: the gate on every route, the session cookie, the login
+throttle, what the page and its data show, the exchange log (scrubbed, capped,
+shared by processes), and the console line. The browser's view of the same page
+is tests/test_dashboard_browser.py."""
+
+import http.client
+import json
+import re
+import time
+from urllib.parse import urlencode
+
+import pytest
+import webtest
+
+import scim_server
+import store
+from conftest import TOKEN, USER_SCHEMA, ScimClient
+from serverprocess import ServerProcess
+
+PASSWORD = 'Correct-Horse-Battery-9'
+GATED = [(method, path) for method, path, _, public in scim_server.DASHBOARD_ROUTES if not public]
+
+
+def concrete(path):
+    return path.replace('<exchange_id>', '0' * 36)
+
+
+def make(database_url, **settings):
+    return scim_server.make_app({'database': database_url, 'token': TOKEN, **settings})
+
+
+@pytest.fixture
+def browser(app):
+    """A webtest client that keeps cookies, as a browser does (not logged in)."""
+    return webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+
+
+def log_in(browser, token=TOKEN, **kwargs):
+    return browser.post('/dashboard/login', {'token': token}, **kwargs)
+
+
+@pytest.fixture
+def session(browser):
+    """The same client, logged in."""
+    log_in(browser, status=303)
+    return browser
+
+
+def data(app, session):
+    app.exchanges.flush()
+    return session.get('/dashboard/data', status=200).json
+
+
+def assert_security_headers(response):
+    policy = response.headers['Content-Security-Policy']
+    assert "script-src 'self'" in policy and 'unsafe-inline' not in policy and "frame-ancestors 'none'" in policy
+    assert response.headers['X-Frame-Options'] == 'DENY'
+    assert response.headers['X-Content-Type-Options'] == 'nosniff'
+    assert response.headers['Cache-Control'] == 'no-store'
+
+
+# ---------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------
+
+def test_the_dashboard_routes_are_the_ones_tested():
+    """A new dashboard route must be added to this file's gate tests: they enumerate these."""
+    assert {(method, path) for method, path, _, public in scim_server.DASHBOARD_ROUTES if public} == {
+        ('GET', '/'), ('POST', '/dashboard/login'), ('POST', '/dashboard/logout'), ('GET', '/dashboard/dashboard.css')}
+    assert len(GATED) == 3
+
+
+@pytest.mark.parametrize('method,path', GATED)
+def test_every_gated_route_answers_401_without_a_session(browser, client, method, path):
+    client.create_user('secret.person@example.com', password=PASSWORD)
+    response = browser.request(concrete(path), method=method, expect_errors=True)
+    assert response.status_int == 401
+    assert 'secret.person' not in response.text and 'function' not in response.text
+    assert response.json == {'detail': 'Log in at / first.'}
+    assert_security_headers(response)
+
+
+@pytest.mark.parametrize('method,path', GATED)
+@pytest.mark.parametrize('cookie', [
+    'garbage', '', '1.2.3', '9999999999.nonce.' + '0' * 64, '.' * 100, 'é' * 10,
+], ids=['garbage', 'empty', 'short', 'forged signature', 'dots', 'non-ASCII'])
+def test_a_forged_cookie_opens_nothing(browser, method, path, cookie):
+    browser.set_cookie(scim_server.SESSION_COOKIE, cookie)
+    assert browser.request(concrete(path), method=method, expect_errors=True).status_int == 401
+
+
+def test_a_cookie_signed_for_another_token_or_expired_opens_nothing(browser, monkeypatch):
+    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(('another-token',)))
+    assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
+    monkeypatch.setattr(scim_server, 'SESSION_SECONDS', -1)
+    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session((TOKEN,)))
+    assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
+
+
+def test_the_home_page_without_a_session_is_the_login_form_and_shows_no_data(browser, client):
+    client.create_user('secret.person@example.com')
+    page = browser.get('/', status=200)
+    assert page.content_type == 'text/html'
+    form = page.forms[0]
+    assert form.action == '/dashboard/login' and form.method.upper() == 'POST'
+    assert form['token'].attrs['type'] == 'password'
+    assert 'secret.person' not in page.text and 'dashboard.js' not in page.text
+    assert_security_headers(page)
+    assert browser.get('/dashboard/dashboard.css', status=200).content_type == 'text/css'
+
+
+def test_the_right_token_gives_a_signed_httponly_strict_cookie(browser):
+    response = log_in(browser, status=303)
+    assert response.headers['Location'].endswith('/')
+    cookie = response.headers['Set-Cookie']
+    assert cookie.startswith(f'{scim_server.SESSION_COOKIE}=')
+    assert 'HttpOnly' in cookie and re.search(r'SameSite=strict', cookie, re.I)
+    assert 'Max-Age=43200' in cookie and 'Path=/' in cookie
+    assert 'Secure' not in cookie   # plain http on localhost: a Secure cookie would never come back
+    assert TOKEN not in cookie
+    assert 'dashboard.js' in browser.get('/', status=200).text
+
+
+def test_behind_https_the_cookie_is_secure(browser):
+    response = browser.post('/dashboard/login', {'token': TOKEN}, headers={'X-Forwarded-Proto': 'https'}, status=303)
+    assert 'Secure' in response.headers['Set-Cookie']
+
+
+@pytest.mark.parametrize('token', ['wrong', TOKEN.upper(), TOKEN + ' x', f'Bearer {TOKEN}', TOKEN[:-1], 'é'])
+def test_a_wrong_token_is_refused_with_the_form_again(browser, token):
+    response = log_in(browser, token, expect_errors=True)
+    assert response.status_int == 401
+    assert 'not the server’s token' in response.text and response.forms[0]['token'].value in ('', None)
+    assert 'Set-Cookie' not in response.headers
+    assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
+
+
+def test_no_token_at_all_is_refused(browser):
+    assert browser.post('/dashboard/login', {}, expect_errors=True).status_int == 401
+    assert browser.post('/dashboard/login', {'token': ''}, expect_errors=True).status_int == 401
+
+
+def test_the_demo_token_logs_in_from_this_machine_only(database_url):
+    app = make(database_url, token=scim_server.DEMO_TOKEN)
+    remote = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '192.0.2.7'})
+    assert log_in(remote, scim_server.DEMO_TOKEN, expect_errors=True).status_int == 401
+    local = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    assert log_in(local, scim_server.DEMO_TOKEN).status_int == 303
+
+
+def test_login_attempts_are_throttled_per_address(browser, app):
+    for _ in range(scim_server.LOGIN_FAILURES_ALLOWED):
+        assert log_in(browser, 'guess', expect_errors=True).status_int == 401
+    throttled = log_in(browser, TOKEN, expect_errors=True)   # even the right token: it is not looked at
+    assert throttled.status_int == 429
+    assert 1 <= int(throttled.headers['Retry-After']) <= scim_server.LOGIN_FAILURE_WINDOW
+    assert 'Set-Cookie' not in throttled.headers
+    elsewhere = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.2'})
+    assert log_in(elsewhere).status_int == 303
+
+
+def test_a_login_posted_from_another_site_is_refused(browser):
+    response = log_in(browser, headers={'Origin': 'https://evil.example'}, expect_errors=True)
+    assert response.status_int == 400 and 'Set-Cookie' not in response.headers
+    assert log_in(browser, headers={'Origin': 'http://localhost:80'}, status=303)
+
+
+def test_logout_ends_the_session(session):
+    response = session.post('/dashboard/logout', status=303)
+    assert re.search(r'scimlite_session=("")?;.*expires=Thu, 01 Jan 1970', response.headers['Set-Cookie'], re.I)
+    assert session.get('/dashboard/data', expect_errors=True).status_int == 401
+    assert 'name="token"' in session.get('/').text
+
+
+def test_every_dashboard_answer_carries_the_security_headers(session):
+    for method, path, _, _ in scim_server.DASHBOARD_ROUTES:
+        if method == 'GET':
+            assert_security_headers(session.get(concrete(path), expect_errors=True))
+
+
+# ---------------------------------------------------------------------------
+# What the page shows
+# ---------------------------------------------------------------------------
+
+def test_data_shows_users_with_names_and_groups_and_groups_with_member_counts(app, session, client):
+    ada = client.create_user('ada@example.com', name={'givenName': 'Ada', 'familyName': 'Lovelace'})
+    bob = client.create_user('bob@example.com', name={'formatted': 'Bob B. Bobson'}, active=False)
+    client.create_group('Engineering', [ada['id'], bob['id']])
+    client.create_group('Admins', [ada['id']])
+    client.create_group('Empty')
+    shown = data(app, session)
+    assert shown['users']['total'] == 2
+    assert [(u['userName'], u['name'], u['active'], u['groups']) for u in shown['users']['shown']] == [
+        ('bob@example.com', 'Bob B. Bobson', False, ['Engineering']),
+        ('ada@example.com', 'Ada Lovelace', True, ['Admins', 'Engineering']),
+    ]
+    assert shown['groups']['total'] == 3
+    assert [(g['displayName'], g['members']) for g in shown['groups']['shown']] == [
+        ('Empty', 0), ('Admins', 1), ('Engineering', 2)]
+
+
+def test_data_shows_the_newest_hundred_of_many(app, session, client):
+    for n in range(scim_server.SHOWN + 5):
+        store.User.insert(id=f'u{n:04d}', user_name=f'user{n}', user_name_key=f'user{n}', resource='{}',
+                          created=f'2026-01-01T00:00:00.{n:06d}Z', last_modified='x').execute()
+    users = data(app, session)['users']
+    assert users['total'] == scim_server.SHOWN + 5
+    assert len(users['shown']) == scim_server.SHOWN
+    assert users['shown'][0]['id'] == f'u{scim_server.SHOWN + 4:04d}'
+
+
+def test_the_page_escapes_what_it_shows(session, database_url):
+    """The SCIM base URL comes from X-Forwarded-Host: it is text on the page, not markup."""
+    page = session.get('/', headers={'X-Forwarded-Host': 'x"><script>alert(1)</script>'}, status=200)
+    assert '<script>alert(1)' not in page.text
+    assert '&lt;script&gt;' in page.text
+
+
+# ---------------------------------------------------------------------------
+# The exchange log
+# ---------------------------------------------------------------------------
+
+def exchange_details(app, session, method, path_start):
+    shown = data(app, session)['exchanges']['shown']
+    matching = [e for e in shown if e['method'] == method and e['path'].startswith(path_start)]
+    assert matching, shown
+    return session.get(f'/dashboard/exchanges/{matching[0]["id"]}', status=200).json
+
+
+def test_an_exchange_is_recorded_with_status_duration_agent_and_bodies(app, session, client):
+    user = client.create_user('ada@example.com', name={'givenName': 'Ada'})
+    summary = data(app, session)['exchanges']['shown'][0]
+    assert (summary['method'], summary['path'], summary['status']) == ('POST', '/scim/v2/Users', 201)
+    assert summary['user_agent'] == 'Okta SCIM Client 1.0.0' and summary['duration_ms'] > 0
+    whole = session.get(f'/dashboard/exchanges/{summary["id"]}', status=200).json
+    assert json.loads(whole['request_body'])['name'] == {'givenName': 'Ada'}
+    assert json.loads(whole['response_body'])['id'] == user['id']
+    assert whole['response_headers']['Location'].endswith(user['id'])
+    assert whole['request_headers']['User-Agent'] == 'Okta SCIM Client 1.0.0'
+
+
+def test_exchanges_are_newest_first_and_hold_refusals_too(app, session, client):
+    client.get('/Users?filter=userName%20eq%20%22nobody%22', status=200)
+    client.get('/Users/does-not-exist', status=404)
+    client.request('GET', '/Users', headers={'Authorization': 'Bearer wrong'}, status=401)
+    shown = data(app, session)['exchanges']['shown']
+    assert [(e['path'], e['status']) for e in shown] == [
+        ('/scim/v2/Users', 401), ('/scim/v2/Users/does-not-exist', 404),
+        ('/scim/v2/Users?filter=userName eq "nobody"', 200)]
+
+
+def test_the_dashboard_itself_is_not_recorded(app, session, client):
+    session.get('/')
+    session.get('/dashboard/data')
+    session.get('/favicon.ico', expect_errors=True)
+    client.get('/Users', status=200)
+    assert [e['path'] for e in data(app, session)['exchanges']['shown']] == ['/scim/v2/Users']
+
+
+PASSWORD_CARRIERS = [
+    ('POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'p1', 'password': PASSWORD}),
+    ('POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'p2', 'PassWord': PASSWORD}),
+    ('PATCH', '/Users/{id}', {'Operations': [{'op': 'replace', 'path': 'password', 'value': PASSWORD}]}),
+    ('PATCH', '/Users/{id}', {'Operations': [{'op': 'replace', 'value': {'password': PASSWORD}}]}),
+    ('PATCH', '/Users/{id}', {'Operations': [
+        {'op': 'Replace', 'path': 'urn:ietf:params:scim:schemas:core:2.0:User:password', 'value': PASSWORD}]}),
+    ('PUT', '/Users/{id}', {'schemas': [USER_SCHEMA], 'userName': 'p3', 'password': PASSWORD}),
+]
+
+
+@pytest.mark.parametrize('method,path,body', PASSWORD_CARRIERS)
+def test_passwords_are_scrubbed_before_they_are_stored(app, session, client, method, path, body):
+    user = client.create_user('someone@example.com')
+    if method == 'PATCH':
+        body = {'schemas': [scim_server.PATCH_SCHEMA], **body}
+    client.request(method, path.format(id=user['id']), body)
+    app.exchanges.flush()
+    rows = [json.dumps(row) for row in store.Exchange.select().dicts()]
+    assert rows and not any(PASSWORD in row for row in rows)
+    whole = exchange_details(app, session, method, scim_server.DEFAULTS['base_path'] + path.split('/{')[0])
+    assert scim_server.SCRUBBED in whole['request_body']
+
+
+def test_a_body_that_is_not_json_but_mentions_a_password_is_withheld(app, session, client):
+    client.request('POST', '/Users', raw=f'{{"userName": "x", "password": "{PASSWORD}", oops'.encode())
+    whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
+    assert PASSWORD not in whole['request_body'] and whole['request_body'].startswith('[not shown')
+    client.request('POST', '/Users', raw=b'not json at all')
+    assert exchange_details(app, session, 'POST', '/scim/v2/Users')['request_body'] == 'not json at all'
+
+
+def test_tokens_are_scrubbed_wherever_a_client_puts_them(app, session, client):
+    client.get(f'/Users?access_token={TOKEN}', status=200)
+    client.request('GET', '/Groups', headers={'Authorization': f'Basic {TOKEN}', 'X-Api-Key': TOKEN,
+                                               'X-Note': f'token {TOKEN}'}, status=401)
+    client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'u', 'title': TOKEN}, status=201)
+    app.exchanges.flush()
+    everything = json.dumps(list(store.Exchange.select().dicts()))
+    assert TOKEN not in everything
+    whole = exchange_details(app, session, 'GET', '/scim/v2/Groups')
+    assert whole['request_headers']['Authorization'] == 'Basic [scrubbed]'
+    for path in ('/', '/dashboard/data', '/dashboard/dashboard.js'):
+        assert TOKEN not in session.get(path).text
+
+
+def test_a_large_body_is_kept_in_part_and_a_nul_in_full(app, session, client):
+    big = 'x' * (scim_server.MAX_LOGGED_BODY + 500)
+    client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'big', 'title': big}, status=201)
+    whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
+    assert whole['request_body'].endswith('more bytes not kept]')
+    assert len(whole['request_body']) < scim_server.MAX_LOGGED_BODY + 100
+    client.request('POST', '/Users', raw=b'{"userName": "a\x00b"}', status=400)
+    whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
+    assert whole['status'] == 400 and '\ufffd' in whole['request_body']
+
+
+def test_only_the_newest_exchanges_are_kept(database_url):
+    app = make(database_url, exchanges_kept=5)
+    client = ScimClient(app)
+    for n in range(8):
+        client.get(f'/Users?count={n}', status=200)
+        app.exchanges.flush()   # one batch each: the table, not only the queue, is trimmed
+    kept = [row[0] for row in store.Exchange.select(store.Exchange.path).order_by(store.Exchange.id).tuples()]
+    assert kept == [f'/scim/v2/Users?count={n}' for n in range(3, 8)]
+    for n in range(8):   # a burst between two writes: the queue keeps the newest too
+        client.get(f'/Groups?count={n}', status=200)
+    app.exchanges.flush()
+    assert store.Exchange.select().count() == 5
+    app.close()
+
+
+def test_recording_can_be_switched_off(database_url):
+    app = make(database_url, record_exchanges='off')
+    ScimClient(app).create_user('ada@example.com')
+    app.exchanges.flush()
+    assert store.Exchange.select().count() == 0
+    session = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    log_in(session, status=303)
+    shown = session.get('/dashboard/data').json
+    assert shown['exchanges'] == {'recording': False, 'kept': 500, 'shown': []}
+    assert shown['users']['total'] == 1
+    assert 'Recording is off' in session.get('/').text
+    app.close()
+
+
+def test_recording_does_not_wait_for_the_database(app, client, monkeypatch):
+    """The request thread only queues: a slow or failing write is the writer thread's."""
+    def refuse(*args):
+        raise AssertionError('written on the request thread')
+    monkeypatch.setattr(store, 'add_exchanges', refuse)
+    app.exchanges.stop()   # no writer thread: nothing may write
+    client.create_user('ada@example.com')
+    assert len(app.exchanges.queue) == 1
+
+
+def test_a_failed_batch_is_logged_once_and_scim_goes_on(app, client, monkeypatch, caplog):
+    def unavailable(*args):
+        raise store.OperationalError('database is locked')
+    monkeypatch.setattr(store, 'add_exchanges', unavailable)
+    for n in range(3):
+        client.create_user(f'user{n}@example.com')
+        app.exchanges.flush()
+    assert [r.message for r in caplog.records].count(
+        'could not record 1 exchange(s) for the dashboard: database is locked') == 1
+
+
+def test_exchanges_are_shared_by_every_process_on_the_database(database_url, tmp_path):
+    """An exchange served by one process is on the dashboard of the other."""
+    token = 'shared-token-0123456789'
+    first = ServerProcess(database=database_url, token=token)
+    second = ServerProcess(database=database_url, token=token)
+    try:
+        connection = http.client.HTTPConnection('127.0.0.1', first.port, timeout=10)
+        connection.request('GET', '/scim/v2/Users?filter=userName%20eq%20%22via-first%22',
+                            headers={'Authorization': f'Bearer {token}'})
+        assert connection.getresponse().status == 200
+        dashboard = http.client.HTTPConnection('127.0.0.1', second.port, timeout=10)
+        dashboard.request('POST', '/dashboard/login', urlencode({'token': token}),
+                          {'Content-Type': 'application/x-www-form-urlencoded'})
+        answer = dashboard.getresponse()
+        answer.read()
+        cookie = answer.getheader('Set-Cookie').split(';')[0]
+        deadline = time.monotonic() + 10
+        while True:
+            dashboard.request('GET', '/dashboard/data', headers={'Cookie': cookie})
+            paths = [e['path'] for e in json.loads(dashboard.getresponse().read())['exchanges']['shown']]
+            if paths or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert paths == ['/scim/v2/Users?filter=userName eq "via-first"']
+    finally:
+        first.stop()
+        second.stop()
+    assert re.search(r'\d\d:\d\d:\d\d  GET    /scim/v2/Users\?filter=userName eq "via-first"  200  [\d.]+ ms',
+                     first.output), first.output
+
+
+# ---------------------------------------------------------------------------
+# The console line
+# ---------------------------------------------------------------------------
+
+def test_each_scim_request_prints_one_line(database_url, capsys):
+    app = make(database_url)
+    client = ScimClient(app)
+    client.create_user('ada@example.com')
+    client.get('/Users/missing', status=404)
+    webtest.TestApp(app).get('/')
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r'\d\d:\d\d:\d\d  POST   /scim/v2/Users  201  \d+\.\d ms', lines[0])
+    assert re.fullmatch(r'\d\d:\d\d:\d\d  GET    /scim/v2/Users/missing  404  \d+\.\d ms', lines[1])
+    app.close()
+
+
+def test_quiet_prints_nothing(database_url, capsys):
+    app = make(database_url, quiet=True)
+    ScimClient(app).create_user('ada@example.com')
+    assert capsys.readouterr().out == ''
+    app.close()
+
+
+def test_a_path_cannot_write_escape_sequences_to_the_terminal(database_url, capsys):
+    app = make(database_url)
+    ScimClient(app).get('/Users/%1b%5b2J%1b%5d0;owned%07', status=404)
+    out = capsys.readouterr().out
+    assert '\x1b' not in out and '\x07' not in out and '\\x1b[2J' in out
+    app.close()
+
+
+@pytest.mark.parametrize('given,expected', [('on', True), ('OFF', False), ('yes', True), ('0', False)])
+def test_switches_read_on_and_off(given, expected, tmp_path):
+    settings = scim_server.normalise_settings({'token': TOKEN, 'quiet': given, 'record_exchanges': given})
+    assert settings['quiet'] is settings['record_exchanges'] is expected
+
+
+def test_a_bad_switch_or_keep_count_is_a_one_line_error():
+    with pytest.raises(scim_server.SettingsError, match='record_exchanges must be on or off'):
+        scim_server.normalise_settings({'token': TOKEN, 'record_exchanges': 'maybe'})
+    with pytest.raises(scim_server.SettingsError, match='exchanges_kept must be at least 1'):
+        scim_server.normalise_settings({'token': TOKEN, 'exchanges_kept': '0'})
+
+
+def test_quiet_is_a_command_line_flag():
+    assert scim_server.load_settings(['--token', 't', '--quiet'], environ={})['quiet'] is True
+    assert scim_server.load_settings(['--token', 't'], environ={})['quiet'] is False

@@ -1,0 +1,171 @@
+// scimlite's dashboard: fills the page from /dashboard/data every two seconds.
+// Everything is set as text (never as HTML), so nothing an IdP sends can run here.
+'use strict';
+
+const REFRESH_MS = 2000;
+const expanded = new Set();    // exchange ids whose details are open
+const details = new Map();     // exchange id -> its details, once fetched
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? '' : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function replaceRows(tbody, rows) {
+  tbody.replaceChildren(...rows);
+}
+
+function countText(shown, total) {
+  return shown < total ? `(newest ${shown} of ${total})` : `(${total})`;
+}
+
+function userRows(users) {
+  return users.map((user) => {
+    const row = document.createElement('tr');
+    row.dataset.id = user.id;
+    cell(row, user.userName, 'user-name');
+    cell(row, user.name);
+    cell(row, user.active ? 'yes' : 'no', user.active ? 'active' : 'inactive');
+    cell(row, user.groups.join(', '));
+    return row;
+  });
+}
+
+function groupRows(groups) {
+  return groups.map((group) => {
+    const row = document.createElement('tr');
+    row.dataset.id = group.id;
+    cell(row, group.displayName, 'group-name');
+    cell(row, group.members, 'number');
+    return row;
+  });
+}
+
+function pretty(text) {
+  if (!text) return '(empty)';
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch (error) {
+    return text;
+  }
+}
+
+function headerLines(headers) {
+  return Object.entries(headers || {}).map(([name, value]) => `${name}: ${value}`).join('\n');
+}
+
+function detailBlock(title, headers, body) {
+  const block = document.createElement('div');
+  block.className = 'detail';
+  const heading = document.createElement('h3');
+  heading.textContent = title;
+  const head = document.createElement('pre');
+  head.className = 'headers';
+  head.textContent = headerLines(headers);
+  const content = document.createElement('pre');
+  content.className = 'body';
+  content.textContent = pretty(body);
+  block.append(heading, head, content);
+  return block;
+}
+
+function detailRow(id) {
+  const row = document.createElement('tr');
+  row.className = 'exchange-detail';
+  const td = row.insertCell();
+  td.colSpan = 6;
+  const exchange = details.get(id);
+  if (!exchange) {
+    td.textContent = 'Loading…';
+  } else if (exchange.error) {
+    td.textContent = exchange.error;
+  } else {
+    td.append(detailBlock(`Request: ${exchange.method} ${exchange.path}`, exchange.request_headers, exchange.request_body),
+              detailBlock(`Response: ${exchange.status}`, exchange.response_headers, exchange.response_body));
+  }
+  return row;
+}
+
+async function loadDetails(id) {
+  const answer = await fetch(`/dashboard/exchanges/${encodeURIComponent(id)}`, {cache: 'no-store'});
+  if (answer.status === 401) return window.location.reload();
+  details.set(id, answer.ok ? await answer.json() : {error: 'That exchange is no longer kept.'});
+  render(lastData);
+}
+
+function toggle(id) {
+  if (expanded.has(id)) {
+    expanded.delete(id);
+  } else {
+    expanded.add(id);
+    if (!details.has(id)) loadDetails(id);
+  }
+  render(lastData);
+}
+
+function statusClass(status) {
+  if (status >= 500) return 'status-5xx';
+  if (status >= 400) return 'status-4xx';
+  return 'status-2xx';
+}
+
+function exchangeRows(exchanges) {
+  const rows = [];
+  for (const exchange of exchanges) {
+    const row = document.createElement('tr');
+    row.className = 'exchange';
+    row.dataset.id = exchange.id;
+    const time = row.insertCell();
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'expand';
+    button.setAttribute('aria-expanded', expanded.has(exchange.id) ? 'true' : 'false');
+    button.textContent = new Date(exchange.received).toLocaleTimeString();
+    button.addEventListener('click', () => toggle(exchange.id));
+    time.append(button);
+    cell(row, exchange.method, 'method');
+    cell(row, exchange.path, 'path');
+    cell(row, exchange.status, `status ${statusClass(exchange.status)}`);
+    cell(row, exchange.duration_ms.toFixed(1), 'number');
+    cell(row, exchange.user_agent, 'agent');
+    rows.push(row);
+    if (expanded.has(exchange.id)) rows.push(detailRow(exchange.id));
+  }
+  return rows;
+}
+
+let lastData = null;
+
+function render(data) {
+  if (!data) return;
+  replaceRows(document.querySelector('#users tbody'), userRows(data.users.shown));
+  document.getElementById('users-count').textContent = countText(data.users.shown.length, data.users.total);
+  replaceRows(document.querySelector('#groups tbody'), groupRows(data.groups.shown));
+  document.getElementById('groups-count').textContent = countText(data.groups.shown.length, data.groups.total);
+  replaceRows(document.querySelector('#exchanges tbody'), exchangeRows(data.exchanges.shown));
+  document.getElementById('exchanges-count').textContent = `(${data.exchanges.shown.length})`;
+}
+
+async function refresh() {
+  const status = document.getElementById('status');
+  try {
+    const answer = await fetch('/dashboard/data', {cache: 'no-store'});
+    if (answer.status === 401) {   // the session ended: back to the login form
+      window.location.reload();
+      return;
+    }
+    if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
+    lastData = await answer.json();
+    render(lastData);
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    status.classList.remove('stale');
+  } catch (error) {
+    status.textContent = `Not updated: ${error.message}`;
+    status.classList.add('stale');
+  }
+}
+
+refresh();
+setInterval(refresh, REFRESH_MS);
