@@ -1,7 +1,7 @@
 """scimlite: a SCIM 2.0 provisioning server you start with one command.
 
     pip install -r requirements.txt
-    python scim_server.py [--config PATH] [--host HOST] [--port PORT] [--database URL] [--token TOKEN]
+    python scim_server.py [--config PATH] [--host HOST] [--port PORT] [--database URL] [--token TOKEN] [--quiet]
 
 Point Okta or Microsoft Entra ID at http://127.0.0.1:5000/scim/v2 (usually through
 ngrok) and users and groups arrive in a SQLite file, scim.db.
@@ -10,7 +10,10 @@ What it supports: /Users and /Groups with POST, GET (by id, and lists with
 the whole filter language, sortBy, startIndex, count, attributes and
 excludedAttributes), POST .search, PUT, PATCH (RFC 7644 §3.5.2, with Okta's
 and Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
-/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match.
+/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match. At / a
+dashboard, behind a login with the token, shows the users, the groups and the
+recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
+line per SCIM request.
 
 What it deliberately does not: bulk operations, password changes, nested
 groups (members are users), and authenticating end users: the password an IdP
@@ -1913,9 +1916,13 @@ SCIM_ROUTES = (
 # Each SCIM request is printed as one line and queued for the dashboard by
 # ScimApp.__call__. A request pays for an append to a queue; one thread of its
 # own scrubs the queued exchanges and writes them in a batch every half second,
-# so recording never holds a request, and readers never wait behind it.
+# so recording never holds a request, and readers never wait behind it. Under a
+# flood (a benchmark, a full import) a batch keeps only the newest BATCH_MAX:
+# nobody reads a thousand exchanges a second, and writing them all would cost
+# the writes that matter a quarter of their speed (measured: bench/run.py).
 
-MAX_LOGGED_BODY = 64 * 1024   # bytes of each body kept for the dashboard
+MAX_LOGGED_BODY = 16 * 1024   # bytes of each body kept for the dashboard (a page of 25 users)
+BATCH_MAX = 50                # exchanges written each half second, at most: the newest
 SCRUBBED = '[scrubbed]'
 CREDENTIAL_HEADERS = ('HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE', 'HTTP_X_API_KEY')
 
@@ -1925,8 +1932,16 @@ def printable(text):
     return text if text.isprintable() else text.encode('unicode_escape').decode('ascii')
 
 
+_clock = (None, '')   # the last second, formatted: strftime costs more than the rest of the line
+
+
 def console_line(method, path, status, seconds):
-    return f'{time.strftime("%H:%M:%S")}  {method:<6} {printable(path)[:200]}  {status}  {seconds * 1000:.1f} ms\n'
+    global _clock
+    second = int(time.time())
+    shown = _clock   # one read: another thread may replace it
+    if shown[0] != second:
+        shown = _clock = (second, time.strftime('%H:%M:%S', time.localtime(second)))
+    return f'{shown[1]}  {method:<6} {printable(path)[:200]}  {status}  {seconds * 1000:.1f} ms\n'
 
 
 def request_path(environ):
@@ -1953,19 +1968,22 @@ def scrub_passwords(document):
     return scrubbed
 
 
-def scrubbed_body(body, length, tokens):
-    """A request or response body (its first MAX_LOGGED_BODY bytes, of `length`) as
-    text for the dashboard, with passwords and tokens replaced."""
+MENTIONS_PASSWORD = re.compile('password', re.IGNORECASE).search
+
+
+def scrubbed_body(body, tokens):
+    """A request or response body as text for the dashboard (its first
+    MAX_LOGGED_BODY bytes), with passwords and tokens replaced."""
     if not body:
         return ''
     text = body[:MAX_LOGGED_BODY].decode('utf-8', 'replace')
-    try:
-        text = json.dumps(scrub_passwords(json.loads(text)), ensure_ascii=False)
-    except (ValueError, RecursionError):
-        if 'password' in text.lower():   # cut short or not JSON: no telling where a value ends
-            return f'[not shown: {length} bytes that mention a password but are not whole JSON]'
-    if length > MAX_LOGGED_BODY:
-        text += f'\n[… {length - MAX_LOGGED_BODY} more bytes not kept]'
+    if MENTIONS_PASSWORD(text):
+        try:
+            text = json.dumps(scrub_passwords(json.loads(text)), ensure_ascii=False)
+        except (ValueError, RecursionError):   # cut short or not JSON: no telling where a value ends
+            return f'[not shown: {len(body)} bytes that mention a password but are not whole JSON]'
+    if len(body) > MAX_LOGGED_BODY:
+        text += f'\n[… {len(body) - MAX_LOGGED_BODY} more bytes not kept]'
     return without_tokens(text, tokens)
 
 
@@ -1994,15 +2012,15 @@ def request_headers(headers, tokens):
 class ExchangeLog:
     """The recent SCIM exchanges, queued by request threads, written by one thread.
 
-    Under a flood the queue keeps only the newest `keep`: the table keeps no
-    more. `flush()` writes what is queued now (the writer thread calls it, and
-    tests do, to see an exchange at once)."""
+    The queue keeps the newest BATCH_MAX (or `keep`, if fewer): under a flood the
+    log is a sample. `flush()` writes what is queued now (the writer thread calls
+    it, and tests do, to see an exchange at once)."""
 
     FLUSH_SECONDS = 0.5
 
     def __init__(self, keep, tokens, record, console):
         self.keep, self.tokens, self.record_exchanges, self.console = keep, tokens, record, console
-        self.queue = collections.deque(maxlen=keep)
+        self.queue = collections.deque(maxlen=min(keep, BATCH_MAX))
         self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
         self.sequence = itertools.count()
         self.flushing = threading.Lock()
@@ -2012,24 +2030,23 @@ class ExchangeLog:
 
     def add(self, environ, received_ns, seconds, status, headers, body):
         """Print the console line and queue the exchange (on the request's thread: cheap)."""
-        method = environ.get('REQUEST_METHOD', '')
+        path = request_path(environ)
         if self.console is not None:
             try:
-                self.console.write(console_line(method, request_path(environ), status[:3], seconds))
+                self.console.write(console_line(environ.get('REQUEST_METHOD', ''), path, status[:3], seconds))
             except (OSError, ValueError):   # a closed or broken console: serving matters more
                 self.console = None
         if self.thread is None:   # it also flushes the console, when that is a pipe or a file
             self._start()
         if not self.record_exchanges:
             return
-        request_body = environ.get('scimlite.body', b'')
-        self.queue.append((
-            f'{received_ns:020d}{self.tag}{next(self.sequence) % 10**8:08d}', received_ns, seconds, method,
-            request_path(environ),
-            [(key, value) for key, value in environ.items()
-             if key.startswith('HTTP_') or key in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
-            request_body[:MAX_LOGGED_BODY], len(request_body), status, headers,
-            body[:MAX_LOGGED_BODY], len(body)))
+        # A copy of the environ costs less than picking the headers out of it: that,
+        # like all the rest, is the writer thread's work, for the few it keeps.
+        copied = environ.copy()
+        del copied['wsgi.input']
+        copied.pop('bottle.request', None)
+        self.queue.append((f'{received_ns:020d}{self.tag}{next(self.sequence) % 10**8:08d}', received_ns,
+                           seconds, path, copied, status, headers, body))
 
     def _start(self):
         with self.flushing:
@@ -2064,22 +2081,23 @@ class ExchangeLog:
             finally:
                 store.release_connection()
 
-    def _row(self, key, received_ns, seconds, method, path, environ_headers, request_body, request_length,
-             status, headers, response_body, response_length):
+    def _row(self, key, received_ns, seconds, path, environ, status, headers, response_body):
         seconds_part, nanoseconds = divmod(received_ns, 1_000_000_000)
         received = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds_part)) + f'.{nanoseconds // 1000:06d}Z'
-        shown_request = request_headers(environ_headers, self.tokens)
+        shown_request = request_headers([(key, value) for key, value in environ.items()
+                                         if key.startswith('HTTP_') or key in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
+                                        self.tokens)
         return {
-            'id': key, 'received': received, 'method': method[:16],
+            'id': key, 'received': received, 'method': environ.get('REQUEST_METHOD', '')[:16],
             'path': without_tokens(path, self.tokens)[:4096],
             'status': int(status[:3]) if status[:3].isdigit() else 0,
             'duration_ms': round(seconds * 1000, 3),
             'user_agent': shown_request.get('User-Agent', '')[:500] or None,
             'request_headers': json.dumps(shown_request, ensure_ascii=False),
-            'request_body': scrubbed_body(request_body, request_length, self.tokens),
+            'request_body': scrubbed_body(environ.get('scimlite.body', b''), self.tokens),
             'response_headers': json.dumps({name: without_tokens(value, self.tokens) for name, value in headers},
                                            ensure_ascii=False),
-            'response_body': scrubbed_body(response_body, response_length, self.tokens),
+            'response_body': scrubbed_body(response_body, self.tokens),
         }
 
     def stop(self):
@@ -2113,7 +2131,7 @@ SECURITY_HEADERS = {
                                "img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     'X-Frame-Options': 'DENY',
     'X-Content-Type-Options': 'nosniff',
-    'Referrer-Policy': 'no-referrer',
+    'Referrer-Policy': 'same-origin',
     'Cache-Control': 'no-store',
 }
 
@@ -2196,7 +2214,12 @@ def page(name, **values):
 
 
 def same_origin():
-    """A form post from this server's own page (a browser sends Origin with a POST)."""
+    """A form post from this server's own page. A browser says so in Sec-Fetch-Site;
+    one too old for that sends Origin with a POST. A client that sends neither is
+    no browser, and has no session to abuse."""
+    site = request.environ.get('HTTP_SEC_FETCH_SITE')
+    if site is not None:
+        return site == 'same-origin'
     origin = request.environ.get('HTTP_ORIGIN')
     if origin is None:
         return True

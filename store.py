@@ -1362,14 +1362,20 @@ EXCHANGE_SUMMARY = (Exchange.id, Exchange.received, Exchange.method, Exchange.pa
                     Exchange.duration_ms, Exchange.user_agent)
 
 
+EXCHANGE_INSERT = Prepared(lambda: Exchange.insert(
+    {field: slot(field.name) for field in Exchange._meta.sorted_fields}).on_conflict_ignore())
+EXCHANGE_TRIM = Prepared(lambda: Exchange.delete().where(
+    Exchange.id < Exchange.select(Exchange.id).order_by(Exchange.id.desc()).limit(1).offset(slot('keep'))))
+
+
 def add_exchanges(exchanges, keep):
     """Store `exchanges` (dicts of Exchange's fields) in one transaction, then keep
     only the newest `keep` of every process's: one short write a batch, however
     busy the server (SQLite has one writer; readers never wait for it)."""
     with writing():
-        Exchange.insert_many(exchanges).on_conflict_ignore().execute()
-        oldest_kept = Exchange.select(Exchange.id).order_by(Exchange.id.desc()).limit(1).offset(keep - 1)
-        Exchange.delete().where(Exchange.id < oldest_kept).execute()
+        for exchange in exchanges:
+            EXCHANGE_INSERT.execute(**exchange)
+        EXCHANGE_TRIM.execute(keep=keep - 1)
 
 
 def recent_exchanges(limit):

@@ -10,7 +10,9 @@ through all of them the way Okta imports, then runs each scenario for a fixed
 time with keep-alive connections, and prints requests per second, p50/p99
 latency, errors, the server's peak RSS, and each rate as a share of a bare
 Bottle+waitress route (bench/ceiling.py) measured in the same run. Last, it times
-adding one member to a group of every user and to a group of ten.
+adding one member to a group of every user and to a group of ten, and measures
+what the console line and the dashboard's exchange log cost: a few scenarios
+as served by default, then with both switched off.
 
 The load comes from wrk (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install
 wrk`), which costs far less CPU than the server: its share is printed. Linux or
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -66,10 +69,16 @@ def start(args, pattern, env=None):
             break
         seen.append(line)
         match = re.search(pattern, line)
-        if match:
+        if match:   # the rest (scimlite's line per request) is read and dropped, as a terminal would show it
+            threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
             return process, int(match.group(1))
     process.kill()
     die('a server did not start:\n' + ''.join(seen))
+
+
+def drain(stream):
+    for _ in stream:
+        pass
 
 
 def cpu_seconds(pid):
@@ -339,6 +348,25 @@ def time_member_adds(target, samples=7):
     return timings
 
 
+COST_SCENARIOS = ('get_by_id', 'patch_deactivate', 'mixed')
+
+
+def recording_cost(target, restart_quietly, duration, connections, users=5000):
+    """What the console line and the dashboard's exchange log cost: some scenarios and
+    `users` more creates as served by default, then by the same database restarted
+    with `quiet = on` and `record_exchanges = off`."""
+    cost = {}
+    for setting in ('on', 'off'):
+        if setting == 'off':
+            restart_quietly()
+        rates = {scenario: target.wrk(scenario, duration, connections)['rps'] for scenario in COST_SCENARIOS}
+        rates['provision'] = target.provision(users, connections)['users_per_second']
+        cost[setting] = rates
+        print(f'  {target.name:9} recording {setting:3}  ' +
+              ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items()), flush=True)
+    return cost
+
+
 def report(results, other, args):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
@@ -385,6 +413,11 @@ def report(results, other, args):
         (big, big_ms), (_, small_ms) = sorted(results['member_add_ms'].items(), reverse=True)
         print(f'adding one member (median of 7, ms): to a group of {big:,} members {big_ms:.1f}, '
               f'to a group of 10 {small_ms:.1f}; ratio {big_ms / small_ms:.2f}')
+    if 'recording' in results:
+        on, off = results['recording']['on'], results['recording']['off']
+        print('the console line and the exchange log, on (the default) / off, same database, one after '
+              'the other (provision: users/s): ' +
+              ', '.join(f'{name} {on[name]:.0f}/{off[name]:.0f} = {on[name] / off[name]:.1%}' for name in on))
 
 
 def main(argv=None):
@@ -397,6 +430,8 @@ def main(argv=None):
     parser.add_argument('--other-token', default='123456789')
     parser.add_argument('--other-users', type=int, help='users for the other server (default: --users)')
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--no-recording-cost', action='store_true',
+                        help='skip measuring the console line and exchange log against a quiet server')
     args = parser.parse_args(argv)
     if not shutil.which('wrk'):
         die('wrk is needed: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)')
@@ -406,11 +441,21 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix='scimlite-bench-'))
     env = {k: v for k, v in os.environ.items() if not k.startswith('SCIM_')}
 
-    def scimlite(name):
+    def scimlite(name, *extra):
         process, port = start([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--token', token,
-                               '--database', f'sqlite:///{(workdir / f"{name}.db").as_posix()}'],
+                               '--database', f'sqlite:///{(workdir / f"{name}.db").as_posix()}', *extra],
                               r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
         return Target(name, f'http://127.0.0.1:{port}/scim/v2', token, process)
+
+    def restart_quietly():
+        """The main server again, on its database, without the console line or the exchange log."""
+        scim.process.terminate()
+        scim.process.wait(timeout=10)
+        quiet_ini = workdir / 'quiet.ini'
+        quiet_ini.write_text('[scimlite]\nquiet = on\nrecord_exchanges = off\n')
+        again = scimlite('scimlite', '--config', str(quiet_ini))
+        shutil.rmtree(again.data, ignore_errors=True)
+        scim.process, scim.port, scim.origin = again.process, again.port, again.origin
 
     scim, small = scimlite('scimlite'), scimlite('small')
     ceiling_process, ceiling_port = start(
@@ -429,6 +474,8 @@ def main(argv=None):
         ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
         results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
         results['member_add_ms'] = time_member_adds(scim)
+        if not args.no_recording_cost:
+            results['recording'] = recording_cost(scim, restart_quietly, args.duration, args.connections)
         if other:
             prepare(other, args.other_users or args.users, args.connections, other_results)
             other_results.update(measure(other, scenarios, args.duration, args.connections))

@@ -56,6 +56,7 @@ def assert_security_headers(response):
     assert "script-src 'self'" in policy and 'unsafe-inline' not in policy and "frame-ancestors 'none'" in policy
     assert response.headers['X-Frame-Options'] == 'DENY'
     assert response.headers['X-Content-Type-Options'] == 'nosniff'
+    assert response.headers['Referrer-Policy'] == 'same-origin'
     assert response.headers['Cache-Control'] == 'no-store'
 
 
@@ -159,10 +160,29 @@ def test_login_attempts_are_throttled_per_address(browser, app):
     assert log_in(elsewhere).status_int == 303
 
 
-def test_a_login_posted_from_another_site_is_refused(browser):
-    response = log_in(browser, headers={'Origin': 'https://evil.example'}, expect_errors=True)
+@pytest.mark.parametrize('headers', [
+    {'Origin': 'https://evil.example'},
+    {'Origin': 'null'},
+    {'Sec-Fetch-Site': 'cross-site', 'Origin': 'https://evil.example'},
+    {'Sec-Fetch-Site': 'same-site', 'Origin': 'http://localhost:80'},
+])
+def test_a_login_posted_from_another_site_is_refused(browser, headers):
+    response = log_in(browser, headers=headers, expect_errors=True)
     assert response.status_int == 400 and 'Set-Cookie' not in response.headers
-    assert log_in(browser, headers={'Origin': 'http://localhost:80'}, status=303)
+
+
+@pytest.mark.parametrize('headers', [
+    {'Origin': 'http://localhost:80'},
+    {'Sec-Fetch-Site': 'same-origin', 'Origin': 'null'},   # what Chromium sends under some referrer policies
+    {},   # no browser: curl, a script
+])
+def test_a_login_from_this_page_or_no_browser_is_taken(browser, headers):
+    assert log_in(browser, headers=headers).status_int == 303
+
+
+def test_a_logout_posted_from_another_site_keeps_the_session(session):
+    session.post('/dashboard/logout', headers={'Sec-Fetch-Site': 'cross-site'}, status=303)
+    assert session.get('/dashboard/data').status_int == 200
 
 
 def test_logout_ends_the_session(session):
@@ -327,6 +347,15 @@ def test_only_the_newest_exchanges_are_kept(database_url):
     app.exchanges.flush()
     assert store.Exchange.select().count() == 5
     app.close()
+
+
+def test_a_flood_is_recorded_as_a_sample_of_the_newest(app, client):
+    """More than BATCH_MAX between two writes: the newest BATCH_MAX are written."""
+    for n in range(scim_server.BATCH_MAX + 10):
+        client.get(f'/Users?count={n}', status=200)
+    app.exchanges.flush()
+    kept = [row[0] for row in store.Exchange.select(store.Exchange.path).order_by(store.Exchange.id).tuples()]
+    assert kept == [f'/scim/v2/Users?count={n}' for n in range(10, scim_server.BATCH_MAX + 10)]
 
 
 def test_recording_can_be_switched_off(database_url):

@@ -76,22 +76,31 @@ function detailRow(id) {
   row.className = 'exchange-detail';
   const td = row.insertCell();
   td.colSpan = 6;
+  const inside = document.createElement('div');   // the cell stays a table cell; the grid is inside
+  inside.className = 'detail-grid';
+  td.append(inside);
   const exchange = details.get(id);
   if (!exchange) {
-    td.textContent = 'Loading…';
+    inside.textContent = 'Loading…';
   } else if (exchange.error) {
-    td.textContent = exchange.error;
+    inside.textContent = exchange.error;
   } else {
-    td.append(detailBlock(`Request: ${exchange.method} ${exchange.path}`, exchange.request_headers, exchange.request_body),
-              detailBlock(`Response: ${exchange.status}`, exchange.response_headers, exchange.response_body));
+    inside.append(detailBlock(`Request: ${exchange.method} ${exchange.path}`, exchange.request_headers, exchange.request_body),
+                  detailBlock(`Response: ${exchange.status}`, exchange.response_headers, exchange.response_body));
   }
   return row;
 }
 
 async function loadDetails(id) {
-  const answer = await fetch(`/dashboard/exchanges/${encodeURIComponent(id)}`, {cache: 'no-store'});
-  if (answer.status === 401) return window.location.reload();
-  details.set(id, answer.ok ? await answer.json() : {error: 'That exchange is no longer kept.'});
+  try {
+    const answer = await fetch(`/dashboard/exchanges/${encodeURIComponent(id)}`, {cache: 'no-store'});
+    if (answer.status === 401) return window.location.reload();
+    details.set(id, answer.ok ? await answer.json() : {error: 'That exchange is no longer kept.'});
+  } catch (error) {
+    details.delete(id);
+    expanded.delete(id);
+    document.getElementById('status').textContent = `Could not load the exchange: ${error.message}`;
+  }
   render(lastData);
 }
 
@@ -103,6 +112,8 @@ function toggle(id) {
     if (!details.has(id)) loadDetails(id);
   }
   render(lastData);
+  const button = document.querySelector(`tr.exchange[data-id="${CSS.escape(id)}"] button.expand`);
+  if (button) button.focus();   // the redraw replaced the button that was clicked
 }
 
 function statusClass(status) {
@@ -122,7 +133,9 @@ function exchangeRows(exchanges) {
     button.type = 'button';
     button.className = 'expand';
     button.setAttribute('aria-expanded', expanded.has(exchange.id) ? 'true' : 'false');
-    button.textContent = new Date(exchange.received).toLocaleTimeString();
+    const received = new Date(exchange.received);
+    button.textContent = received.toLocaleTimeString();
+    button.title = received.toLocaleString();
     button.addEventListener('click', () => toggle(exchange.id));
     time.append(button);
     cell(row, exchange.method, 'method');
@@ -137,6 +150,7 @@ function exchangeRows(exchanges) {
 }
 
 let lastData = null;
+let lastText = null;   // the data as received: the page is redrawn only when it changes
 
 function render(data) {
   if (!data) return;
@@ -145,7 +159,8 @@ function render(data) {
   replaceRows(document.querySelector('#groups tbody'), groupRows(data.groups.shown));
   document.getElementById('groups-count').textContent = countText(data.groups.shown.length, data.groups.total);
   replaceRows(document.querySelector('#exchanges tbody'), exchangeRows(data.exchanges.shown));
-  document.getElementById('exchanges-count').textContent = `(${data.exchanges.shown.length})`;
+  document.getElementById('exchanges-count').textContent =
+    data.exchanges.recording ? `(newest ${data.exchanges.shown.length}; ${data.exchanges.kept} are kept)` : '';
 }
 
 async function refresh() {
@@ -157,8 +172,12 @@ async function refresh() {
       return;
     }
     if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
-    lastData = await answer.json();
-    render(lastData);
+    const text = await answer.text();
+    if (text !== lastText) {   // a redraw would drop the keyboard focus and any selected text
+      lastText = text;
+      lastData = JSON.parse(text);
+      render(lastData);
+    }
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     status.classList.remove('stale');
   } catch (error) {
