@@ -68,3 +68,11 @@ CREATE TABLE IF NOT EXISTS request_log (
     response_headers TEXT        NOT NULL,
     response_body    TEXT        NOT NULL
 );
+
+-- Random keys made once per database (schema version 3): "dashboard session" signs
+-- the dashboard's session cookies. Every process on the database shares it, and no
+-- one can compute it from the token (the demo token is public).
+CREATE TABLE IF NOT EXISTS scimlite_secret (
+    name  VARCHAR(64) NOT NULL PRIMARY KEY,
+    value TEXT        NOT NULL
+);

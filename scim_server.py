@@ -1914,34 +1914,21 @@ SCIM_ROUTES = (
 # ===========================================================================
 #
 # Each SCIM request is printed as one line and queued for the dashboard by
-# ScimApp.__call__. A request pays for an append to a queue; one thread of its
-# own scrubs the queued exchanges and writes them in a batch every half second,
-# so recording never holds a request, and readers never wait behind it. Under a
-# flood (a benchmark, a full import) a batch keeps only the newest BATCH_MAX:
-# nobody reads a thousand exchanges a second, and writing them all would cost
-# the writes that matter a quarter of their speed (measured: bench/run.py).
+# ScimApp.__call__. A request pays for two appends to queues in memory: a thread
+# of its own prints the lines (a terminal that blocks, or Ctrl-S, holds only
+# that thread), and another scrubs the queued exchanges and writes them in a
+# batch every half second, so recording never holds a request, and readers
+# never wait behind it. Under a flood (a benchmark, a full import) a batch
+# keeps only the newest BATCH_MAX: nobody reads a thousand exchanges a second,
+# and writing them all cost the writes that matter a quarter of their speed
+# (measured with bench/run.py).
 
 MAX_LOGGED_BODY = 16 * 1024   # bytes of each body kept for the dashboard (a page of 25 users)
 BATCH_MAX = 50                # exchanges written each half second, at most: the newest
 SCRUBBED = '[scrubbed]'
 CREDENTIAL_HEADERS = ('HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE', 'HTTP_X_API_KEY')
-
-
-def printable(text):
-    """`text` safe for a terminal: no escape sequences from a client's path."""
-    return text if text.isprintable() else text.encode('unicode_escape').decode('ascii')
-
-
-_clock = (None, '')   # the last second, formatted: strftime costs more than the rest of the line
-
-
-def console_line(method, path, status, seconds):
-    global _clock
-    second = int(time.time())
-    shown = _clock   # one read: another thread may replace it
-    if shown[0] != second:
-        shown = _clock = (second, time.strftime('%H:%M:%S', time.localtime(second)))
-    return f'{shown[1]}  {method:<6} {printable(path)[:200]}  {status}  {seconds * 1000:.1f} ms\n'
+AUTHORIZATION_SCHEMES = {'bearer': 'Bearer', 'basic': 'Basic', 'ssws': 'SSWS', 'token': 'Token',
+                         'digest': 'Digest', 'negotiate': 'Negotiate'}
 
 
 def request_path(environ):
@@ -1953,59 +1940,117 @@ def request_path(environ):
     return path.encode('latin-1', 'replace').decode('utf-8', 'replace')
 
 
-def scrub_passwords(document):
-    """`document` with every password's value replaced: `"password": ...` at any depth,
-    and a PATCH operation's value whose path names the password."""
-    if isinstance(document, list):
-        return [scrub_passwords(item) for item in document]
-    if not isinstance(document, dict):
-        return document
-    scrubbed = {key: SCRUBBED if key.lower() == 'password' else scrub_passwords(value)
-                for key, value in document.items()}
-    path = document.get('path')
-    if isinstance(path, str) and 'value' in document and re.split(r'[:.]', path)[-1].strip().lower() == 'password':
-        scrubbed['value'] = SCRUBBED
-    return scrubbed
-
-
-MENTIONS_PASSWORD = re.compile('password', re.IGNORECASE).search
-
-
-def scrubbed_body(body, tokens):
-    """A request or response body as text for the dashboard (its first
-    MAX_LOGGED_BODY bytes), with passwords and tokens replaced."""
-    if not body:
-        return ''
-    text = body[:MAX_LOGGED_BODY].decode('utf-8', 'replace')
-    if MENTIONS_PASSWORD(text):
-        try:
-            text = json.dumps(scrub_passwords(json.loads(text)), ensure_ascii=False)
-        except (ValueError, RecursionError):   # cut short or not JSON: no telling where a value ends
-            return f'[not shown: {len(body)} bytes that mention a password but are not whole JSON]'
-    if len(body) > MAX_LOGGED_BODY:
-        text += f'\n[… {len(body) - MAX_LOGGED_BODY} more bytes not kept]'
-    return without_tokens(text, tokens)
-
-
 def without_tokens(text, tokens):
     for token in tokens:
         text = text.replace(token, SCRUBBED)
     return text.replace('\x00', '\ufffd')   # no PostgreSQL text holds a NUL
 
 
+class ConsoleLines:
+    """One line per SCIM request on the console (time, method, path, status, ms),
+    printed by a thread of its own a tenth of a second after the request at most.
+    If the console falls behind, the oldest lines waiting are dropped."""
+
+    WAIT_SECONDS = 0.1
+
+    def __init__(self, stream, tokens):
+        self.stream, self.tokens = stream, tokens
+        self.waiting = collections.deque(maxlen=10_000)
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def add(self, method, path, status, seconds):
+        self.waiting.append((time.time(), method, path, status, seconds))
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name='scimlite-console', daemon=True)
+            self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.WAIT_SECONDS):
+            self.print_waiting()
+
+    def print_waiting(self):
+        lines = []
+        while self.waiting:
+            lines.append(self.line(*self.waiting.popleft()))
+        if not lines:
+            return
+        try:   # a Windows console, or PYTHONIOENCODING=ascii, may not have every character
+            encoding = getattr(self.stream, 'encoding', None) or 'utf-8'
+            text = ''.join(lines).encode(encoding, 'backslashreplace').decode(encoding)
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError, LookupError):   # a closed console: nothing more to print
+            self.stopping.set()
+
+    def line(self, moment, method, path, status, seconds):
+        path = without_tokens(path, self.tokens)
+        if not path.isprintable():   # a client's path must not drive the terminal
+            path = path.encode('unicode_escape').decode('ascii')
+        clock = time.strftime('%H:%M:%S', time.localtime(moment))
+        return f'{clock}  {method[:10]:<6} {path[:200]}  {status[:3]}  {seconds * 1000:.1f} ms\n'
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=1)
+
+
+def scrub_passwords(document):
+    """`document` with every password's value replaced: `"password"` (or its URN,
+    `…:User:password`) as a key at any depth, and the value of a PATCH operation
+    whose path names the password."""
+    if isinstance(document, list):
+        return [scrub_passwords(item) for item in document]
+    if not isinstance(document, dict):
+        return document
+    scrubbed = {key: SCRUBBED if names_password(key) else scrub_passwords(value)
+                for key, value in document.items()}
+    path = document.get('path')
+    if isinstance(path, str) and 'value' in document and names_password(path):
+        scrubbed['value'] = SCRUBBED
+    return scrubbed
+
+
+def names_password(name):
+    return re.split(r'[:.]', name)[-1].strip().lower() == 'password'
+
+
+# A body is parsed and scrubbed when it mentions a password, or might in a \u escape.
+MIGHT_HOLD_PASSWORD = re.compile(r'password|\\u', re.IGNORECASE).search
+
+
+def scrubbed_body(body, length, tokens):
+    """A request or response body (its first MAX_LOGGED_BODY bytes of `length`) as
+    text for the dashboard, with passwords and tokens replaced."""
+    if not body:
+        return ''
+    text = body.decode('utf-8', 'replace')
+    if MIGHT_HOLD_PASSWORD(text):
+        try:   # ASCII out: a "\ud800" the client sent stays an escape, which any database stores
+            text = json.dumps(scrub_passwords(json.loads(text)))
+        except (ValueError, RecursionError):   # cut short or not JSON: no telling where a value ends
+            if 'password' in text.lower() or '\\u' in text:
+                return f'[not shown: {length} bytes that may hold a password but are not whole JSON]'
+    if length > MAX_LOGGED_BODY:
+        text += f'\n[… {length - MAX_LOGGED_BODY} more bytes not kept]'
+    return without_tokens(text, tokens)
+
+
 def request_headers(headers, tokens):
     """{name: value} of the request's headers (WSGI environ items), credentials scrubbed
-    (an Authorization header keeps its scheme: "Bearer" or "Basic" tells why a 401)."""
+    (an Authorization header keeps a known scheme: "Bearer" or "Basic" tells why a 401)."""
     shown = {}
     for key, value in headers:
-        name = key[5:] if key.startswith('HTTP_') else key
-        name = name.replace('_', '-').title()
+        name = (key[5:] if key.startswith('HTTP_') else key).replace('_', '-').title()
         if key == 'HTTP_AUTHORIZATION':
-            scheme = value.partition(' ')[0] if ' ' in value.strip() else ''
-            value = f'{scheme[:20]} {SCRUBBED}'.strip()
+            scheme = AUTHORIZATION_SCHEMES.get(value.strip().partition(' ')[0].lower())
+            value = f'{scheme} {SCRUBBED}' if scheme else SCRUBBED
         elif key in CREDENTIAL_HEADERS:
             value = SCRUBBED
-        shown[name] = without_tokens(value.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
+        name, value = (without_tokens(text.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
+                       for text in (name, value))
+        shown[name] = value
     return shown
 
 
@@ -2018,8 +2063,8 @@ class ExchangeLog:
 
     FLUSH_SECONDS = 0.5
 
-    def __init__(self, keep, tokens, record, console):
-        self.keep, self.tokens, self.record_exchanges, self.console = keep, tokens, record, console
+    def __init__(self, keep, tokens):
+        self.keep, self.tokens = keep, tokens
         self.queue = collections.deque(maxlen=min(keep, BATCH_MAX))
         self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
         self.sequence = itertools.count()
@@ -2028,25 +2073,19 @@ class ExchangeLog:
         self.thread = None
         self.failed = False
 
-    def add(self, environ, received_ns, seconds, status, headers, body):
-        """Print the console line and queue the exchange (on the request's thread: cheap)."""
-        path = request_path(environ)
-        if self.console is not None:
-            try:
-                self.console.write(console_line(environ.get('REQUEST_METHOD', ''), path, status[:3], seconds))
-            except (OSError, ValueError):   # a closed or broken console: serving matters more
-                self.console = None
-        if self.thread is None:   # it also flushes the console, when that is a pipe or a file
-            self._start()
-        if not self.record_exchanges:
-            return
+    def add(self, environ, received_ns, seconds, path, status, headers, body):
+        """Queue the exchange (on the request's thread: cheap)."""
         # A copy of the environ costs less than picking the headers out of it: that,
         # like all the rest, is the writer thread's work, for the few it keeps.
         copied = environ.copy()
         del copied['wsgi.input']
         copied.pop('bottle.request', None)
+        request_body = copied.pop('scimlite.body', b'')
         self.queue.append((f'{received_ns:020d}{self.tag}{next(self.sequence) % 10**8:08d}', received_ns,
-                           seconds, path, copied, status, headers, body))
+                           seconds, path, copied, request_body[:MAX_LOGGED_BODY], len(request_body),
+                           status, headers, body[:MAX_LOGGED_BODY], len(body)))
+        if self.thread is None:
+            self._start()
 
     def _start(self):
         with self.flushing:
@@ -2060,11 +2099,6 @@ class ExchangeLog:
 
     def flush(self):
         with self.flushing:
-            try:
-                if self.console is not None:
-                    self.console.flush()
-            except (OSError, ValueError):
-                self.console = None
             batch = []
             while self.queue:
                 batch.append(self.queue.popleft())
@@ -2081,23 +2115,25 @@ class ExchangeLog:
             finally:
                 store.release_connection()
 
-    def _row(self, key, received_ns, seconds, path, environ, status, headers, response_body):
+    def _row(self, key, received_ns, seconds, path, environ, request_body, request_length, status, headers,
+             response_body, response_length):
         seconds_part, nanoseconds = divmod(received_ns, 1_000_000_000)
         received = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds_part)) + f'.{nanoseconds // 1000:06d}Z'
-        shown_request = request_headers([(key, value) for key, value in environ.items()
-                                         if key.startswith('HTTP_') or key in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
+        shown_request = request_headers([(name, value) for name, value in environ.items()
+                                         if name.startswith('HTTP_') or name in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
                                         self.tokens)
+        shown_response = {without_tokens(name, self.tokens): without_tokens(value, self.tokens)
+                          for name, value in headers}
         return {
             'id': key, 'received': received, 'method': environ.get('REQUEST_METHOD', '')[:16],
             'path': without_tokens(path, self.tokens)[:4096],
             'status': int(status[:3]) if status[:3].isdigit() else 0,
             'duration_ms': round(seconds * 1000, 3),
             'user_agent': shown_request.get('User-Agent', '')[:500] or None,
-            'request_headers': json.dumps(shown_request, ensure_ascii=False),
-            'request_body': scrubbed_body(environ.get('scimlite.body', b''), self.tokens),
-            'response_headers': json.dumps({name: without_tokens(value, self.tokens) for name, value in headers},
-                                           ensure_ascii=False),
-            'response_body': scrubbed_body(response_body, self.tokens),
+            'request_headers': json.dumps(shown_request),
+            'request_body': scrubbed_body(request_body, request_length, self.tokens),
+            'response_headers': json.dumps(shown_response),
+            'response_body': scrubbed_body(response_body, response_length, self.tokens),
         }
 
     def stop(self):
@@ -2140,25 +2176,24 @@ class DashboardGate(Exception):
     """The request has no session: the route answers 401 (or the login form)."""
 
 
-def session_key(tokens):
-    """The key that signs session cookies: every process with the same tokens has it,
-    and a change of token ends every session."""
-    return hmac.new(b'scimlite dashboard session', '\n'.join(sorted(tokens)).encode('utf-8'),
-                    hashlib.sha256).digest()
+def session_key(secret, tokens):
+    """The key that signs session cookies: the database's random secret (every process
+    on the database has it; nobody can derive it from a token) and the tokens, so
+    that a change of token ends every session."""
+    return hmac.new(secret.encode(), '\n'.join(sorted(tokens)).encode('utf-8'), hashlib.sha256).digest()
 
 
-def new_session(tokens):
+def new_session(key):
     expires = int(time.time()) + SESSION_SECONDS
     claim = f'{expires}.{secrets.token_urlsafe(16)}'
-    return f'{claim}.{hmac.new(session_key(tokens), claim.encode(), hashlib.sha256).hexdigest()}'
+    return f'{claim}.{hmac.new(key, claim.encode(), hashlib.sha256).hexdigest()}'
 
 
 def has_session():
     value = request.get_cookie(SESSION_COOKIE) or ''
     claim, _, signature = value.rpartition('.')
     expires = claim.partition('.')[0]
-    expected = hmac.new(session_key(request.app.settings['tokens']), claim.encode('utf-8', 'replace'),
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(request.app.session_key, claim.encode('utf-8', 'replace'), hashlib.sha256).hexdigest()
     return (hmac.compare_digest(signature.encode('utf-8', 'replace'), expected.encode())
             and expires.isdigit() and int(expires) > time.time())
 
@@ -2172,21 +2207,22 @@ class LoginThrottle:
         self.failures = {}
         self.lock = threading.Lock()
 
-    def wait_needed(self, address):
-        """Seconds until `address` may try again (0: now)."""
+    def attempt(self, address):
+        """Count an attempt from `address` (forgotten if it succeeds): the seconds until
+        it may try again, or 0 if it may try now. One step under the lock, so a burst
+        of guesses at once gets no more tries than one after another."""
         with self.lock:
-            recent = [moment for moment in self.failures.get(address, ()) if moment > time.monotonic() - LOGIN_FAILURE_WINDOW]
-            self.failures[address] = recent
-            if len(recent) < LOGIN_FAILURES_ALLOWED:
-                return 0
-            return math.ceil(recent[0] + LOGIN_FAILURE_WINDOW - time.monotonic())
-
-    def failed(self, address):
-        with self.lock:
-            if len(self.failures) > 10_000:   # forget addresses that stopped trying
-                cutoff = time.monotonic() - LOGIN_FAILURE_WINDOW
-                self.failures = {key: times for key, times in self.failures.items() if times and times[-1] > cutoff}
-            self.failures.setdefault(address, []).append(time.monotonic())
+            now = time.monotonic()
+            recent = [moment for moment in self.failures.get(address, ()) if moment > now - LOGIN_FAILURE_WINDOW]
+            if len(recent) >= LOGIN_FAILURES_ALLOWED:
+                self.failures[address] = recent
+                return math.ceil(recent[0] + LOGIN_FAILURE_WINDOW - now)
+            if address not in self.failures and len(self.failures) >= 10_000:   # forget who stopped trying
+                self.failures = {key: times for key, times in self.failures.items() if times[-1] > now - LOGIN_FAILURE_WINDOW}
+                if len(self.failures) >= 10_000:
+                    self.failures.clear()
+            self.failures[address] = recent + [now]
+            return 0
 
     def succeeded(self, address):
         with self.lock:
@@ -2243,18 +2279,17 @@ def dashboard_login():
     if request.content_length > 4096 or not same_origin():
         response.status = 400
         return page('login', error='That was not a login from this page.')
-    wait = throttle.wait_needed(address)
+    wait = throttle.attempt(address)
     if wait:
         response.status = 429
         response.set_header('Retry-After', str(wait))
         return page('login', error=f'Too many wrong tokens: try again in {wait} seconds.')
     presented = (request.forms.getunicode('token') or '').strip()
     if not presented or not token_accepted(presented.encode('utf-8')):
-        throttle.failed(address)
         response.status = 401
         return page('login', error='That is not the server’s token.')
     throttle.succeeded(address)
-    response.set_cookie(SESSION_COOKIE, new_session(request.app.settings['tokens']), path='/',
+    response.set_cookie(SESSION_COOKIE, new_session(request.app.session_key), path='/',
                         max_age=SESSION_SECONDS, httponly=True, samesite='Strict',
                         secure=request.urlparts.scheme == 'https')
     bottle.redirect('/', 303)
@@ -2384,9 +2419,9 @@ class ScimApp(bottle.Bottle):
         self.settings = settings
         self.scim_prefix = settings['base_path'].rstrip('/') + '/'
         self.login_throttle = LoginThrottle()
-        console = None if settings['quiet'] else sys.stdout   # None under pythonw
-        self.exchanges = (ExchangeLog(settings['exchanges_kept'], settings['tokens'], settings['record_exchanges'],
-                                      console) if settings['record_exchanges'] or console else None)
+        stdout = None if settings['quiet'] else sys.stdout   # None under pythonw
+        self.console = ConsoleLines(stdout, settings['tokens']) if stdout else None
+        self.exchanges = ExchangeLog(settings['exchanges_kept'], settings['tokens']) if settings['record_exchanges'] else None
 
     def is_scim(self, path):
         """A path of the SCIM API (what the console prints and the dashboard records)."""
@@ -2418,7 +2453,7 @@ class ScimApp(bottle.Bottle):
         path = environ.get('PATH_INFO', '')
         if len(path) > 1 and path.endswith('/'):
             environ['PATH_INFO'] = path.rstrip('/') or '/'
-        if self.exchanges is None or not self.is_scim(environ['PATH_INFO']):
+        if not (self.console or self.exchanges) or not self.is_scim(environ['PATH_INFO']):
             try:
                 return super().__call__(environ, start_response)
             finally:
@@ -2434,14 +2469,19 @@ class ScimApp(bottle.Bottle):
         finally:
             store.release_connection()
         status, headers = answer or ('500', [])
-        self.exchanges.add(environ, received_ns, time.perf_counter() - started, status, headers,
-                           b''.join(body) if isinstance(body, list) else b'')
+        seconds, path = time.perf_counter() - started, request_path(environ)
+        if self.console:
+            self.console.add(environ.get('REQUEST_METHOD', ''), path, status, seconds)
+        if self.exchanges:
+            self.exchanges.add(environ, received_ns, seconds, path, status, headers,
+                               b''.join(body) if isinstance(body, list) else b'')
         return body
 
     def close(self):
-        """Stop recording and close the database (tests make one app after another)."""
-        if self.exchanges is not None:
-            self.exchanges.stop()
+        """Stop recording and printing, and close the database (tests make one app after another)."""
+        for worker in (self.exchanges, self.console):
+            if worker is not None:
+                worker.stop()
         store.close_database()
 
 
@@ -2454,6 +2494,7 @@ def make_app(overrides=None):
     app = current_app = ScimApp(settings)
     configure_extensions(settings['extension_schemas'])
     store.open_database(settings['database'])
+    app.session_key = session_key(store.secret('dashboard session'), settings['tokens'])
     for method, path, callback in SCIM_ROUTES:
         app.route(settings['base_path'] + path, method, with_token(callback))
     for method, path, callback, public in DASHBOARD_ROUTES:

@@ -16,6 +16,7 @@ turns into SCIM errors. Every write is one transaction.
 import contextlib
 import json
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -170,7 +171,8 @@ SCHEMA_VERSION = 3
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
-# 3: request_log, the dashboard's exchanges (a new table: schema.sql makes it).
+# 3: request_log, the dashboard's exchanges, and scimlite_secret (new tables:
+#    schema.sql makes them).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -356,6 +358,14 @@ class Link(BaseModel):
     class Meta:
         table_name = 'link'
         primary_key = CompositeKey('group', 'user')
+
+
+class Secret(BaseModel):
+    name = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+    class Meta:
+        table_name = 'scimlite_secret'
 
 
 class Exchange(BaseModel):
@@ -1357,6 +1367,13 @@ def delete_group(group_id, expected_versions=None):
 # ---------------------------------------------------------------------------
 # The request log and the dashboard's views
 # ---------------------------------------------------------------------------
+
+def secret(name):
+    """The database's random key called `name`, made by the first process to ask."""
+    with writing():
+        Secret.insert(name=name, value=secrets.token_hex(32)).on_conflict_ignore().execute()
+        return Secret.get_by_id(name).value
+
 
 EXCHANGE_SUMMARY = (Exchange.id, Exchange.received, Exchange.method, Exchange.path, Exchange.status,
                     Exchange.duration_ms, Exchange.user_agent)

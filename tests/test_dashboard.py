@@ -3,8 +3,11 @@ throttle, what the page and its data show, the exchange log (scrubbed, capped,
 shared by processes), and the console line. The browser's view of the same page
 is tests/test_dashboard_browser.py."""
 
+import hashlib
+import hmac
 import http.client
 import json
+import threading
 import re
 import time
 from urllib.parse import urlencode
@@ -90,12 +93,28 @@ def test_a_forged_cookie_opens_nothing(browser, method, path, cookie):
     assert browser.request(concrete(path), method=method, expect_errors=True).status_int == 401
 
 
-def test_a_cookie_signed_for_another_token_or_expired_opens_nothing(browser, monkeypatch):
-    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(('another-token',)))
-    assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
+def test_a_cookie_signed_for_another_token_or_database_or_expired_opens_nothing(browser, monkeypatch):
+    secret = store.secret('dashboard session')
+    signed_for = {
+        'this server': scim_server.session_key(secret, (TOKEN,)),
+        'another token': scim_server.session_key(secret, ('another-token',)),
+        'another database': scim_server.session_key('0' * 64, (TOKEN,)),
+        # Anyone can compute a key from the token alone: with the public demo token, a forgery.
+        'the token alone': hmac.new(b'scimlite dashboard session', TOKEN.encode(), hashlib.sha256).digest(),
+    }
+    for name, key in signed_for.items():
+        browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(key))
+        assert browser.get('/dashboard/data', expect_errors=True).status_int == (200 if name == 'this server' else 401), name
     monkeypatch.setattr(scim_server, 'SESSION_SECONDS', -1)
-    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session((TOKEN,)))
+    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(signed_for['this server']))
     assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
+
+
+def test_the_session_key_is_one_per_database(database_url, app):
+    """Every process on a database signs with the same key, made once, and random."""
+    first = store.secret('dashboard session')
+    assert len(first) == 64 and first == store.secret('dashboard session')
+    assert make(database_url).session_key == app.session_key
 
 
 def test_the_home_page_without_a_session_is_the_login_form_and_shows_no_data(browser, client):
@@ -160,6 +179,21 @@ def test_login_attempts_are_throttled_per_address(browser, app):
     assert log_in(elsewhere).status_int == 303
 
 
+def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another(app):
+    guesser = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '198.51.100.4'})
+    statuses, start = [], threading.Barrier(20)
+
+    def guess():
+        start.wait()
+        statuses.append(log_in(guesser, 'guess', expect_errors=True).status_int)
+    threads = [threading.Thread(target=guess) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [401] * scim_server.LOGIN_FAILURES_ALLOWED + [429] * (20 - scim_server.LOGIN_FAILURES_ALLOWED)
+
+
 @pytest.mark.parametrize('headers', [
     {'Origin': 'https://evil.example'},
     {'Origin': 'null'},
@@ -167,6 +201,7 @@ def test_login_attempts_are_throttled_per_address(browser, app):
     {'Sec-Fetch-Site': 'same-site', 'Origin': 'http://localhost:80'},
 ])
 def test_a_login_posted_from_another_site_is_refused(browser, headers):
+    """Sec-Fetch-Site (a browser's word), else Origin, must name this server's page."""
     response = log_in(browser, headers=headers, expect_errors=True)
     assert response.status_int == 400 and 'Set-Cookie' not in response.headers
 
@@ -285,6 +320,10 @@ PASSWORD_CARRIERS = [
     ('PATCH', '/Users/{id}', {'Operations': [
         {'op': 'Replace', 'path': 'urn:ietf:params:scim:schemas:core:2.0:User:password', 'value': PASSWORD}]}),
     ('PUT', '/Users/{id}', {'schemas': [USER_SCHEMA], 'userName': 'p3', 'password': PASSWORD}),
+    ('PATCH', '/Users/{id}', {'Operations': [   # Entra names attributes by URN in a path-less value
+        {'op': 'add', 'value': {'urn:ietf:params:scim:schemas:core:2.0:User:password': PASSWORD}}]}),
+    ('PATCH', '/Users/{id}', {'Operations': [{'op': 'replace', 'path': 'title', 'value': 'x'},
+                                             {'op': 'replace', 'path': 'Password', 'value': PASSWORD}]}),
 ]
 
 
@@ -301,6 +340,23 @@ def test_passwords_are_scrubbed_before_they_are_stored(app, session, client, met
     assert scim_server.SCRUBBED in whole['request_body']
 
 
+def test_a_password_behind_a_json_escape_is_scrubbed(app, session, client):
+    """"pass\u0077ord" is "password" to every JSON reader, the page's included."""
+    raw = f'{{"schemas": ["{USER_SCHEMA}"], "userName": "esc", "pass\\u0077ord": "{PASSWORD}"}}'.encode()
+    client.request('POST', '/Users', raw=raw, status=201)
+    app.exchanges.flush()
+    assert PASSWORD not in json.dumps(list(store.Exchange.select().dicts()))
+
+
+def test_an_odd_body_loses_no_other_exchange(app, session, client):
+    """A lone surrogate in a body that is scrubbed (it mentions a password) is kept as
+    its escape: the batch it is in is written whole, on either database."""
+    client.get('/Users', status=200)
+    client.request('POST', '/Users', raw=b'{"userName": "\\ud800", "password": "x"}', status=400)
+    shown = data(app, session)['exchanges']['shown']
+    assert [(e['method'], e['status']) for e in shown] == [('POST', 400), ('GET', 200)]
+
+
 def test_a_body_that_is_not_json_but_mentions_a_password_is_withheld(app, session, client):
     client.request('POST', '/Users', raw=f'{{"userName": "x", "password": "{PASSWORD}", oops'.encode())
     whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
@@ -312,13 +368,17 @@ def test_a_body_that_is_not_json_but_mentions_a_password_is_withheld(app, sessio
 def test_tokens_are_scrubbed_wherever_a_client_puts_them(app, session, client):
     client.get(f'/Users?access_token={TOKEN}', status=200)
     client.request('GET', '/Groups', headers={'Authorization': f'Basic {TOKEN}', 'X-Api-Key': TOKEN,
-                                               'X-Note': f'token {TOKEN}'}, status=401)
+                                               'X-Note': f'token {TOKEN}', f'X-{TOKEN}': 'name'}, status=401)
+    client.request('GET', '/Users', headers={'Authorization': f'{TOKEN} x'}, status=401)
+    client.get(f'/Users/{TOKEN}', status=404)
     client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'u', 'title': TOKEN}, status=201)
     app.exchanges.flush()
     everything = json.dumps(list(store.Exchange.select().dicts()))
     assert TOKEN not in everything
     whole = exchange_details(app, session, 'GET', '/scim/v2/Groups')
     assert whole['request_headers']['Authorization'] == 'Basic [scrubbed]'
+    odd_scheme = [e for e in data(app, session)['exchanges']['shown'] if e['status'] == 401][0]
+    assert session.get(f'/dashboard/exchanges/{odd_scheme["id"]}').json['request_headers']['Authorization'] == '[scrubbed]'
     for path in ('/', '/dashboard/data', '/dashboard/dashboard.js'):
         assert TOKEN not in session.get(path).text
 
@@ -361,7 +421,8 @@ def test_a_flood_is_recorded_as_a_sample_of_the_newest(app, client):
 def test_recording_can_be_switched_off(database_url):
     app = make(database_url, record_exchanges='off')
     ScimClient(app).create_user('ada@example.com')
-    app.exchanges.flush()
+    assert app.exchanges is None
+    time.sleep(2 * scim_server.ExchangeLog.FLUSH_SECONDS)
     assert store.Exchange.select().count() == 0
     session = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
     log_in(session, status=303)
@@ -434,6 +495,7 @@ def test_each_scim_request_prints_one_line(database_url, capsys):
     client.create_user('ada@example.com')
     client.get('/Users/missing', status=404)
     webtest.TestApp(app).get('/')
+    app.console.print_waiting()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2, lines
     assert re.fullmatch(r'\d\d:\d\d:\d\d  POST   /scim/v2/Users  201  \d+\.\d ms', lines[0])
@@ -441,9 +503,78 @@ def test_each_scim_request_prints_one_line(database_url, capsys):
     app.close()
 
 
+def test_the_console_never_shows_the_token(database_url, capsys):
+    app = make(database_url)
+    ScimClient(app).get(f'/Users/{TOKEN}', status=404)
+    app.console.print_waiting()
+    out = capsys.readouterr().out
+    assert TOKEN not in out and '/scim/v2/Users/[scrubbed]  404' in out
+    app.close()
+
+
+class BlockedConsole:
+    """A terminal that stopped reading (Ctrl-S, a pipe nobody drains)."""
+    encoding = 'utf-8'
+
+    def __init__(self):
+        self.reading = threading.Event()
+        self.written = []
+
+    def write(self, text):
+        self.reading.wait()
+        self.written.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_a_console_that_blocks_holds_no_request(database_url):
+    app = make(database_url)
+    app.console.stream = console = BlockedConsole()
+    client = ScimClient(app)
+    started = time.monotonic()
+    for n in range(30):
+        client.get(f'/Users?count={n}', status=200)
+        time.sleep(0.01)
+    assert time.monotonic() - started < 5
+    console.reading.set()   # the console thread goes on with the lines it holds, then the rest
+    deadline = time.monotonic() + 5
+    while sum(text.count('\n') for text in console.written) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(text.count('\n') for text in console.written) == 30
+    app.close()
+
+
+def test_a_console_that_cannot_show_a_character_goes_on(database_url):
+    app = make(database_url)
+    app.console.stream = console = BlockedConsole()
+    console.encoding = 'ascii'
+    console.reading.set()
+    client = ScimClient(app)
+    client.get('/Users?filter=userName%20eq%20%22jos%C3%A9%22', status=200)
+    client.get('/Users/next', status=404)
+    app.console.print_waiting()
+    printed = ''.join(console.written)
+    assert 'userName eq "jos\\xe9"' in printed and '/scim/v2/Users/next  404' in printed
+    app.close()
+
+
+def test_the_queue_holds_no_more_of_a_body_than_it_keeps(app, client):
+    user = client.create_user('big@example.com')
+    client.put(f'/Users/{user["id"]}', {'schemas': [USER_SCHEMA], 'userName': 'big@example.com',
+                                         'title': 'x' * 500_000}, status=200)
+    app.exchanges.stop()
+    queued = app.exchanges.queue[-1]
+    assert all(len(part) <= scim_server.MAX_LOGGED_BODY for part in queued if isinstance(part, bytes))
+    assert all(len(value) <= scim_server.MAX_LOGGED_BODY for part in queued if isinstance(part, dict)
+               for value in part.values() if isinstance(value, (bytes, str)))
+
+
 def test_quiet_prints_nothing(database_url, capsys):
     app = make(database_url, quiet=True)
     ScimClient(app).create_user('ada@example.com')
+    assert app.console is None
+    time.sleep(2 * scim_server.ConsoleLines.WAIT_SECONDS)
     assert capsys.readouterr().out == ''
     app.close()
 
@@ -451,6 +582,7 @@ def test_quiet_prints_nothing(database_url, capsys):
 def test_a_path_cannot_write_escape_sequences_to_the_terminal(database_url, capsys):
     app = make(database_url)
     ScimClient(app).get('/Users/%1b%5b2J%1b%5d0;owned%07', status=404)
+    app.console.print_waiting()
     out = capsys.readouterr().out
     assert '\x1b' not in out and '\x07' not in out and '\\x1b[2J' in out
     app.close()

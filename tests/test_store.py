@@ -11,7 +11,7 @@ def database(app):
     return store.database.obj
 
 
-@pytest.mark.parametrize('model', [store.User, store.Group, store.Link, store.Exchange])
+@pytest.mark.parametrize('model', [store.User, store.Group, store.Link, store.Exchange, store.Secret])
 def test_models_and_schema_sql_have_the_same_columns(database, model):
     in_database = {column.name: column for column in database.get_columns(model._meta.table_name)}
     in_model = {field.column_name: field for field in model._meta.sorted_fields}
@@ -20,7 +20,7 @@ def test_models_and_schema_sql_have_the_same_columns(database, model):
         assert in_database[name].null == field.null, name
 
 
-@pytest.mark.parametrize('model', [store.User, store.Group, store.Link, store.Exchange])
+@pytest.mark.parametrize('model', [store.User, store.Group, store.Link, store.Exchange, store.Secret])
 def test_every_model_index_exists_in_schema_sql(database, model):
     """Each index the model declares (unique or not) is in the database, same columns."""
     indexes = database.get_indexes(model._meta.table_name)
