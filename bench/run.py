@@ -12,7 +12,8 @@ latency, errors, the server's peak RSS, and each rate as a share of a bare
 Bottle+waitress route (bench/ceiling.py) measured in the same run. Last, it times
 adding one member to a group of every user and to a group of ten, and measures
 what the console line and the dashboard's exchange log cost: a few scenarios
-as served by default, then with both switched off.
+served by default and, taking turns, by a second server on the same database
+with both switched off.
 
 The load comes from wrk (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install
 wrk`), which costs far less CPU than the server: its share is printed. Linux or
@@ -351,19 +352,27 @@ def time_member_adds(target, samples=7):
 COST_SCENARIOS = ('get_by_id', 'patch_deactivate', 'mixed')
 
 
-def recording_cost(target, restart_quietly, duration, connections, users=5000):
-    """What the console line and the dashboard's exchange log cost: some scenarios and
-    `users` more creates as served by default, then by the same database restarted
-    with `quiet = on` and `record_exchanges = off`."""
+def recording_cost(target, quiet, duration, connections, users=2000):
+    """What the console line and the dashboard's exchange log cost: some scenarios, and
+    `users` more creates, served by `target` (the default settings) and by `quiet`
+    (a second server on the same database with `quiet = on`, `record_exchanges =
+    off`), taking turns (on, off, off, on) so that the machine's drift cancels out.
+    Each result: the two rates, and the server CPU each spent per request."""
     cost = {}
-    for setting in ('on', 'off'):
-        if setting == 'off':
-            restart_quietly()
-        rates = {scenario: target.wrk(scenario, duration, connections)['rps'] for scenario in COST_SCENARIOS}
-        rates['provision'] = target.provision(users, connections)['users_per_second']
-        cost[setting] = rates
-        print(f'  {target.name:9} recording {setting:3}  ' +
-              ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items()), flush=True)
+    for scenario in COST_SCENARIOS + ('provision',):
+        runs = {'on': [], 'off': []}
+        for name, server in (('on', target), ('off', quiet), ('off', quiet), ('on', target)):
+            if scenario == 'provision':
+                result = server.provision(users // 2, connections)
+                rate = result['users_per_second']
+            else:
+                result = server.wrk(scenario, max(3, duration // 2), connections)
+                rate = result['rps']
+            runs[name].append((rate, result['server_cpu'] / max(1, result['requests'])))
+        cost[scenario] = {name: {'rate': sum(r for r, _ in pair) / 2, 'cpu_ms': 1000 * sum(c for _, c in pair) / 2}
+                          for name, pair in runs.items()}
+        print(f'  recording on/off {scenario:17} {cost[scenario]["on"]["rate"]:8.1f} / {cost[scenario]["off"]["rate"]:8.1f}',
+              flush=True)
     return cost
 
 
@@ -414,10 +423,12 @@ def report(results, other, args):
         print(f'adding one member (median of 7, ms): to a group of {big:,} members {big_ms:.1f}, '
               f'to a group of 10 {small_ms:.1f}; ratio {big_ms / small_ms:.2f}')
     if 'recording' in results:
-        on, off = results['recording']['on'], results['recording']['off']
-        print('the console line and the exchange log, on (the default) / off, same database, one after '
-              'the other (provision: users/s): ' +
-              ', '.join(f'{name} {on[name]:.0f}/{off[name]:.0f} = {on[name] / off[name]:.1%}' for name in on))
+        print('the console line and the exchange log (on, the default, against off: a second server on the same '
+              'database, taking turns): rate on/off, and server CPU per request on/off')
+        for name, cost in results['recording'].items():
+            on, off = cost['on'], cost['off']
+            print(f'  {name:17} {on["rate"]:8.1f} / {off["rate"]:8.1f} = {on["rate"] / off["rate"]:6.1%}   '
+                  f'cpu {on["cpu_ms"]:.3f} / {off["cpu_ms"]:.3f} ms = {on["cpu_ms"] / off["cpu_ms"]:6.1%}')
 
 
 def main(argv=None):
@@ -447,15 +458,14 @@ def main(argv=None):
                               r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
         return Target(name, f'http://127.0.0.1:{port}/scim/v2', token, process)
 
-    def restart_quietly():
-        """The main server again, on its database, without the console line or the exchange log."""
-        scim.process.terminate()
-        scim.process.wait(timeout=10)
+    def quiet_twin():
+        """A second server on the main server's database, without the console line or the exchange log."""
         quiet_ini = workdir / 'quiet.ini'
         quiet_ini.write_text('[scimlite]\nquiet = on\nrecord_exchanges = off\n')
-        again = scimlite('scimlite', '--config', str(quiet_ini))
-        shutil.rmtree(again.data, ignore_errors=True)
-        scim.process, scim.port, scim.origin = again.process, again.port, again.origin
+        twin = scimlite('scimlite', '--config', str(quiet_ini))
+        shutil.rmtree(twin.data, ignore_errors=True)
+        twin.name, twin.data, twin.run = 'quiet', scim.data, scim.run + 'q'
+        return twin
 
     scim, small = scimlite('scimlite'), scimlite('small')
     ceiling_process, ceiling_port = start(
@@ -475,7 +485,12 @@ def main(argv=None):
         results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
         results['member_add_ms'] = time_member_adds(scim)
         if not args.no_recording_cost:
-            results['recording'] = recording_cost(scim, restart_quietly, args.duration, args.connections)
+            quiet = quiet_twin()
+            try:
+                results['recording'] = recording_cost(scim, quiet, args.duration, args.connections)
+            finally:
+                quiet.process.terminate()
+                quiet.process.wait(timeout=10)
         if other:
             prepare(other, args.other_users or args.users, args.connections, other_results)
             other_results.update(measure(other, scenarios, args.duration, args.connections))

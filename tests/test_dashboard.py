@@ -7,8 +7,8 @@ import hashlib
 import hmac
 import http.client
 import json
-import threading
 import re
+import threading
 import time
 from urllib.parse import urlencode
 
@@ -570,6 +570,25 @@ def test_the_queue_holds_no_more_of_a_body_than_it_keeps(app, client):
                for value in part.values() if isinstance(value, (bytes, str)))
 
 
+def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(database_url):
+    app = make(database_url)
+    app.console.stream = console = BlockedConsole()
+    console.reading.set()
+    app.console.stop()   # no console thread: all of it waits for one print
+    client = ScimClient(app)
+    for n in range(70):
+        client.get(f'/Users?count={n}', status=200)
+    for n in range(10):
+        client.get(f'/Users/missing-{n}', status=404)
+    app.console.print_waiting()
+    lines = ''.join(console.written).splitlines()
+    assert scim_server.ConsoleLines.FLOOD_LINES // 5 == 10   # the newest ten are printed whole
+    assert len(lines) == 11
+    assert re.fullmatch(r'\d\d:\d\d:\d\d  … 70 more requests, not shown one by one: 200 ×70', lines[0]), lines[0]
+    assert [line.split()[2] for line in lines[1:]] == [f'/scim/v2/Users/missing-{n}' for n in range(10)]
+    app.close()
+
+
 def test_quiet_prints_nothing(database_url, capsys):
     app = make(database_url, quiet=True)
     ScimClient(app).create_user('ada@example.com')
@@ -604,3 +623,17 @@ def test_a_bad_switch_or_keep_count_is_a_one_line_error():
 def test_quiet_is_a_command_line_flag():
     assert scim_server.load_settings(['--token', 't', '--quiet'], environ={})['quiet'] is True
     assert scim_server.load_settings(['--token', 't'], environ={})['quiet'] is False
+
+
+
+def test_closing_at_the_end_writes_and_prints_what_is_queued(database_url, capsys):
+    """Ctrl+C (main() then calls close(finish=True)): the last exchanges are kept and printed."""
+    app = make(database_url)
+    ScimClient(app).get('/Users/last-words', status=404)
+    app.close(finish=True)
+    assert '/scim/v2/Users/last-words  404' in capsys.readouterr().out
+    store.open_database(database_url)
+    try:
+        assert [row.path for row in store.Exchange.select()] == ['/scim/v2/Users/last-words']
+    finally:
+        store.close_database()
