@@ -1945,7 +1945,40 @@ def without_tokens(text, tokens):
     return text.replace('\x00', '\ufffd')   # no PostgreSQL text holds a NUL
 
 
-class ConsoleLines:
+class Periodic:
+    """A daemon thread, started on first use, that calls `work()` every `interval`
+    seconds until `stop()`."""
+
+    interval = 1.0
+    thread_name = 'scimlite-periodic'
+
+    def __init__(self):
+        self.stopping = threading.Event()
+        self.starting = threading.Lock()
+        self.thread = None
+
+    def start(self):
+        with self.starting:
+            if self.thread is None and not self.stopping.is_set():
+                self.thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.interval):
+            self.work()
+
+    def work(self):
+        raise NotImplementedError
+
+    def stop(self, timeout=10):
+        self.stopping.set()
+        with self.starting:
+            thread = self.thread
+        if thread is not None:
+            thread.join(timeout)
+
+
+class ConsoleLines(Periodic):
     """One line per SCIM request on the console (time, method, path, status, ms),
     printed by a thread of its own a tenth of a second after the request at most.
 
@@ -1955,14 +1988,14 @@ class ConsoleLines:
     line cost the server 8% of its requests a second. If the console falls
     behind, the oldest lines waiting are dropped."""
 
-    WAIT_SECONDS = 0.1
+    interval = 0.1
+    thread_name = 'scimlite-console'
     FLOOD_LINES = 50
 
     def __init__(self, stream, tokens):
+        super().__init__()
         self.stream, self.tokens = stream, tokens
         self.waiting = collections.deque(maxlen=10_000)
-        self.stopping = threading.Event()
-        self.thread = None
         self.clock = (None, '')   # the last second, formatted: strftime costs half a line
 
     def add(self, environ, received_ns, status, seconds):
@@ -1970,12 +2003,7 @@ class ConsoleLines:
         self.waiting.append((received_ns, environ.get('REQUEST_METHOD', ''), environ.get('PATH_INFO', ''),
                              environ.get('QUERY_STRING', ''), status, seconds))
         if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name='scimlite-console', daemon=True)
-            self.thread.start()
-
-    def _run(self):
-        while not self.stopping.wait(self.WAIT_SECONDS):
-            self.print_waiting()
+            self.start()
 
     def print_waiting(self):
         waiting = []
@@ -2010,10 +2038,10 @@ class ConsoleLines:
             self.clock = (second, time.strftime('%H:%M:%S', time.localtime(second)))
         return self.clock[1]
 
+    work = print_waiting
+
     def stop(self):
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=1)
+        super().stop(timeout=1)   # a console that blocks keeps its thread; it is a daemon
 
 
 def scrub_passwords(document):
@@ -2074,23 +2102,23 @@ def request_headers(headers, tokens):
     return shown
 
 
-class ExchangeLog:
+class ExchangeLog(Periodic):
     """The recent SCIM exchanges, queued by request threads, written by one thread.
 
     The queue keeps the newest BATCH_MAX (or `keep`, if fewer): under a flood the
     log is a sample. `flush()` writes what is queued now (the writer thread calls
     it, and tests do, to see an exchange at once)."""
 
-    FLUSH_SECONDS = 0.5
+    interval = 0.5
+    thread_name = 'scimlite-exchanges'
 
     def __init__(self, keep, tokens):
+        super().__init__()
         self.keep, self.tokens = keep, tokens
         self.queue = collections.deque(maxlen=min(keep, BATCH_MAX))
         self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
         self.sequence = itertools.count()
         self.flushing = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = None
         self.failed = False
 
     def add(self, environ, received_ns, seconds, status, headers, body):
@@ -2104,17 +2132,7 @@ class ExchangeLog:
         self.queue.append((received_ns, next(self.sequence), seconds, copied, request_body[:MAX_LOGGED_BODY],
                            len(request_body), status, headers, body[:MAX_LOGGED_BODY], len(body)))
         if self.thread is None:
-            self._start()
-
-    def _start(self):
-        with self.flushing:
-            if self.thread is None and not self.stopping.is_set():
-                self.thread = threading.Thread(target=self._run, name='scimlite-exchanges', daemon=True)
-                self.thread.start()
-
-    def _run(self):
-        while not self.stopping.wait(self.FLUSH_SECONDS):
-            self.flush()
+            self.start()
 
     def flush(self):
         with self.flushing:
@@ -2157,13 +2175,7 @@ class ExchangeLog:
             'response_body': scrubbed_body(response_body, response_length, self.tokens),
         }
 
-    def stop(self):
-        """Stop the writer thread; what is still queued is dropped."""
-        self.stopping.set()
-        with self.flushing:
-            thread = self.thread
-        if thread is not None:
-            thread.join(timeout=10)
+    work = flush
 
 
 # ===========================================================================

@@ -422,7 +422,7 @@ def test_recording_can_be_switched_off(database_url):
     app = make(database_url, record_exchanges='off')
     ScimClient(app).create_user('ada@example.com')
     assert app.exchanges is None
-    time.sleep(2 * scim_server.ExchangeLog.FLUSH_SECONDS)
+    time.sleep(2 * scim_server.ExchangeLog.interval)
     assert store.Exchange.select().count() == 0
     session = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
     log_in(session, status=303)
@@ -593,7 +593,7 @@ def test_quiet_prints_nothing(database_url, capsys):
     app = make(database_url, quiet=True)
     ScimClient(app).create_user('ada@example.com')
     assert app.console is None
-    time.sleep(2 * scim_server.ConsoleLines.WAIT_SECONDS)
+    time.sleep(2 * scim_server.ConsoleLines.interval)
     assert capsys.readouterr().out == ''
     app.close()
 
