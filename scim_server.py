@@ -160,7 +160,8 @@ def normalise_settings(overrides):
     settings['tokens'] = tuple(token for token in tokens if token)
     if not settings['tokens']:
         raise SettingsError('no token is set: give --token, SCIM_TOKEN or token= in config.ini')
-    settings['base_path'] = '/' + settings['base_path'].strip('/')
+    # '/scim/v2' (the default), or '' for the root: routes and URLs append '/Users' to it.
+    settings['base_path'] = '/' + settings['base_path'].strip('/') if settings['base_path'].strip('/') else ''
     # base_url may be the bare public address (https://abcd.ngrok-free.app) or the API's.
     base = settings['base_url'].rstrip('/')
     if base and not base.endswith(settings['base_path']):

@@ -637,3 +637,19 @@ def test_closing_at_the_end_writes_and_prints_what_is_queued(database_url, capsy
         assert [row.path for row in store.Exchange.select()] == ['/scim/v2/Users/last-words']
     finally:
         store.close_database()
+
+
+def test_the_scim_api_may_live_at_the_root_beside_the_dashboard(database_url):
+    """base_path = / : /Users is SCIM (printed and recorded), / is still the dashboard."""
+    app = make(database_url, base_path='/')
+    client = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    headers = {'Authorization': f'Bearer {TOKEN}'}
+    created = client.post('/Users', json.dumps({'schemas': [USER_SCHEMA], 'userName': 'root@example.com'}),
+                          headers={**headers, 'Content-Type': 'application/scim+json'}, status=201)
+    assert created.headers['Location'] == f'http://localhost:80/Users/{created.json["id"]}'
+    assert client.get('/Users', headers=headers, status=200).json['totalResults'] == 1
+    assert 'name="token"' in client.get('/', status=200).text
+    log_in(client, status=303)
+    app.exchanges.flush()
+    assert [e['path'] for e in client.get('/dashboard/data').json['exchanges']['shown']] == ['/Users', '/Users']
+    app.close()
