@@ -1932,12 +1932,12 @@ AUTHORIZATION_SCHEMES = {'bearer': 'Bearer', 'basic': 'Basic', 'ssws': 'SSWS', '
                          'digest': 'Digest', 'negotiate': 'Negotiate'}
 
 
-def request_path(path, query):
+def request_path(path, query, tokens):
     """The path (WSGI's PATH_INFO) and query string as the client sent them, decoded
-    (for people)."""
+    for people, without the server's tokens."""
     if query:
         path += '?' + unquote(query.replace('+', ' '), encoding='latin-1')
-    return path.encode('latin-1', 'replace').decode('utf-8', 'replace')
+    return without_tokens(path.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
 
 
 def without_tokens(text, tokens):
@@ -2028,7 +2028,7 @@ class ConsoleLines(Periodic):
             self.stopping.set()
 
     def line(self, received_ns, method, path_info, query, status, seconds):
-        path = without_tokens(request_path(path_info, query), self.tokens)
+        path = request_path(path_info, query, self.tokens)
         if not path.isprintable():   # a client's path must not drive the terminal
             path = path.encode('unicode_escape').decode('ascii')
         return f'{self.time_of(received_ns)}  {method[:10]:<6} {path[:200]}  {status[:3]}  {seconds * 1000:.1f} ms\n'
@@ -2086,11 +2086,13 @@ def scrubbed_body(body, length, tokens):
     return without_tokens(text, tokens)
 
 
-def request_headers(headers, tokens):
-    """{name: value} of the request's headers (WSGI environ items), credentials scrubbed
+def request_headers(environ, tokens):
+    """{name: value} of the request's headers in a WSGI environ, credentials scrubbed
     (an Authorization header keeps a known scheme: "Bearer" or "Basic" tells why a 401)."""
     shown = {}
-    for key, value in headers:
+    for key, value in environ.items():
+        if not key.startswith('HTTP_') and key not in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            continue
         name = (key[5:] if key.startswith('HTTP_') else key).replace('_', '-').title()
         if key == 'HTTP_AUTHORIZATION':
             scheme = AUTHORIZATION_SCHEMES.get(value.strip().partition(' ')[0].lower())
@@ -2155,18 +2157,13 @@ class ExchangeLog(Periodic):
 
     def _row(self, received_ns, sequence, seconds, environ, request_body, request_length, status, headers,
              response_body, response_length):
-        path = request_path(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))
-        seconds_part, nanoseconds = divmod(received_ns, 1_000_000_000)
-        received = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds_part)) + f'.{nanoseconds // 1000:06d}Z'
-        shown_request = request_headers([(name, value) for name, value in environ.items()
-                                         if name.startswith('HTTP_') or name in ('CONTENT_TYPE', 'CONTENT_LENGTH')],
-                                        self.tokens)
+        shown_request = request_headers(environ, self.tokens)
         shown_response = {without_tokens(name, self.tokens): without_tokens(value, self.tokens)
                           for name, value in headers}
         return {
-            'id': f'{received_ns:020d}{self.tag}{sequence % 10**8:08d}', 'received': received,
+            'id': f'{received_ns:020d}{self.tag}{sequence % 10**8:08d}', 'received': store.now(received_ns),
             'method': environ.get('REQUEST_METHOD', '')[:16],
-            'path': without_tokens(path, self.tokens)[:4096],
+            'path': request_path(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''), self.tokens)[:4096],
             'status': int(status[:3]) if status[:3].isdigit() else 0,
             'duration_ms': round(seconds * 1000, 3),
             'user_agent': shown_request.get('User-Agent', '')[:500] or None,
@@ -2204,10 +2201,6 @@ SECURITY_HEADERS = {
     'Referrer-Policy': 'same-origin',
     'Cache-Control': 'no-store',
 }
-
-
-class DashboardGate(Exception):
-    """The request has no session: the route answers 401 (or the login form)."""
 
 
 def session_key(secret, tokens):
@@ -2358,7 +2351,7 @@ def user_summary(record):
     full_name = name.get('formatted') or ' '.join(
         str(name[part]) for part in ('givenName', 'familyName') if name.get(part))
     return {'id': record['id'], 'userName': resource.get('userName'), 'name': full_name or None,
-            'active': resource.get('active', True), 'groups': [group for group in record['links']]}
+            'active': resource.get('active', True), 'groups': list(record['links'])}
 
 
 def dashboard_exchange(exchange_id):

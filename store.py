@@ -284,10 +284,12 @@ def release_connection():
 _second = (None, '')   # the last second formatted: strftime costs more than a write's SQL
 
 
-def now():
-    """The time as stored: UTC, fixed width, TIME_FORMAT (2026-11-28T12:00:00.123456Z)."""
+def now(nanoseconds_since_epoch=None):
+    """The time (now, or the one given as time.time_ns() gives it) as stored: UTC,
+    fixed width, TIME_FORMAT (2026-11-28T12:00:00.123456Z)."""
     global _second
-    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    moment = time.time_ns() if nanoseconds_since_epoch is None else nanoseconds_since_epoch
+    seconds, nanoseconds = divmod(moment, 1_000_000_000)
     cached = _second   # one read: another thread may replace it
     if cached[0] != seconds:
         cached = _second = (seconds, time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)))
@@ -978,6 +980,12 @@ def sort_expression(model, columns, multi_valued, path):
     return json_.sort_key(document, keys)
 
 
+def snapshot():
+    """A read transaction whose statements all see one snapshot: PostgreSQL's default,
+    READ COMMITTED, takes one per statement."""
+    return database.atomic() if is_sqlite() else database.atomic('REPEATABLE READ')
+
+
 def _page(model, columns, membership, filter_ast, start_index, count, multi_valued, sort=None):
     """(totalResults, the rows of one page) in a stable order.
 
@@ -990,8 +998,7 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
         rows = _by_resource(page.page.rows(value=value, limit=count, offset=0))
         if len(rows) < count:
             return len(rows), rows
-    # One snapshot: PostgreSQL's default READ COMMITTED takes one per statement.
-    with database.atomic() if is_sqlite() else database.atomic('REPEATABLE READ'):
+    with snapshot():
         if prepared:
             page, value = prepared
             total = page.count.rows(value=value)[0][0]
@@ -1410,7 +1417,7 @@ def get_exchange(exchange_id):
 def recent_users(limit):
     """(how many users there are, the newest `limit` (at most IN_CHUNK) as Records
     whose links are their groups' names)."""
-    with database.atomic():   # one snapshot on PostgreSQL, the count and the rows agree
+    with snapshot():   # the count and the rows agree
         total = User.select().count()
         rows = list(User.select(*_record_columns(User)).order_by(User.created.desc(), User.id.desc())
                     .limit(limit).tuples())
@@ -1426,7 +1433,7 @@ def recent_groups(limit):
     """(how many groups there are, the newest `limit` as Records whose links are
     the member count)."""
     members = Link.select(fn.COUNT(SQL('*'))).where(Link.group == Group.id)
-    with database.atomic():
+    with snapshot():
         total = Group.select().count()
         rows = list(Group.select(*_record_columns(Group), members.alias('members'))
                     .order_by(Group.created.desc(), Group.id.desc()).limit(limit).tuples())
