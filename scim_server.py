@@ -62,7 +62,9 @@ DEMO_TOKEN = '123456789'
 # While serving, let a thread that waited on a socket or on SQLite get the GIL back
 # within 20 µs, not CPython's default 5 ms: each request waits a dozen times, and
 # at 5 ms a turn 8 waitress threads spent most of their time queueing for the GIL
-# (measured here: GET by id 315 -> 1,320 requests/s; see README, Performance).
+# (measured here: GET by id 315 -> 1,320 requests/s; see README, Performance). With
+# one thread, SQLite's default, the worker and waitress's loop still hand it over, and
+# 20 µs, 1 ms and 5 ms measured alike.
 SWITCH_INTERVAL = 20e-6
 
 DEFAULTS = {
@@ -75,13 +77,19 @@ DEFAULTS = {
     'default_page_size': 100,
     'max_page_size': 1000,
     'max_body_bytes': 1024 * 1024,
-    'threads': 8,
+    'threads': '',   # empty: DEFAULT_THREADS for the database
     'extensions': '',
     'quiet': False,
     'record_exchanges': True,
     'exchanges_kept': 500,
 }
-INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept')
+INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'exchanges_kept')
+# Requests served at once when `threads` is not set, by database. SQLite: one. Python
+# runs one thread at a time and SQLite writes one at a time, so a second thread adds
+# only the handing over of the interpreter lock: one thread served 30-60% more requests
+# per second than two, four or eight (README, Performance). PostgreSQL: four, so that
+# requests overlap their round trips to the database server.
+DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
 ENVIRONMENT = {
@@ -152,6 +160,15 @@ def normalise_settings(overrides):
         settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
         if settings[key] is None:
             raise SettingsError(f'{key} must be on or off, not {value!r}')
+    threads = str(settings['threads']).strip()
+    if not threads:
+        threads = DEFAULT_THREADS['sqlite' if str(settings['database']).startswith('sqlite') else 'postgresql']
+    try:
+        settings['threads'] = int(threads)
+    except ValueError:
+        raise SettingsError(f'threads must be a whole number, not {threads!r}') from None
+    if settings['threads'] < 1:
+        raise SettingsError(f'threads must be at least 1, not {settings["threads"]}')
     if settings['exchanges_kept'] < 1:
         raise SettingsError('exchanges_kept must be at least 1 (record_exchanges = off records none)')
     if not 0 <= settings['port'] < 65536:

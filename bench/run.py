@@ -469,7 +469,7 @@ def main(argv=None):
 
     scim, small = scimlite('scimlite'), scimlite('small')
     ceiling_process, ceiling_port = start(
-        [sys.executable, str(HERE / 'ceiling.py'), str(scim_server.DEFAULTS['threads']),
+        [sys.executable, str(HERE / 'ceiling.py'), str(scim_server.DEFAULT_THREADS['sqlite']),
          str(scim_server.SWITCH_INTERVAL)], r'port (\d+)')
     ceiling = Target('ceiling', f'http://127.0.0.1:{ceiling_port}', token, ceiling_process)
     other = Target('other', args.other, args.other_token) if args.other else None

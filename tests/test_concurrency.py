@@ -1,6 +1,8 @@
 """Concurrent clients against real `python scim_server.py` processes: the database decides,
 nothing is lost. Each race runs against one server, and against two server processes
-sharing the database (the clients alternate between them), on SQLite and on PostgreSQL."""
+sharing the database (the clients alternate between them), on SQLite and on PostgreSQL.
+Each server serves 8 requests at once (`threads = 8`), so that a race also runs between
+the threads of one process, whatever the database's default thread count."""
 
 import http.client
 import json
@@ -18,10 +20,9 @@ CLIENTS = 8
 class Servers:
     """One or more server processes on one database; `via` picks one by number."""
 
-    def __init__(self, database_url, count):
-        self.processes = []
-        for _ in range(count):
-            self.processes.append(ServerProcess(database=database_url, token=TOKEN))
+    def __init__(self, database_url, count, config=None):
+        extra = ('--config', str(config)) if config else ()
+        self.processes = [ServerProcess(*extra, database=database_url, token=TOKEN) for _ in range(count)]
 
     def port(self, via):
         return self.processes[via % len(self.processes)].port
@@ -32,8 +33,10 @@ class Servers:
 
 
 @pytest.fixture(params=[1, 2], ids=['one process', 'two processes'])
-def server(database_url, request):
-    running = Servers(database_url, request.param)
+def server(database_url, request, tmp_path):
+    config = tmp_path / 'threads.ini'
+    config.write_text(f'[scimlite]\nthreads = {CLIENTS}\n')
+    running = Servers(database_url, request.param, config)
     yield running
     running.stop()
 

@@ -170,6 +170,30 @@ def test_flags_beat_environment(config_file):
     assert settings['max_page_size'] == 50, 'SCIM_CONFIG chose the file'
 
 
+@pytest.mark.parametrize('database, threads', [
+    ('sqlite:///scim.db', 1),
+    ('postgresql://scim@127.0.0.1:5432/scim', 4),
+])
+def test_threads_default_to_what_serves_the_database_fastest(database, threads):
+    settings = scim_server.load_settings(['--token', 't', '--database', database], environ={})
+    assert settings['threads'] == threads
+    assert scim_server.DEFAULT_THREADS == {'sqlite': 1, 'postgresql': 4}
+
+
+def test_threads_from_the_config_file(tmp_path):
+    path = tmp_path / 'threads.ini'
+    path.write_text('[scimlite]\nthreads = 8\n')
+    assert scim_server.load_settings(['--config', str(path), '--token', 't'], environ={})['threads'] == 8
+
+
+@pytest.mark.parametrize('value', ['0', '-2', 'many', '1.5'])
+def test_threads_must_be_a_whole_number_from_one(value, tmp_path):
+    path = tmp_path / 'threads.ini'
+    path.write_text(f'[scimlite]\nthreads = {value}\n')
+    with pytest.raises(scim_server.SettingsError, match='threads must be'):
+        scim_server.load_settings(['--config', str(path), '--token', 't'], environ={})
+
+
 def test_comma_list_of_tokens_in_the_config_file(tmp_path):
     path = tmp_path / 'rotate.ini'
     path.write_text('[scimlite]\ntoken = old-token, new-token\n')
@@ -179,7 +203,7 @@ def test_comma_list_of_tokens_in_the_config_file(tmp_path):
 def test_shipped_config_keeps_the_demo_token():
     settings = scim_server.load_settings([], environ={})
     assert settings['tokens'] == (scim_server.DEMO_TOKEN,)
-    assert (settings['host'], settings['port']) == ('127.0.0.1', 5000)
+    assert (settings['host'], settings['port'], settings['threads']) == ('127.0.0.1', 5000, 1)
 
 
 def test_every_token_of_a_rotation_is_accepted(tmp_path):
