@@ -1,5 +1,7 @@
 """store.py's models and schema.sql describe the same tables."""
 
+import threading
+
 import peewee
 import pytest
 
@@ -43,6 +45,23 @@ def test_foreign_keys_cascade(database):
         rules = {row[0] for row in database.execute_sql(
             'SELECT delete_rule FROM information_schema.referential_constraints').fetchall()}
     assert rules == {'CASCADE'}   # on_delete
+
+
+def test_every_sqlite_connection_gets_the_settings(database):
+    """Each thread has its own connection: WAL, synchronous=NORMAL, foreign keys and a
+    16 MiB page cache apply to the one a new thread opens, not only to the first."""
+    if not store.is_sqlite():
+        pytest.skip('SQLite settings')
+    seen = {}
+
+    def read():
+        for name in ('journal_mode', 'synchronous', 'foreign_keys', 'cache_size'):
+            seen[name] = store.database.execute_sql(f'PRAGMA {name}').fetchone()[0]
+        store.database.close()
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert seen == {'journal_mode': 'wal', 'synchronous': 1, 'foreign_keys': 1, 'cache_size': -16384}
 
 
 def test_schema_is_applied_idempotently(app):
