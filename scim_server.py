@@ -85,10 +85,10 @@ DEFAULTS = {
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'exchanges_kept')
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
-# runs one thread at a time and SQLite writes one at a time, so a second thread adds
-# only the handing over of the interpreter lock: one thread served 30-60% more requests
-# per second than two, four or eight (README, Performance). PostgreSQL: four, so that
-# requests overlap their round trips to the database server.
+# runs one thread at a time and SQLite writes one at a time, so a second thread mostly
+# adds the handing over of the interpreter lock: one thread served 30-60% more requests
+# per second than eight, and more than two, three or four (README, Performance).
+# PostgreSQL: four, so that requests overlap their round trips to the database server.
 DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
