@@ -83,7 +83,7 @@ DEFAULTS = {
     'record_exchanges': True,
     'exchanges_kept': 500,
 }
-INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'exchanges_kept')
+INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept')
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
 # runs one thread at a time and SQLite writes one at a time, so a second thread mostly
 # adds the handing over of the interpreter lock: one thread served 30-60% more requests
@@ -150,6 +150,9 @@ def normalise_settings(overrides):
     if unknown:
         raise SettingsError(f'unknown setting(s): {", ".join(sorted(unknown))}')
     settings = {**DEFAULTS, **overrides}
+    if not str(settings['threads']).strip():
+        settings['threads'] = DEFAULT_THREADS['sqlite' if store.backend(str(settings['database'])) == 'sqlite'
+                                              else 'postgresql']
     for key in INTEGER_SETTINGS:
         try:
             settings[key] = int(settings[key])
@@ -160,13 +163,6 @@ def normalise_settings(overrides):
         settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
         if settings[key] is None:
             raise SettingsError(f'{key} must be on or off, not {value!r}')
-    threads = str(settings['threads']).strip()
-    if not threads:
-        threads = DEFAULT_THREADS['sqlite' if str(settings['database']).startswith('sqlite') else 'postgresql']
-    try:
-        settings['threads'] = int(threads)
-    except ValueError:
-        raise SettingsError(f'threads must be a whole number, not {threads!r}') from None
     if settings['threads'] < 1:
         raise SettingsError(f'threads must be at least 1, not {settings["threads"]}')
     if settings['exchanges_kept'] < 1:

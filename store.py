@@ -94,10 +94,10 @@ def open_database(url):
 
     `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
     (pooled connections). Raises DatabaseURLError with a one-line reason."""
-    scheme = urlparse(url).scheme
-    if scheme in ('postgresql', 'postgres'):
+    kind = backend(url)
+    if kind == 'postgresql':
         db = _postgresql(url)
-    elif scheme == 'sqlite':
+    elif kind == 'sqlite':
         db = _sqlite(url)
     else:
         raise DatabaseURLError(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
@@ -113,6 +113,12 @@ def open_database(url):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DatabaseURLError(f'cannot open database {masked(url)}: {reason}') from None
     return db
+
+
+def backend(url):
+    """'sqlite' or 'postgresql', the database a URL names; None for any other scheme."""
+    scheme = urlparse(url).scheme
+    return 'postgresql' if scheme in ('postgresql', 'postgres') else 'sqlite' if scheme == 'sqlite' else None
 
 
 def masked(url):
