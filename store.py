@@ -14,13 +14,13 @@ turns into SCIM errors. Every write is one transaction.
 """
 
 import contextlib
+import dataclasses
 import json
 import re
 import secrets
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +31,7 @@ from peewee import (
 from playhouse.pool import PooledPostgresqlDatabase
 
 import scimfilter as F
+from scimschema import utc_time
 
 SCHEMA_FILE = Path(__file__).with_name('schema.sql')
 # Time-stamps are stored as fixed-width UTC text, so they sort as they compare.
@@ -47,8 +48,9 @@ class StoreError(Exception):
     """Base of what the store reports to its caller."""
 
 
-class DatabaseURLError(StoreError):
-    """The database URL is malformed or the database cannot be opened."""
+class CannotOpen(StoreError):
+    """The database cannot be used: a malformed URL, a driver or server missing, a
+    file that cannot be opened, or a schema newer than this scimlite knows."""
 
 
 class NotFound(StoreError):
@@ -93,25 +95,25 @@ def open_database(url):
     """Open the database named by `url`, apply the schema, return it.
 
     `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
-    (pooled connections). Raises DatabaseURLError with a one-line reason."""
+    (pooled connections). Raises CannotOpen with a one-line reason."""
     kind = backend(url)
     if kind == 'postgresql':
         db = _postgresql(url)
     elif kind == 'sqlite':
         db = _sqlite(url)
     else:
-        raise DatabaseURLError(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
+        raise CannotOpen(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
                                'or postgresql://user@host:5432/dbname')
     database.initialize(db)
     try:
         _apply_schema_when_unlocked()
-    except DatabaseURLError:
+    except CannotOpen:
         close_database()
         raise
     except DatabaseError as error:   # unreachable, refused, no right to create tables, ...
         close_database()
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DatabaseURLError(f'cannot open database {masked(url)}: {reason}') from None
+        raise CannotOpen(f'cannot open database {masked(url)}: {reason}') from None
     return db
 
 
@@ -135,7 +137,7 @@ BUSY_TIMEOUT_MS = 10000   # how long SQLite waits for another process's write lo
 def _sqlite(url):
     path = url[len('sqlite:///'):] if url.startswith('sqlite:///') else ''
     if not path or path == ':memory:':
-        raise DatabaseURLError(
+        raise CannotOpen(
             f'{url!r} names no database file: use sqlite:///scim.db '
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
@@ -161,15 +163,15 @@ def _postgresql(url):
         from psycopg2.extensions import parse_dsn
         import psycopg2
     except ImportError:
-        raise DatabaseURLError('PostgreSQL needs the psycopg2 driver: pip install -r requirements.txt') from None
+        raise CannotOpen('PostgreSQL needs the psycopg2 driver: pip install -r requirements.txt') from None
     try:
         params = parse_dsn(url)
     except psycopg2.Error:
-        raise DatabaseURLError(f'malformed database URL {masked(url)!r}: '
+        raise CannotOpen(f'malformed database URL {masked(url)!r}: '
                                'use postgresql://user:password@host:5432/dbname') from None
     name = params.pop('dbname', None)
     if not name:
-        raise DatabaseURLError(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
+        raise CannotOpen(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
     params.setdefault('connect_timeout', '10')
     # Each request takes a connection from the pool and gives it back when it ends
     # (release_connection); one that broke is not given out again. No cap of our
@@ -205,7 +207,7 @@ def apply_schema():
         else:
             found = 1 if 'users' in tables else SCHEMA_VERSION
         if found > SCHEMA_VERSION:
-            raise DatabaseURLError(f'the database was made by a newer scimlite (schema version {found}, '
+            raise CannotOpen(f'the database was made by a newer scimlite (schema version {found}, '
                                    f'this one knows {SCHEMA_VERSION}): upgrade scimlite')
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
@@ -231,10 +233,6 @@ def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
                 raise
             database.close()   # the next try connects again, pragmas and all
             time.sleep(0.05)
-
-
-def schema_version():
-    return database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0]
 
 
 def _schema_statements():
@@ -309,13 +307,8 @@ def now(nanoseconds_since_epoch=None):
 
 def normalise_time(text):
     """An RFC 3339 time in any offset -> the stored UTC text, or None if unparsable."""
-    try:
-        moment = datetime.fromisoformat(text.replace('Z', '+00:00').replace('z', '+00:00'))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
-    except (ValueError, AttributeError, OverflowError):   # 0001-01-01T00:00+14:00 is before year 1
-        return None
+    moment = utc_time(text)
+    return moment.strftime(TIME_FORMAT) if moment else None
 
 
 def new_id():
@@ -1269,22 +1262,73 @@ def _members_where(group_id, user_filter):
     return (Link.group == group_id) & Link.user.in_(users)
 
 
-def _change_members(group_id, operation):
-    """One membership operation on the link rows; how many rows it changed."""
-    verb, *arguments = operation
-    if verb == 'add':
-        return _add_members(group_id, *arguments)
-    if verb == 'remove':
-        return _remove_members(group_id, *arguments)
-    if verb == 'set':   # exactly these members: only the difference is written
-        return _set_members(group_id, arguments[0])
-    removed = Link.delete().where(_members_where(group_id, arguments[0])).execute()
-    if verb == 'replace where':
+# What a write does to a group's members: the PATCH and PUT code builds these,
+# update_group applies them in order to the link rows only.
+
+@dataclasses.dataclass(frozen=True)
+class AddMembers:
+    """These users become members (those already members stay as they are)."""
+    user_ids: tuple
+
+    @property
+    def added(self):
+        return self.user_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveMembers:
+    """These users stop being members; `user_ids=None` removes every member."""
+    user_ids: tuple = None
+
+    added = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveMembersWhere:
+    """The members that match a filter on users (`userName co "ann"`) stop being members."""
+    user_filter: object
+
+    added = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceMembersWhere:
+    """The members that match `user_filter` are replaced by `user_ids`; NoTarget if none matches."""
+    user_filter: object
+    user_ids: tuple
+
+    @property
+    def added(self):
+        return self.user_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class SetMembers:
+    """The members become exactly these users (a PUT, or a replace of members)."""
+    user_ids: tuple
+
+    @property
+    def added(self):
+        return self.user_ids
+
+
+def _change_members(group_id, change):
+    """One member change on the link rows; how many rows it changed."""
+    if isinstance(change, AddMembers):
+        return _add_members(group_id, change.user_ids)
+    if isinstance(change, RemoveMembers):
+        return _remove_members(group_id, change.user_ids)
+    if isinstance(change, SetMembers):   # only the difference is written
+        return _set_members(group_id, change.user_ids)
+    if isinstance(change, RemoveMembersWhere):
+        return Link.delete().where(_members_where(group_id, change.user_filter)).execute()
+    if isinstance(change, ReplaceMembersWhere):
+        removed = Link.delete().where(_members_where(group_id, change.user_filter)).execute()
         if not removed:
             get_group(group_id, with_members=False)   # gone meanwhile: 404, not noTarget
             raise NoTarget('no member matches the filter')
-        return removed + _add_members(group_id, arguments[1])
-    return removed
+        return removed + _add_members(group_id, change.user_ids)
+    raise TypeError(f'not a member change: {change!r}')
 
 
 def _set_members(group_id, user_ids):
@@ -1316,13 +1360,12 @@ class _Lost(Exception):
     """Another writer changed the group since we read it: undo ours, and try again."""
 
 
-def _members_deleted_meanwhile(group_id, operations):
+def _members_deleted_meanwhile(group_id, changes):
     """After an IntegrityError adding link rows: the group, or a user, deleted between
     our read and our insert (PostgreSQL checks the foreign key at the insert;
     SQLite's single writer cannot interleave) is not found, as if it had never existed."""
     get_group(group_id, with_members=False)
-    _require_users([user_id for verb, *arguments in operations if verb in ('add', 'replace where')
-                    for user_id in arguments[-1]])
+    _require_users([user_id for change in changes for user_id in change.added])
 
 
 def create_group(resource, member_ids=()):
@@ -1333,18 +1376,18 @@ def create_group(resource, member_ids=()):
             GROUP_INSERT.execute(id=group_id, stamp=stamp, **_group_columns(resource))
             _add_members(group_id, member_ids)
     except IntegrityError:
-        _members_deleted_meanwhile(group_id, [('add', member_ids)])
+        _members_deleted_meanwhile(group_id, [AddMembers(tuple(member_ids))])
         raise
     return get_group(group_id)
 
 
 def update_group(group_id, change, expected_versions=None, with_members=True):
-    """Store `change(record) -> (new resource, membership operations)` in one transaction.
+    """Store `change(record) -> (new resource, member changes)` in one transaction.
 
-    Membership operations are ('add', ids), ('remove', ids), ('remove', None) for
-    all, ('remove where', user filter) and ('replace where', user filter, ids),
-    applied in order to the link rows only: a group's other members are
-    neither read nor rewritten. The record passed to `change` has no members.
+    Member changes (AddMembers, RemoveMembers, RemoveMembersWhere,
+    ReplaceMembersWhere, SetMembers) are applied in order to the link rows only:
+    a group's other members are neither read nor rewritten. The record passed
+    to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read.
     A change that changes nothing (adding a member twice, removing one already
     gone, as IdPs retry) writes nothing: the version stays (RFC 7644 §3.5.2.1)."""
@@ -1352,21 +1395,21 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
         with _retry_turn(Group, group_id) if attempt else contextlib.nullcontext():
             record = get_group(group_id, with_members=False)
             _checked(record, expected_versions)
-            resource, operations = change(record)
+            resource, changes = change(record)
             columns = _group_columns(resource)
-            if columns['resource'] == record['json'] and not operations:   # text: 1 == True in Python
+            if columns['resource'] == record['json'] and not changes:   # text: 1 == True in Python
                 return get_group(group_id, with_members=with_members)
             try:
                 with writing():
                     _lock_group(group_id, record['version'])
-                    links_changed = sum(_change_members(group_id, operation) for operation in operations)
+                    links_changed = sum(_change_members(group_id, member_change) for member_change in changes)
                     written = bool(links_changed or columns['resource'] != record['json'])
                     stamp = now()
                     if written and not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=stamp,
                                                             **columns):
                         raise _Lost()
             except IntegrityError:
-                _members_deleted_meanwhile(group_id, operations)
+                _members_deleted_meanwhile(group_id, changes)
                 raise
             except _Lost:
                 continue

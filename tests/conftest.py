@@ -18,15 +18,16 @@ import pytest
 import webtest
 
 import scim_server
+import scimschema
 import store
 
 TOKEN = 'test-token-0123456789'
 BASE = '/scim/v2'
 SCIM_JSON = 'application/scim+json'
-USER_SCHEMA = scim_server.USER_SCHEMA
-GROUP_SCHEMA = scim_server.GROUP_SCHEMA
-PATCH_SCHEMA = scim_server.PATCH_SCHEMA
-ERROR_SCHEMA = scim_server.ERROR_SCHEMA
+USER_SCHEMA = scimschema.USER_SCHEMA
+GROUP_SCHEMA = scimschema.GROUP_SCHEMA
+PATCH_SCHEMA = scimschema.PATCH_SCHEMA
+ERROR_SCHEMA = scimschema.ERROR_SCHEMA
 
 
 TEST_SERVER_URL = os.environ.get('SCIMLITE_TEST_DATABASE_URL', '')

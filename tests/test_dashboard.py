@@ -15,13 +15,15 @@ from urllib.parse import urlencode
 import pytest
 import webtest
 
+import dashboard
 import scim_server
+import scimschema
 import store
 from conftest import TOKEN, USER_SCHEMA, ScimClient
 from serverprocess import ServerProcess
 
 PASSWORD = 'Correct-Horse-Battery-9'
-GATED = [(method, path) for method, path, _, public in scim_server.DASHBOARD_ROUTES if not public]
+GATED = [(method, path) for method, path, _, public in dashboard.DASHBOARD_ROUTES if not public]
 
 
 def concrete(path):
@@ -50,7 +52,7 @@ def session(browser):
 
 
 def data(app, session):
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     return session.get('/dashboard/data', status=200).json
 
 
@@ -69,7 +71,7 @@ def assert_security_headers(response):
 
 def test_the_dashboard_routes_are_the_ones_tested():
     """A new dashboard route must be added to this file's gate tests: they enumerate these."""
-    assert {(method, path) for method, path, _, public in scim_server.DASHBOARD_ROUTES if public} == {
+    assert {(method, path) for method, path, _, public in dashboard.DASHBOARD_ROUTES if public} == {
         ('GET', '/'), ('POST', '/dashboard/login'), ('POST', '/dashboard/logout'), ('GET', '/dashboard/dashboard.css')}
     assert len(GATED) == 3
 
@@ -89,24 +91,24 @@ def test_every_gated_route_answers_401_without_a_session(browser, client, method
     'garbage', '', '1.2.3', '9999999999.nonce.' + '0' * 64, '.' * 100, 'é' * 10,
 ], ids=['garbage', 'empty', 'short', 'forged signature', 'dots', 'non-ASCII'])
 def test_a_forged_cookie_opens_nothing(browser, method, path, cookie):
-    browser.set_cookie(scim_server.SESSION_COOKIE, cookie)
+    browser.set_cookie(dashboard.SESSION_COOKIE, cookie)
     assert browser.request(concrete(path), method=method, expect_errors=True).status_int == 401
 
 
 def test_a_cookie_signed_for_another_token_or_database_or_expired_opens_nothing(browser, monkeypatch):
     secret = store.secret('dashboard session')
     signed_for = {
-        'this server': scim_server.session_key(secret, (TOKEN,)),
-        'another token': scim_server.session_key(secret, ('another-token',)),
-        'another database': scim_server.session_key('0' * 64, (TOKEN,)),
+        'this server': dashboard.session_key(secret, (TOKEN,)),
+        'another token': dashboard.session_key(secret, ('another-token',)),
+        'another database': dashboard.session_key('0' * 64, (TOKEN,)),
         # Anyone can compute a key from the token alone: with the public demo token, a forgery.
         'the token alone': hmac.new(b'scimlite dashboard session', TOKEN.encode(), hashlib.sha256).digest(),
     }
     for name, key in signed_for.items():
-        browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(key))
+        browser.set_cookie(dashboard.SESSION_COOKIE, dashboard.new_session(key))
         assert browser.get('/dashboard/data', expect_errors=True).status_int == (200 if name == 'this server' else 401), name
-    monkeypatch.setattr(scim_server, 'SESSION_SECONDS', -1)
-    browser.set_cookie(scim_server.SESSION_COOKIE, scim_server.new_session(signed_for['this server']))
+    monkeypatch.setattr(dashboard, 'SESSION_SECONDS', -1)
+    browser.set_cookie(dashboard.SESSION_COOKIE, dashboard.new_session(signed_for['this server']))
     assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
 
 
@@ -114,7 +116,7 @@ def test_the_session_key_is_one_per_database(database_url, app):
     """Every process on a database signs with the same key, made once, and random."""
     first = store.secret('dashboard session')
     assert len(first) == 64 and first == store.secret('dashboard session')
-    assert make(database_url).session_key == app.session_key
+    assert make(database_url).dashboard.session_key == app.dashboard.session_key
 
 
 def test_the_home_page_without_a_session_is_the_login_form_and_shows_no_data(browser, client):
@@ -133,7 +135,7 @@ def test_the_right_token_gives_a_signed_httponly_strict_cookie(browser):
     response = log_in(browser, status=303)
     assert response.headers['Location'].endswith('/')
     cookie = response.headers['Set-Cookie']
-    assert cookie.startswith(f'{scim_server.SESSION_COOKIE}=')
+    assert cookie.startswith(f'{dashboard.SESSION_COOKIE}=')
     assert 'HttpOnly' in cookie and re.search(r'SameSite=strict', cookie, re.I)
     assert 'Max-Age=43200' in cookie and 'Path=/' in cookie
     assert 'Secure' not in cookie   # plain http on localhost: a Secure cookie would never come back
@@ -169,11 +171,11 @@ def test_the_demo_token_logs_in_from_this_machine_only(database_url):
 
 
 def test_login_attempts_are_throttled_per_address(browser, app):
-    for _ in range(scim_server.LOGIN_FAILURES_ALLOWED):
+    for _ in range(dashboard.LOGIN_FAILURES_ALLOWED):
         assert log_in(browser, 'guess', expect_errors=True).status_int == 401
     throttled = log_in(browser, TOKEN, expect_errors=True)   # even the right token: it is not looked at
     assert throttled.status_int == 429
-    assert 1 <= int(throttled.headers['Retry-After']) <= scim_server.LOGIN_FAILURE_WINDOW
+    assert 1 <= int(throttled.headers['Retry-After']) <= dashboard.LOGIN_FAILURE_WINDOW
     assert 'Set-Cookie' not in throttled.headers
     elsewhere = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.2'})
     assert log_in(elsewhere).status_int == 303
@@ -191,7 +193,7 @@ def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another(app):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == [401] * scim_server.LOGIN_FAILURES_ALLOWED + [429] * (20 - scim_server.LOGIN_FAILURES_ALLOWED)
+    assert sorted(statuses) == [401] * dashboard.LOGIN_FAILURES_ALLOWED + [429] * (20 - dashboard.LOGIN_FAILURES_ALLOWED)
 
 
 @pytest.mark.parametrize('headers', [
@@ -228,7 +230,7 @@ def test_logout_ends_the_session(session):
 
 
 def test_every_dashboard_answer_carries_the_security_headers(session):
-    for method, path, _, _ in scim_server.DASHBOARD_ROUTES:
+    for method, path, _, _ in dashboard.DASHBOARD_ROUTES:
         if method == 'GET':
             assert_security_headers(session.get(concrete(path), expect_errors=True))
 
@@ -255,13 +257,13 @@ def test_data_shows_users_with_names_and_groups_and_groups_with_member_counts(ap
 
 
 def test_data_shows_the_newest_hundred_of_many(app, session, client):
-    for n in range(scim_server.SHOWN + 5):
+    for n in range(dashboard.SHOWN + 5):
         store.User.insert(id=f'u{n:04d}', user_name=f'user{n}', user_name_key=f'user{n}', resource='{}',
                           created=f'2026-01-01T00:00:00.{n:06d}Z', last_modified='x').execute()
     users = data(app, session)['users']
-    assert users['total'] == scim_server.SHOWN + 5
-    assert len(users['shown']) == scim_server.SHOWN
-    assert users['shown'][0]['id'] == f'u{scim_server.SHOWN + 4:04d}'
+    assert users['total'] == dashboard.SHOWN + 5
+    assert len(users['shown']) == dashboard.SHOWN
+    assert users['shown'][0]['id'] == f'u{dashboard.SHOWN + 4:04d}'
 
 
 def test_the_page_escapes_what_it_shows(session, database_url):
@@ -331,20 +333,20 @@ PASSWORD_CARRIERS = [
 def test_passwords_are_scrubbed_before_they_are_stored(app, session, client, method, path, body):
     user = client.create_user('someone@example.com')
     if method == 'PATCH':
-        body = {'schemas': [scim_server.PATCH_SCHEMA], **body}
+        body = {'schemas': [scimschema.PATCH_SCHEMA], **body}
     client.request(method, path.format(id=user['id']), body)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     rows = [json.dumps(row) for row in store.Exchange.select().dicts()]
     assert rows and not any(PASSWORD in row for row in rows)
     whole = exchange_details(app, session, method, scim_server.DEFAULTS['base_path'] + path.split('/{')[0])
-    assert scim_server.SCRUBBED in whole['request_body']
+    assert dashboard.SCRUBBED in whole['request_body']
 
 
 def test_a_password_behind_a_json_escape_is_scrubbed(app, session, client):
     """"pass\u0077ord" is "password" to every JSON reader, the page's included."""
     raw = f'{{"schemas": ["{USER_SCHEMA}"], "userName": "esc", "pass\\u0077ord": "{PASSWORD}"}}'.encode()
     client.request('POST', '/Users', raw=raw, status=201)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     assert PASSWORD not in json.dumps(list(store.Exchange.select().dicts()))
 
 
@@ -372,7 +374,7 @@ def test_tokens_are_scrubbed_wherever_a_client_puts_them(app, session, client):
     client.request('GET', '/Users', headers={'Authorization': f'{TOKEN} x'}, status=401)
     client.get(f'/Users/{TOKEN}', status=404)
     client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'u', 'title': TOKEN}, status=201)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     everything = json.dumps(list(store.Exchange.select().dicts()))
     assert TOKEN not in everything
     whole = exchange_details(app, session, 'GET', '/scim/v2/Groups')
@@ -384,11 +386,11 @@ def test_tokens_are_scrubbed_wherever_a_client_puts_them(app, session, client):
 
 
 def test_a_large_body_is_kept_in_part_and_a_nul_in_full(app, session, client):
-    big = 'x' * (scim_server.MAX_LOGGED_BODY + 500)
+    big = 'x' * (dashboard.MAX_LOGGED_BODY + 500)
     client.post('/Users', {'schemas': [USER_SCHEMA], 'userName': 'big', 'title': big}, status=201)
     whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
     assert whole['request_body'].endswith('more bytes not kept]')
-    assert len(whole['request_body']) < scim_server.MAX_LOGGED_BODY + 100
+    assert len(whole['request_body']) < dashboard.MAX_LOGGED_BODY + 100
     client.request('POST', '/Users', raw=b'{"userName": "a\x00b"}', status=400)
     whole = exchange_details(app, session, 'POST', '/scim/v2/Users')
     assert whole['status'] == 400 and '\ufffd' in whole['request_body']
@@ -399,30 +401,30 @@ def test_only_the_newest_exchanges_are_kept(database_url):
     client = ScimClient(app)
     for n in range(8):
         client.get(f'/Users?count={n}', status=200)
-        app.exchanges.flush()   # one batch each: the table, not only the queue, is trimmed
+        app.recorder.exchanges.flush()   # one batch each: the table, not only the queue, is trimmed
     kept = [row[0] for row in store.Exchange.select(store.Exchange.path).order_by(store.Exchange.id).tuples()]
     assert kept == [f'/scim/v2/Users?count={n}' for n in range(3, 8)]
     for n in range(8):   # a burst between two writes: the queue keeps the newest too
         client.get(f'/Groups?count={n}', status=200)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     assert store.Exchange.select().count() == 5
     app.close()
 
 
 def test_a_flood_is_recorded_as_a_sample_of_the_newest(app, client):
     """More than BATCH_MAX between two writes: the newest BATCH_MAX are written."""
-    for n in range(scim_server.BATCH_MAX + 10):
+    for n in range(dashboard.BATCH_MAX + 10):
         client.get(f'/Users?count={n}', status=200)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     kept = [row[0] for row in store.Exchange.select(store.Exchange.path).order_by(store.Exchange.id).tuples()]
-    assert kept == [f'/scim/v2/Users?count={n}' for n in range(10, scim_server.BATCH_MAX + 10)]
+    assert kept == [f'/scim/v2/Users?count={n}' for n in range(10, dashboard.BATCH_MAX + 10)]
 
 
 def test_recording_can_be_switched_off(database_url):
     app = make(database_url, record_exchanges='off')
     ScimClient(app).create_user('ada@example.com')
-    assert app.exchanges is None
-    time.sleep(2 * scim_server.ExchangeLog.interval)
+    assert app.recorder.exchanges is None
+    time.sleep(2 * dashboard.ExchangeLog.interval)
     assert store.Exchange.select().count() == 0
     session = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
     log_in(session, status=303)
@@ -438,9 +440,9 @@ def test_recording_does_not_wait_for_the_database(app, client, monkeypatch):
     def refuse(*args):
         raise AssertionError('written on the request thread')
     monkeypatch.setattr(store, 'add_exchanges', refuse)
-    app.exchanges.stop()   # no writer thread: nothing may write
+    app.recorder.exchanges.stop()   # no writer thread: nothing may write
     client.create_user('ada@example.com')
-    assert len(app.exchanges.queue) == 1
+    assert len(app.recorder.exchanges.queue) == 1
 
 
 def test_a_failed_batch_is_logged_once_and_scim_goes_on(app, client, monkeypatch, caplog):
@@ -449,7 +451,7 @@ def test_a_failed_batch_is_logged_once_and_scim_goes_on(app, client, monkeypatch
     monkeypatch.setattr(store, 'add_exchanges', unavailable)
     for n in range(3):
         client.create_user(f'user{n}@example.com')
-        app.exchanges.flush()
+        app.recorder.exchanges.flush()
     assert [r.message for r in caplog.records].count(
         'could not record 1 exchange(s) for the dashboard: database is locked') == 1
 
@@ -495,7 +497,7 @@ def test_each_scim_request_prints_one_line(database_url, capsys):
     client.create_user('ada@example.com')
     client.get('/Users/missing', status=404)
     webtest.TestApp(app).get('/')
-    app.console.print_waiting()
+    app.recorder.console.print_waiting()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2, lines
     assert re.fullmatch(r'\d\d:\d\d:\d\d  POST   /scim/v2/Users  201  \d+\.\d ms', lines[0])
@@ -506,7 +508,7 @@ def test_each_scim_request_prints_one_line(database_url, capsys):
 def test_the_console_never_shows_the_token(database_url, capsys):
     app = make(database_url)
     ScimClient(app).get(f'/Users/{TOKEN}', status=404)
-    app.console.print_waiting()
+    app.recorder.console.print_waiting()
     out = capsys.readouterr().out
     assert TOKEN not in out and '/scim/v2/Users/[scrubbed]  404' in out
     app.close()
@@ -530,7 +532,7 @@ class BlockedConsole:
 
 def test_a_console_that_blocks_holds_no_request(database_url):
     app = make(database_url)
-    app.console.stream = console = BlockedConsole()
+    app.recorder.console.stream = console = BlockedConsole()
     client = ScimClient(app)
     started = time.monotonic()
     for n in range(30):
@@ -547,13 +549,13 @@ def test_a_console_that_blocks_holds_no_request(database_url):
 
 def test_a_console_that_cannot_show_a_character_goes_on(database_url):
     app = make(database_url)
-    app.console.stream = console = BlockedConsole()
+    app.recorder.console.stream = console = BlockedConsole()
     console.encoding = 'ascii'
     console.reading.set()
     client = ScimClient(app)
     client.get('/Users?filter=userName%20eq%20%22jos%C3%A9%22', status=200)
     client.get('/Users/next', status=404)
-    app.console.print_waiting()
+    app.recorder.console.print_waiting()
     printed = ''.join(console.written)
     assert 'userName eq "jos\\xe9"' in printed and '/scim/v2/Users/next  404' in printed
     app.close()
@@ -563,26 +565,26 @@ def test_the_queue_holds_no_more_of_a_body_than_it_keeps(app, client):
     user = client.create_user('big@example.com')
     client.put(f'/Users/{user["id"]}', {'schemas': [USER_SCHEMA], 'userName': 'big@example.com',
                                          'title': 'x' * 500_000}, status=200)
-    app.exchanges.stop()
-    queued = app.exchanges.queue[-1]
-    assert all(len(part) <= scim_server.MAX_LOGGED_BODY for part in queued if isinstance(part, bytes))
-    assert all(len(value) <= scim_server.MAX_LOGGED_BODY for part in queued if isinstance(part, dict)
+    app.recorder.exchanges.stop()
+    queued = app.recorder.exchanges.queue[-1]
+    assert all(len(part) <= dashboard.MAX_LOGGED_BODY for part in queued if isinstance(part, bytes))
+    assert all(len(value) <= dashboard.MAX_LOGGED_BODY for part in queued if isinstance(part, dict)
                for value in part.values() if isinstance(value, (bytes, str)))
 
 
 def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(database_url):
     app = make(database_url)
-    app.console.stream = console = BlockedConsole()
+    app.recorder.console.stream = console = BlockedConsole()
     console.reading.set()
-    app.console.stop()   # no console thread: all of it waits for one print
+    app.recorder.console.stop()   # no console thread: all of it waits for one print
     client = ScimClient(app)
     for n in range(70):
         client.get(f'/Users?count={n}', status=200)
     for n in range(10):
         client.get(f'/Users/missing-{n}', status=404)
-    app.console.print_waiting()
+    app.recorder.console.print_waiting()
     lines = ''.join(console.written).splitlines()
-    assert scim_server.ConsoleLines.FLOOD_LINES // 5 == 10   # the newest ten are printed whole
+    assert dashboard.ConsoleLines.FLOOD_LINES // 5 == 10   # the newest ten are printed whole
     assert len(lines) == 11
     assert re.fullmatch(r'\d\d:\d\d:\d\d  … 70 more requests, not shown one by one: 200 ×70', lines[0]), lines[0]
     assert [line.split()[2] for line in lines[1:]] == [f'/scim/v2/Users/missing-{n}' for n in range(10)]
@@ -592,8 +594,8 @@ def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(database_url)
 def test_quiet_prints_nothing(database_url, capsys):
     app = make(database_url, quiet=True)
     ScimClient(app).create_user('ada@example.com')
-    assert app.console is None
-    time.sleep(2 * scim_server.ConsoleLines.interval)
+    assert app.recorder.console is None
+    time.sleep(2 * dashboard.ConsoleLines.interval)
     assert capsys.readouterr().out == ''
     app.close()
 
@@ -601,7 +603,7 @@ def test_quiet_prints_nothing(database_url, capsys):
 def test_a_path_cannot_write_escape_sequences_to_the_terminal(database_url, capsys):
     app = make(database_url)
     ScimClient(app).get('/Users/%1b%5b2J%1b%5d0;owned%07', status=404)
-    app.console.print_waiting()
+    app.recorder.console.print_waiting()
     out = capsys.readouterr().out
     assert '\x1b' not in out and '\x07' not in out and '\\x1b[2J' in out
     app.close()
@@ -650,6 +652,6 @@ def test_the_scim_api_may_live_at_the_root_beside_the_dashboard(database_url):
     assert client.get('/Users', headers=headers, status=200).json['totalResults'] == 1
     assert 'name="token"' in client.get('/', status=200).text
     log_in(client, status=303)
-    app.exchanges.flush()
+    app.recorder.exchanges.flush()
     assert [e['path'] for e in client.get('/dashboard/data').json['exchanges']['shown']] == ['/Users', '/Users']
     app.close()

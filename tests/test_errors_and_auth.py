@@ -6,12 +6,13 @@ import json
 import pytest
 
 import scim_server
+import scimschema
 import webtest
 import store
 from conftest import BASE, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
 
 PATH_VALUES = {'<name>': 'User', '<urn>': USER_SCHEMA,
-               '<user_id>': 'some-user-id', '<group_id>': 'some-group-id'}
+               '<resource_id>': 'some-resource-id'}
 
 
 def concrete(path):
@@ -20,7 +21,7 @@ def concrete(path):
     return path
 
 
-ROUTES = [(method, concrete(path)) for method, path, _ in scim_server.SCIM_ROUTES]
+ROUTES = [(method, concrete(path)) for method, path, _, _ in scim_server.SCIM_ROUTES]
 BAD_AUTHORIZATIONS = [
     None,
     '',
@@ -277,7 +278,7 @@ def modifications(user_id):
     return {
         'PUT': ('PUT', f'/Users/{user_id}', {'schemas': [USER_SCHEMA], 'userName': 'changed@example.com'}),
         'PATCH': ('PATCH', f'/Users/{user_id}', {
-            'schemas': [scim_server.PATCH_SCHEMA],
+            'schemas': [scimschema.PATCH_SCHEMA],
             'Operations': [{'op': 'replace', 'path': 'userName', 'value': 'changed@example.com'}]}),
         'DELETE': ('DELETE', f'/Users/{user_id}', None),
     }
@@ -366,7 +367,7 @@ def test_a_non_ascii_token_matches_its_utf8_bytes(database_url):
 def test_an_unexpected_exception_is_a_scim_500_with_the_traceback_only_in_the_log(app, caplog):
     def explode():
         raise RuntimeError('secret internals')
-    app.route('/scim/v2/Explode', 'GET', scim_server.with_token(explode))
+    app.route('/scim/v2/Explode', 'GET', scim_server.scim_endpoint(explode))
     client = ScimClient(app)
     response = client.get('/Explode')
     assert_scim_error(response, 500)

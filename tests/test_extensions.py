@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 
 import scim_server
+import scimschema
 import store
 from conftest import GROUP_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
 from serverprocess import clean_environment, run_server
@@ -37,12 +38,11 @@ def declared(tmp_path, database_url):
     app = scim_server.make_app({'database': database_url, 'token': TOKEN, 'extensions': str(path)})
     yield ScimClient(app)
     store.close_database()
-    scim_server.configure_extensions(())   # the next app in this process declares its own
 
 
 def test_declared_schemas_are_described_by_schemas_and_resource_types(declared):
     listed = {schema['id']: schema for schema in declared.get('/Schemas', status=200).json['Resources']}
-    assert set(listed) == {*scim_server.BUILT_IN_SCHEMAS, OKTA, TEAM}
+    assert set(listed) == {*scimschema.BUILT_IN_SCHEMAS, OKTA, TEAM}
     okta = declared.get(f'/Schemas/{OKTA}', status=200).json
     assert (okta['name'], okta['description']) == ('OktaCustom', 'Custom attributes from Okta')
     attributes = {attribute['name']: attribute for attribute in okta['attributes']}
@@ -52,7 +52,7 @@ def test_declared_schemas_are_described_by_schemas_and_resource_types(declared):
         'caseExact': False, 'mutability': 'readWrite', 'returned': 'default', 'uniqueness': 'none'}
     users = declared.get('/ResourceTypes/User', status=200).json
     groups = declared.get('/ResourceTypes/Group', status=200).json
-    assert [extension['schema'] for extension in users['schemaExtensions']] == [scim_server.ENTERPRISE_SCHEMA, OKTA]
+    assert [extension['schema'] for extension in users['schemaExtensions']] == [scimschema.ENTERPRISE_SCHEMA, OKTA]
     assert [extension['schema'] for extension in groups['schemaExtensions']] == [TEAM]
 
 

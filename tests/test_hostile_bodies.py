@@ -5,6 +5,7 @@ stored or changed (issue #6, bodies)."""
 import pytest
 
 import scim_server
+import scimschema
 from conftest import GROUP_SCHEMA, USER_SCHEMA, assert_scim_error, store_rows
 
 WRONG = {   # a value of another type, for each type an attribute may have
@@ -35,10 +36,14 @@ def cases(kind, urn=None):
                 yield f'{name}.{sub["name"]}', {sub['name']: WRONG[sub['type']]}, sub['name']
 
 
+BUILT_IN = scimschema.Catalog()   # the resource types of an app that declares no extension
+USERS, GROUPS = BUILT_IN.users, BUILT_IN.groups
+
+
 def place(kind, attribute_path, value):
     """The body that puts `value` at the attribute (its first segment; the value carries the rest)."""
-    required = {'userName': 'x@example.com'} if kind is scim_server.USERS else {'displayName': 'G'}
-    schema = USER_SCHEMA if kind is scim_server.USERS else GROUP_SCHEMA
+    required = {'userName': 'x@example.com'} if kind is USERS else {'displayName': 'G'}
+    schema = USER_SCHEMA if kind is USERS else GROUP_SCHEMA
     if attribute_path.startswith('urn:'):
         urn, _, rest = attribute_path.rpartition(':')
         top = rest.split('.')[0].split('[')[0]
@@ -47,15 +52,15 @@ def place(kind, attribute_path, value):
     return {'schemas': [schema], **required, top: value}
 
 
-USER_CASES = [*cases(scim_server.USERS), *cases(scim_server.USERS, scim_server.ENTERPRISE_SCHEMA)]
-GROUP_CASES = list(cases(scim_server.GROUPS))
-ALL_CASES = [(scim_server.USERS, *case) for case in USER_CASES] + [(scim_server.GROUPS, *case) for case in GROUP_CASES]
+USER_CASES = [*cases(USERS), *cases(USERS, scimschema.ENTERPRISE_SCHEMA)]
+GROUP_CASES = list(cases(GROUPS))
+ALL_CASES = [(USERS, *case) for case in USER_CASES] + [(GROUPS, *case) for case in GROUP_CASES]
 
 
 @pytest.mark.parametrize('kind, path, value, named', ALL_CASES,
                          ids=[f'{kind.name}:{path}' for kind, path, _, _ in ALL_CASES])
 def test_a_wrong_type_for_any_attribute_is_400_naming_it(client, kind, path, value, named):
-    existing = client.create_user('existing@example.com') if kind is scim_server.USERS else client.create_group('G0')
+    existing = client.create_user('existing@example.com') if kind is USERS else client.create_group('G0')
     before = store_rows()
     for method, url in (('POST', kind.endpoint), ('PUT', f'{kind.endpoint}/{existing["id"]}')):
         body = assert_scim_error(client.request(method, url, place(kind, path, value)), 400, 'invalidValue')
@@ -72,7 +77,7 @@ def attribute_of(path):
 def test_the_table_covers_every_writable_attribute():
     names = {attribute_of(path) for path, _, _ in USER_CASES}
     assert {'userName', 'name', 'emails', 'active', 'addresses', 'externalId',
-            f'{scim_server.ENTERPRISE_SCHEMA}:manager'} <= names
+            f'{scimschema.ENTERPRISE_SCHEMA}:manager'} <= names
     assert len(USER_CASES) > 50
 
 

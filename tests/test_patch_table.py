@@ -48,10 +48,14 @@ Covered elsewhere and not repeated here: the malformed request bodies, the custo
 "False" strings, capitalised ops and dotted keys (tests/test_idp_replay.py).
 """
 
+import copy
 from dataclasses import dataclass
 
 import pytest
 
+import scimpatch
+import scimschema
+import store
 from conftest import USER_SCHEMA, assert_scim_error
 
 ENT = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
@@ -93,18 +97,26 @@ def fill(data, ids):
     return data
 
 
+# name: (userName, the other attributes it is created with), in the order of creation
+USERS = {
+    'boss': ('boss@example.com', {}),
+    'other': ('other@example.com', {}),
+    'jane': ('jane@example.com', {
+        'schemas': [USER_SCHEMA, ENT], 'title': 'Engineer', 'displayName': 'Jane Doe', 'name': NAME,
+        'active': True, 'emails': [WORK, HOME], 'phoneNumbers': [PHONE], ENT: EXTENSION}),
+    'bare': ('bare@example.com', {}),
+}
+TEAM = ('Team', ('jane', 'boss'))   # the group: displayName, members
+
+
 class World:
     """Four users and a group, created afresh for each row."""
 
     def __init__(self, client):
         self.ids = {}
-        self.ids['boss'] = client.create_user('boss@example.com')['id']
-        self.ids['other'] = client.create_user('other@example.com')['id']
-        self.ids['jane'] = client.create_user('jane@example.com', **self.fill({
-            'schemas': [USER_SCHEMA, ENT], 'title': 'Engineer', 'displayName': 'Jane Doe', 'name': NAME,
-            'active': True, 'emails': [WORK, HOME], 'phoneNumbers': [PHONE], ENT: EXTENSION}))['id']
-        self.ids['bare'] = client.create_user('bare@example.com')['id']
-        self.ids['team'] = client.create_group('Team', [self.ids['jane'], self.ids['boss']])['id']
+        for name, (user_name, attributes) in USERS.items():
+            self.ids[name] = client.create_user(user_name, **self.fill(attributes))['id']
+        self.ids['team'] = client.create_group(TEAM[0], [self.ids[member] for member in TEAM[1]])['id']
 
     def fill(self, data):
         return fill(data, self.ids)
@@ -592,6 +604,103 @@ def test_group_patch(client, world, row):
 @pytest.mark.parametrize('row', [row.param() for row in ATOMIC_ROWS])
 def test_several_operations_apply_in_order_and_all_or_nothing(client, world, row):
     check_row(client, world, row)
+
+
+# ---------------------------------------------------------------------------
+# The same rows without HTTP or a database: scimpatch on the stored resources
+# ---------------------------------------------------------------------------
+#
+# The world is the resources as the store keeps them (clean_resource of the same
+# bodies) and the group's members as a set of ids. The member changes PATCH makes
+# are applied to that set by the store's rules as its member-change types state
+# them (unknown users are refused, a replace through a filter that matches no
+# member is noTarget), as is the rule that userName is unique. What only the
+# store decides (meta.version, lastModified) is checked over HTTP above.
+
+class DirectWorld:
+    def __init__(self):
+        catalog = scimschema.Catalog()
+        self.ids = {name: f'id-{name}' for name in (*USERS, 'team')}
+        self.kinds = {name: catalog.users for name in USERS}
+        self.kinds['team'] = catalog.groups
+        self.resources = {name: scimschema.clean_resource(
+            self.fill({'schemas': [USER_SCHEMA], 'userName': user_name, **attributes}), catalog.users)
+            for name, (user_name, attributes) in USERS.items()}
+        self.resources['team'] = scimschema.clean_resource(
+            {'schemas': [scimschema.GROUP_SCHEMA], 'displayName': TEAM[0]}, catalog.groups)
+        self.members = {self.ids[member] for member in TEAM[1]}
+
+    def fill(self, data):
+        return fill(data, self.ids)
+
+    def read(self, target, resource, members):
+        """The resource as a GET would show it, less what the store adds (meta's dates and version)."""
+        kind = self.kinds[target]
+        if kind.members.writable:
+            membership = sorted(members)
+        else:
+            membership = [self.ids['team']] if self.ids[target] in self.members else []
+        return {'id': self.ids[target], **resource, kind.membership: [{'value': v} for v in membership],
+                'meta': {'resourceType': kind.name}}
+
+    def store_members(self, changes):
+        """The group's members after the store applies `changes`, by its documented rules."""
+        users = {self.ids[name]: self.resources[name]['userName'] for name in USERS}
+        members = set(self.members)
+
+        def matching(user_filter):
+            return {user_id for user_id in members
+                    if scimpatch.matches_filter(user_filter, {'id': user_id, 'userName': users[user_id]})}
+        for change in changes:
+            if set(change.added) - set(users):
+                raise scimschema.ScimError(400, 'invalidValue', 'unknown members')
+            if isinstance(change, store.AddMembers):
+                members |= set(change.user_ids)
+            elif isinstance(change, store.RemoveMembers):
+                members -= set(members if change.user_ids is None else change.user_ids)
+            elif isinstance(change, store.SetMembers):
+                members = set(change.user_ids)
+            elif isinstance(change, store.RemoveMembersWhere):
+                members -= matching(change.user_filter)
+            elif isinstance(change, store.ReplaceMembersWhere):
+                gone = matching(change.user_filter)
+                if not gone:
+                    raise scimschema.ScimError(400, 'noTarget', 'no member matches')
+                members = (members - gone) | set(change.user_ids)
+            else:
+                raise AssertionError(f'not a member change: {change!r}')
+        return members
+
+    def check_unique(self, target, resource):
+        taken = {self.resources[name]['userName'].lower() for name in USERS if name != target}
+        if resource.get('userName', '').lower() in taken:
+            raise scimschema.ScimError(409, 'uniqueness', 'userName is taken')
+
+
+def check_row_directly(row):
+    world = DirectWorld()
+    kind, stored = world.kinds[row.target], world.resources[row.target]
+    record = {'id': world.ids[row.target], 'resource': stored}
+    unchanged = copy.deepcopy(stored)
+    before = world.read(row.target, stored, world.members)
+    try:
+        resource, changes = scimpatch.patched_resource(kind, record, world.fill(row.operations), store)
+        members = world.store_members(changes)
+        if kind is not world.kinds['team']:
+            world.check_unique(row.target, resource)
+    except scimschema.ScimError as error:
+        assert row.error == (error.status, error.scim_type), (error.status, error.scim_type, error.detail)
+        assert stored == unchanged, 'a refused PATCH changed the stored resource'
+        return
+    assert row.error is None, f'accepted, but the RFC refuses it with {row.error}'
+    assert stored == unchanged, 'PATCH changed the stored resource in place'
+    after = world.read(row.target, resource, members)
+    assert comparable(after) == expected_resource(before, world.fill(row.expect))
+
+
+@pytest.mark.parametrize('row', [row.param() for row in USER_ROWS + GROUP_ROWS + ATOMIC_ROWS])
+def test_scimpatch_alone_gives_the_same_answers(row):
+    check_row_directly(row)
 
 
 def test_row_names_are_unique():

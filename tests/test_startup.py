@@ -9,6 +9,7 @@ import socket
 import pytest
 
 import scim_server
+import scimschema
 from serverprocess import ServerProcess, clean_environment, run_server
 
 TOKEN = 'startup-token-abcdef'
@@ -223,7 +224,7 @@ def test_base_url_is_used_in_locations(given, database_url):
     import webtest
     app = scim_server.make_app({'database': database_url, 'token': TOKEN, 'base_url': given})
     client = webtest.TestApp(app)
-    created = client.post_json('/scim/v2/Users', {'schemas': [scim_server.USER_SCHEMA], 'userName': 'b'},
+    created = client.post_json('/scim/v2/Users', {'schemas': [scimschema.USER_SCHEMA], 'userName': 'b'},
                                headers={'Authorization': f'Bearer {TOKEN}'})
     location = f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'
     assert created.headers['Location'] == location
@@ -234,7 +235,7 @@ def test_forwarded_headers_make_the_location_public(database_url):
     """Behind ngrok, with no base_url: the https address comes from X-Forwarded-Proto/-Host."""
     import webtest
     client = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': TOKEN}))
-    created = client.post_json('/scim/v2/Users', {'schemas': [scim_server.USER_SCHEMA], 'userName': 'b'},
+    created = client.post_json('/scim/v2/Users', {'schemas': [scimschema.USER_SCHEMA], 'userName': 'b'},
                                headers={'Authorization': f'Bearer {TOKEN}', 'X-Forwarded-Proto': 'https',
                                         'X-Forwarded-Host': 'abcd.ngrok-free.app'})
     assert created.headers['Location'] == f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'

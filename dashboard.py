@@ -1,0 +1,618 @@
+"""scimlite's dashboard: the console line, the exchange recorder and the page at /.
+
+Three things an IdP admin watches while Okta or Entra provisions:
+- the console: one line per SCIM request (time, method, path, status, ms);
+- the exchange log: each SCIM request and its answer, headers and bodies,
+  scrubbed of tokens and passwords, kept in the database (the newest
+  `exchanges_kept`) so that every process on one database shows the same list;
+- the page at / (views/), behind a login with the server's token: users,
+  groups with member counts, and the recent exchanges.
+
+The app installs it: `install(app, settings, accept_token, scim_url)` adds the
+page's routes, and `Recorder` is the WSGI middleware the app wraps its SCIM
+requests in. It knows nothing of the SCIM routes: it sees requests and answers
+as WSGI passes them, and reads users, groups and exchanges through the store.
+"""
+
+import collections
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import math
+import re
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import bottle
+from bottle import request, response
+
+import store
+
+log = logging.getLogger('scimlite')
+
+# ===========================================================================
+# The console line and the exchange log: what the IdP sent, as it happened
+# ===========================================================================
+#
+# Each SCIM request is printed as one line and queued for the dashboard by the
+# Recorder, a WSGI middleware around the SCIM app. A request pays for two appends to queues in memory: a thread
+# of its own prints the lines (a terminal that blocks, or Ctrl-S, holds only
+# that thread), and another scrubs the queued exchanges and writes them in a
+# batch every half second, so recording never holds a request, and readers
+# never wait behind it. Under a flood (a benchmark, a full import) a batch
+# keeps only the newest BATCH_MAX: nobody reads a thousand exchanges a second,
+# and writing them all slows the writes that matter (README, Performance).
+
+MAX_LOGGED_BODY = 16 * 1024   # bytes of each body kept for the dashboard (a page of 25 users)
+BATCH_MAX = 50                # exchanges written each half second, at most: the newest
+SCRUBBED = '[scrubbed]'
+CREDENTIAL_HEADERS = ('HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE', 'HTTP_X_API_KEY')
+AUTHORIZATION_SCHEMES = {'bearer': 'Bearer', 'basic': 'Basic', 'ssws': 'SSWS', 'token': 'Token',
+                         'digest': 'Digest', 'negotiate': 'Negotiate'}
+
+
+def request_path(path, query, tokens):
+    """The path (WSGI's PATH_INFO) and query string as the client sent them, decoded
+    for people, without the server's tokens."""
+    if query:
+        path += '?' + unquote(query.replace('+', ' '), encoding='latin-1')
+    return without_tokens(path.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
+
+
+def without_tokens(text, tokens):
+    for token in tokens:
+        text = text.replace(token, SCRUBBED)
+    return text.replace('\x00', '\ufffd')   # no PostgreSQL text holds a NUL
+
+
+class Periodic:
+    """A daemon thread, started on first use, that calls `work()` every `interval`
+    seconds until `stop()`."""
+
+    interval = 1.0
+    thread_name = 'scimlite-periodic'
+
+    def __init__(self):
+        self.stopping = threading.Event()
+        self.starting = threading.Lock()
+        self.thread = None
+
+    def start(self):
+        with self.starting:
+            if self.thread is None and not self.stopping.is_set():
+                self.thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.interval):
+            self.work()
+
+    def work(self):
+        raise NotImplementedError
+
+    def stop(self, timeout=10):
+        self.stopping.set()
+        with self.starting:
+            thread = self.thread
+        if thread is not None:
+            thread.join(timeout)
+
+
+class ConsoleLines(Periodic):
+    """One line per SCIM request on the console (time, method, path, status, ms),
+    printed by a thread of its own a tenth of a second after the request at most.
+
+    In a flood (more than FLOOD_LINES in a tenth of a second: a benchmark, not an
+    IdP) the older requests of that tenth are counted in one line by status, and
+    only the newest are printed whole: nobody reads faster, and formatting every
+    line costs the server a share of its requests a second. If the console falls
+    behind, the oldest lines waiting are dropped."""
+
+    interval = 0.1
+    thread_name = 'scimlite-console'
+    FLOOD_LINES = 50
+
+    def __init__(self, stream, tokens):
+        super().__init__()
+        self.stream, self.tokens = stream, tokens
+        self.waiting = collections.deque(maxlen=10_000)
+        self.clock = (None, '')   # the last second, formatted: strftime costs half a line
+
+    def add(self, environ, received_ns, status, seconds):
+        """Queue the request's line (on its thread: the rest is this thread's work)."""
+        self.waiting.append((received_ns, environ.get('REQUEST_METHOD', ''), environ.get('PATH_INFO', ''),
+                             environ.get('QUERY_STRING', ''), status, seconds))
+        if self.thread is None:
+            self.start()
+
+    def print_waiting(self):
+        waiting = []
+        while self.waiting:
+            waiting.append(self.waiting.popleft())
+        if not waiting:
+            return
+        lines = []
+        if len(waiting) > self.FLOOD_LINES:
+            counted, waiting = waiting[:-self.FLOOD_LINES // 5], waiting[-self.FLOOD_LINES // 5:]
+            statuses = collections.Counter(queued[4][:3] for queued in counted)
+            lines.append(f'{self.time_of(counted[-1][0])}  … {len(counted)} more requests, not shown one by one: '
+                         + ', '.join(f'{status} ×{count}' for status, count in sorted(statuses.items())) + '\n')
+        lines += [self.line(*queued) for queued in waiting]
+        try:   # a Windows console, or PYTHONIOENCODING=ascii, may not have every character
+            encoding = getattr(self.stream, 'encoding', None) or 'utf-8'
+            text = ''.join(lines).encode(encoding, 'backslashreplace').decode(encoding)
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError, LookupError):   # a closed console: nothing more to print
+            self.stopping.set()
+
+    def line(self, received_ns, method, path_info, query, status, seconds):
+        path = request_path(path_info, query, self.tokens)
+        if not path.isprintable():   # a client's path must not drive the terminal
+            path = path.encode('unicode_escape').decode('ascii')
+        return f'{self.time_of(received_ns)}  {method[:10]:<6} {path[:200]}  {status[:3]}  {seconds * 1000:.1f} ms\n'
+
+    def time_of(self, nanoseconds):
+        second = nanoseconds // 1_000_000_000
+        if self.clock[0] != second:
+            self.clock = (second, time.strftime('%H:%M:%S', time.localtime(second)))
+        return self.clock[1]
+
+    work = print_waiting
+
+    def stop(self):
+        super().stop(timeout=1)   # a console that blocks keeps its thread; it is a daemon
+
+
+def scrub_passwords(document):
+    """`document` with every password's value replaced: `"password"` (or its URN,
+    `…:User:password`) as a key at any depth, and the value of a PATCH operation
+    whose path names the password."""
+    if isinstance(document, list):
+        return [scrub_passwords(item) for item in document]
+    if not isinstance(document, dict):
+        return document
+    scrubbed = {key: SCRUBBED if names_password(key) else scrub_passwords(value)
+                for key, value in document.items()}
+    path = document.get('path')
+    if isinstance(path, str) and 'value' in document and names_password(path):
+        scrubbed['value'] = SCRUBBED
+    return scrubbed
+
+
+def names_password(name):
+    return re.split(r'[:.]', name)[-1].strip().lower() == 'password'
+
+
+# A body is parsed and scrubbed when it mentions a password, or might in a \u escape.
+MIGHT_HOLD_PASSWORD = re.compile(r'password|\\u', re.IGNORECASE).search
+
+
+def scrubbed_body(body, length, tokens):
+    """A request or response body (its first MAX_LOGGED_BODY bytes of `length`) as
+    text for the dashboard, with passwords and tokens replaced."""
+    if not body:
+        return ''
+    text = body.decode('utf-8', 'replace')
+    if MIGHT_HOLD_PASSWORD(text):
+        try:   # ASCII out: a "\ud800" the client sent stays an escape, which any database stores
+            text = json.dumps(scrub_passwords(json.loads(text)))
+        except (ValueError, RecursionError):   # cut short or not JSON: no telling where a value ends
+            if 'password' in text.lower() or '\\u' in text:
+                return f'[not shown: {length} bytes that may hold a password but are not whole JSON]'
+    if length > MAX_LOGGED_BODY:
+        text += f'\n[… {length - MAX_LOGGED_BODY} more bytes not kept]'
+    return without_tokens(text, tokens)
+
+
+def request_headers(environ, tokens):
+    """{name: value} of the request's headers in a WSGI environ, credentials scrubbed
+    (an Authorization header keeps a known scheme: "Bearer" or "Basic" tells why a 401)."""
+    shown = {}
+    for key, value in environ.items():
+        if not key.startswith('HTTP_') and key not in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            continue
+        name = (key[5:] if key.startswith('HTTP_') else key).replace('_', '-').title()
+        if key == 'HTTP_AUTHORIZATION':
+            scheme = AUTHORIZATION_SCHEMES.get(value.strip().partition(' ')[0].lower())
+            value = f'{scheme} {SCRUBBED}' if scheme else SCRUBBED
+        elif key in CREDENTIAL_HEADERS:
+            value = SCRUBBED
+        name, value = (without_tokens(text.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
+                       for text in (name, value))
+        shown[name] = value
+    return shown
+
+
+class ExchangeLog(Periodic):
+    """The recent SCIM exchanges, queued by request threads, written by one thread.
+
+    The queue keeps the newest BATCH_MAX (or `keep`, if fewer): under a flood the
+    log is a sample. `flush()` writes what is queued now (the writer thread calls
+    it, and tests do, to see an exchange at once)."""
+
+    interval = 0.5
+    thread_name = 'scimlite-exchanges'
+
+    def __init__(self, keep, tokens):
+        super().__init__()
+        self.keep, self.tokens = keep, tokens
+        self.queue = collections.deque(maxlen=min(keep, BATCH_MAX))
+        self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
+        self.sequence = itertools.count()
+        self.flushing = threading.Lock()
+        self.failed = False
+
+    def add(self, environ, received_ns, seconds, request_body, request_length, status, headers, body):
+        """Queue the exchange (on the request's thread: cheap). `request_body` is the
+        head of what the app read of the request's body, `request_length` all it read."""
+        # A copy of the environ costs less than picking the headers out of it: that,
+        # like all the rest, is the writer thread's work, for the few it keeps.
+        copied = environ.copy()
+        del copied['wsgi.input']
+        copied.pop('bottle.request', None)
+        self.queue.append((received_ns, next(self.sequence), seconds, copied, request_body[:MAX_LOGGED_BODY],
+                           request_length, status, headers, body[:MAX_LOGGED_BODY], len(body)))
+        if self.thread is None:
+            self.start()
+
+    def flush(self):
+        with self.flushing:
+            batch = []
+            while self.queue:
+                batch.append(self.queue.popleft())
+            if not batch:
+                return
+            try:
+                store.add_exchanges([self._row(*queued) for queued in batch], self.keep)
+                self.failed = False
+            except Exception as error:   # the dashboard loses a batch; SCIM goes on
+                if not self.failed:
+                    log.warning('could not record %d exchange(s) for the dashboard: %s', len(batch),
+                                str(error).strip().split('\n')[0])
+                self.failed = True
+            finally:
+                store.release_connection()
+
+    def _row(self, received_ns, sequence, seconds, environ, request_body, request_length, status, headers,
+             response_body, response_length):
+        shown_request = request_headers(environ, self.tokens)
+        shown_response = {without_tokens(name, self.tokens): without_tokens(value, self.tokens)
+                          for name, value in headers}
+        return {
+            'id': f'{received_ns:020d}{self.tag}{sequence % 10**8:08d}', 'received': store.now(received_ns),
+            'method': environ.get('REQUEST_METHOD', '')[:16],
+            'path': request_path(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''), self.tokens)[:4096],
+            'status': int(status[:3]) if status[:3].isdigit() else 0,
+            'duration_ms': round(seconds * 1000, 3),
+            'user_agent': shown_request.get('User-Agent', '')[:500] or None,
+            'request_headers': json.dumps(shown_request),
+            'request_body': scrubbed_body(request_body, request_length, self.tokens),
+            'response_headers': json.dumps(shown_response),
+            'response_body': scrubbed_body(response_body, response_length, self.tokens),
+        }
+
+    work = flush
+
+
+class Recorder:
+    """WSGI middleware around the SCIM app: each request whose path `is_recorded`
+    gets its console line and its exchange queued, after the app has answered.
+
+    The request's body is seen as the app reads it (wsgi.input is teed), so a
+    route records its body however it reads it."""
+
+    def __init__(self, application, settings, is_recorded):
+        self.application = application
+        self.is_recorded = is_recorded
+        stdout = None if settings['quiet'] else sys.stdout   # None under pythonw
+        self.console = ConsoleLines(stdout, settings['tokens']) if stdout else None
+        self.exchanges = (ExchangeLog(settings['exchanges_kept'], settings['tokens'])
+                          if settings['record_exchanges'] else None)
+        self.recording = bool(self.console or self.exchanges)
+
+    def __call__(self, environ, start_response):
+        if not self.recording or not self.is_recorded(environ.get('PATH_INFO', '')):
+            return self.application(environ, start_response)
+        received_ns, started = time.time_ns(), time.perf_counter()
+        environ['wsgi.input'] = tee = TeeInput(environ['wsgi.input'])
+        answer = []
+
+        def remember(status, headers, exc_info=None):
+            answer[:] = status, headers
+            return start_response(status, headers, exc_info)
+        body = self.application(environ, remember)
+        status, headers = answer or ('500', [])
+        seconds = time.perf_counter() - started
+        if self.console:
+            self.console.add(environ, received_ns, status, seconds)
+        if self.exchanges:
+            self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers,
+                               b''.join(body) if isinstance(body, list) else b'')
+        return body
+
+    def close(self, finish=False):
+        """Stop recording and printing. With `finish`, what is queued is written and
+        printed first."""
+        if finish and self.exchanges is not None:
+            self.exchanges.flush()
+        if finish and self.console is not None:
+            self.console.print_waiting()
+        for worker in (self.exchanges, self.console):
+            if worker is not None:
+                worker.stop()
+
+
+class TeeInput:
+    """A request's wsgi.input that keeps the first MAX_LOGGED_BODY bytes read from
+    it, and counts all of them."""
+
+    __slots__ = ('stream', 'head', 'length')
+
+    def __init__(self, stream):
+        self.stream, self.head, self.length = stream, b'', 0
+
+    def _seen(self, data):
+        if len(self.head) < MAX_LOGGED_BODY:
+            self.head += data[:MAX_LOGGED_BODY - len(self.head)]
+        self.length += len(data)
+        return data
+
+    def read(self, *size):
+        return self._seen(self.stream.read(*size))
+
+    def readline(self, *size):
+        return self._seen(self.stream.readline(*size))
+
+    def readlines(self, *hint):
+        return [self._seen(line) for line in self.stream.readlines(*hint)]
+
+    def __iter__(self):
+        return (self._seen(line) for line in self.stream)
+
+
+# ===========================================================================
+# Dashboard: GET / (a login form, then users, groups and the recent exchanges)
+# ===========================================================================
+#
+# The page is views/dashboard.tpl; views/dashboard.js fills it from
+# /dashboard/data every two seconds. Everything but the login form and its
+# stylesheet needs a session: a signed, expiring cookie, HttpOnly and
+# SameSite=Strict, given for the server's token. The token itself never
+# reaches the page.
+
+VIEWS = Path(__file__).with_name('views')
+SESSION_COOKIE = 'scimlite_session'
+SESSION_SECONDS = 12 * 3600   # a workshop day
+SHOWN = 100   # users, groups and exchanges on the page: the newest
+LOGIN_FAILURES_ALLOWED = 5    # wrong tokens from one address ...
+LOGIN_FAILURE_WINDOW = 60     # ... within this many seconds; then 429 until the first is that old
+SECURITY_HEADERS = {
+    # No inline script or style: the page loads its own two files and nothing else.
+    'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    'X-Frame-Options': 'DENY',
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'same-origin',
+    'Cache-Control': 'no-store',
+}
+
+
+def session_key(secret, tokens):
+    """The key that signs session cookies: the database's random secret (every process
+    on the database has it; nobody can derive it from a token) and the tokens, so
+    that a change of token ends every session."""
+    return hmac.new(secret.encode(), '\n'.join(sorted(tokens)).encode('utf-8'), hashlib.sha256).digest()
+
+
+def new_session(key):
+    expires = int(time.time()) + SESSION_SECONDS
+    claim = f'{expires}.{secrets.token_urlsafe(16)}'
+    return f'{claim}.{hmac.new(key, claim.encode(), hashlib.sha256).hexdigest()}'
+
+
+def has_session():
+    value = request.get_cookie(SESSION_COOKIE) or ''
+    claim, _, signature = value.rpartition('.')
+    expires = claim.partition('.')[0]
+    key = request.app.dashboard.session_key
+    expected = hmac.new(key, claim.encode('utf-8', 'replace'), hashlib.sha256).hexdigest()
+    return (hmac.compare_digest(signature.encode('utf-8', 'replace'), expected.encode())
+            and expires.isdigit() and int(expires) > time.time())
+
+
+class LoginThrottle:
+    """At most LOGIN_FAILURES_ALLOWED wrong tokens a minute from one address; while
+    throttled, the token is not even looked at. (Behind ngrok every visitor comes
+    from 127.0.0.1: then the limit is for everyone, which a guesser cannot use.)"""
+
+    def __init__(self):
+        self.failures = {}
+        self.lock = threading.Lock()
+
+    def attempt(self, address):
+        """Count an attempt from `address` (forgotten if it succeeds): the seconds until
+        it may try again, or 0 if it may try now. One step under the lock, so a burst
+        of guesses at once gets no more tries than one after another."""
+        with self.lock:
+            now = time.monotonic()
+            recent = [moment for moment in self.failures.get(address, ()) if moment > now - LOGIN_FAILURE_WINDOW]
+            if len(recent) >= LOGIN_FAILURES_ALLOWED:
+                self.failures[address] = recent
+                return math.ceil(recent[0] + LOGIN_FAILURE_WINDOW - now)
+            if address not in self.failures and len(self.failures) >= 10_000:   # forget who stopped trying
+                self.failures = {key: times for key, times in self.failures.items() if times[-1] > now - LOGIN_FAILURE_WINDOW}
+                if len(self.failures) >= 10_000:
+                    self.failures.clear()
+            self.failures[address] = recent + [now]
+            return 0
+
+    def succeeded(self, address):
+        with self.lock:
+            self.failures.pop(address, None)
+
+
+def dashboard_route(callback, public=False):
+    """A dashboard route: security headers always; a session unless `public`."""
+    def route(*args, **kwargs):
+        for name, value in SECURITY_HEADERS.items():
+            response.set_header(name, value)
+        if not public and not has_session():
+            response.status = 401
+            response.content_type = 'application/json'
+            return json.dumps({'detail': 'Log in at / first.'})
+        return callback(*args, **kwargs)
+    route.__name__ = callback.__name__
+    route.__doc__ = callback.__doc__
+    return route
+
+
+def page(name, **values):
+    response.content_type = 'text/html; charset=utf-8'
+    return bottle.template(name, template_lookup=[str(VIEWS)], **values)
+
+
+def same_origin():
+    """A form post from this server's own page. A browser says so in Sec-Fetch-Site;
+    one too old for that sends Origin with a POST. A client that sends neither is
+    no browser, and has no session to abuse."""
+    site = request.environ.get('HTTP_SEC_FETCH_SITE')
+    if site is not None:
+        return site == 'same-origin'
+    origin = request.environ.get('HTTP_ORIGIN')
+    if origin is None:
+        return True
+    hosts = {request.environ.get('HTTP_HOST'), request.environ.get('HTTP_X_FORWARDED_HOST')}
+    return origin.partition('://')[2] in hosts - {None}
+
+
+def dashboard_home():
+    """The dashboard, or the login form without a session."""
+    if not has_session():
+        return page('login', error=None)
+    installed = request.app.dashboard
+    settings = installed.settings
+    return page('dashboard', scim_url=installed.scim_url(), recording=settings['record_exchanges'],
+                kept=settings['exchanges_kept'])
+
+
+def dashboard_login():
+    """The login form's post: the server's token for a session cookie."""
+    address = request.environ.get('REMOTE_ADDR', '')
+    installed = request.app.dashboard
+    throttle = installed.throttle
+    if request.content_length > 4096 or not same_origin():
+        response.status = 400
+        return page('login', error='That was not a login from this page.')
+    wait = throttle.attempt(address)
+    if wait:
+        response.status = 429
+        response.set_header('Retry-After', str(wait))
+        return page('login', error=f'Too many wrong tokens: try again in {wait} seconds.')
+    presented = (request.forms.getunicode('token') or '').strip()
+    if not presented or not installed.accept_token(presented.encode('utf-8')):
+        response.status = 401
+        return page('login', error='That is not the server’s token.')
+    throttle.succeeded(address)
+    response.set_cookie(SESSION_COOKIE, new_session(installed.session_key), path='/',
+                        max_age=SESSION_SECONDS, httponly=True, samesite='Strict',
+                        secure=request.urlparts.scheme == 'https')
+    bottle.redirect('/', 303)
+
+
+def dashboard_logout():
+    """Forget the session cookie."""
+    if same_origin():
+        response.delete_cookie(SESSION_COOKIE, path='/', httponly=True, samesite='Strict')
+    bottle.redirect('/', 303)
+
+
+def dashboard_data():
+    """Users, groups and exchanges, newest first, as the page shows them."""
+    user_total, users = store.recent_users(SHOWN)
+    group_total, groups = store.recent_groups(SHOWN)
+    settings = request.app.dashboard.settings
+    response.content_type = 'application/json'
+    return json.dumps({
+        'users': {'total': user_total, 'shown': [user_summary(user) for user in users]},
+        'groups': {'total': group_total, 'shown': [
+            {'id': group['id'], 'displayName': group['resource'].get('displayName'),
+             'members': group['member_count']} for group in groups]},
+        'exchanges': {'recording': settings['record_exchanges'], 'kept': settings['exchanges_kept'],
+                      'shown': store.recent_exchanges(SHOWN) if settings['record_exchanges'] else []},
+    })
+
+
+def user_summary(record):
+    resource = record['resource']
+    name = resource.get('name') if isinstance(resource.get('name'), dict) else {}
+    full_name = name.get('formatted') or ' '.join(
+        str(name[part]) for part in ('givenName', 'familyName') if name.get(part))
+    return {'id': record['id'], 'userName': resource.get('userName'), 'name': full_name or None,
+            'active': resource.get('active', True), 'groups': list(record['links'])}
+
+
+def dashboard_exchange(exchange_id):
+    """One exchange whole: the request's and the response's headers and bodies."""
+    try:
+        exchange = store.get_exchange(exchange_id)
+    except store.NotFound:
+        response.status = 404
+        exchange = {'detail': 'That exchange is no longer kept.'}
+    response.content_type = 'application/json'
+    for key in ('request_headers', 'response_headers'):
+        if key in exchange:
+            exchange[key] = json.loads(exchange[key])
+    return json.dumps(exchange)
+
+
+def dashboard_script():
+    """The page's script: it fills the page from /dashboard/data."""
+    response.content_type = 'text/javascript; charset=utf-8'
+    return (VIEWS / 'dashboard.js').read_bytes()
+
+
+def dashboard_stylesheet():
+    """The stylesheet of the page and of the login form."""
+    response.content_type = 'text/css; charset=utf-8'
+    return (VIEWS / 'dashboard.css').read_bytes()
+
+# (method, path, callback, public): only the login form and its stylesheet are public.
+DASHBOARD_ROUTES = (
+    ('GET', '/', dashboard_home, True),
+    ('POST', '/dashboard/login', dashboard_login, True),
+    ('POST', '/dashboard/logout', dashboard_logout, True),
+    ('GET', '/dashboard/data', dashboard_data, False),
+    ('GET', '/dashboard/exchanges/<exchange_id>', dashboard_exchange, False),
+    ('GET', '/dashboard/dashboard.js', dashboard_script, False),
+    ('GET', '/dashboard/dashboard.css', dashboard_stylesheet, True),
+)
+
+
+class Dashboard:
+    """What the dashboard's routes need of the app they are installed on."""
+
+    def __init__(self, settings, accept_token, scim_url):
+        self.settings = settings
+        self.accept_token = accept_token
+        self.scim_url = scim_url
+        self.throttle = LoginThrottle()
+        self.session_key = session_key(store.secret('dashboard session'), settings['tokens'])
+
+
+def install(app, settings, accept_token, scim_url):
+    """Put the dashboard on the Bottle `app` (its database already open): the routes
+    of DASHBOARD_ROUTES, and `app.dashboard`, which they read.
+
+    `accept_token(token as bytes)` says whether a token logs in (the SCIM rule);
+    `scim_url()`, under a request, is the SCIM base URL the page shows."""
+    app.dashboard = Dashboard(settings, accept_token, scim_url)
+    for method, path, callback, public in DASHBOARD_ROUTES:
+        app.route(path, method, dashboard_route(callback, public))
+    return app.dashboard
