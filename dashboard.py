@@ -447,7 +447,8 @@ class LoginThrottle:
                 self.failures[address] = recent
                 return math.ceil(recent[0] + LOGIN_FAILURE_WINDOW - now)
             if address not in self.failures and len(self.failures) >= 10_000:   # forget who stopped trying
-                self.failures = {key: times for key, times in self.failures.items() if times[-1] > now - LOGIN_FAILURE_WINDOW}
+                self.failures = {key: times for key, times in self.failures.items()
+                                 if times[-1] > now - LOGIN_FAILURE_WINDOW}
                 if len(self.failures) >= 10_000:
                     self.failures.clear()
             self.failures[address] = recent + [now]
@@ -555,7 +556,7 @@ def user_summary(record):
     full_name = name.get('formatted') or ' '.join(
         str(name[part]) for part in ('givenName', 'familyName') if name.get(part))
     return {'id': record['id'], 'userName': resource.get('userName'), 'name': full_name or None,
-            'active': resource.get('active', True), 'groups': list(record['links'])}
+            'active': resource.get('active', True), 'groups': record['group_names']}
 
 
 def dashboard_exchange(exchange_id):

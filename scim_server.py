@@ -32,6 +32,7 @@ store.py; the console, the exchange recorder and the page at / in dashboard.py.
 
 import argparse
 import configparser
+import contextlib
 import copy
 import dataclasses
 import hmac
@@ -492,16 +493,15 @@ class ListRequest:
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
         elif isinstance(value, str) and value.strip().lstrip('+-').isascii():
-            try:
+            with contextlib.suppress(ValueError):
                 number = int(value)
-            except ValueError:
-                pass
         if number is None:
             raise ScimError(400, 'invalidValue', f'{name} must be an integer, not {value!r}.')
         return max(-MAX_INDEX, min(number, MAX_INDEX))   # past that, as good as infinite
 
-    def names(self, name):
-        """attributes / excludedAttributes: a comma list in a query, a list in a body."""
+    def comma_list(self, name):
+        """attributes / excludedAttributes as one comma-separated text: given so in a
+        query, as a list of names in a body."""
         value = self.parameters.get(name)
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return ','.join(value)
@@ -541,7 +541,7 @@ class ListRequest:
         return path, order == 'descending'
 
     def parse_projection(self):
-        return projection_of(self.kind, self.names('attributes'), self.names('excludedAttributes'))
+        return projection_of(self.kind, self.comma_list('attributes'), self.comma_list('excludedAttributes'))
 
 
 def projection_of(kind, wanted, unwanted):
@@ -563,10 +563,7 @@ def canonical_filter(expr, kind, within=None):
     if isinstance(expr, F.ValuePath):
         path, definition = canonical_attr_path(expr.path, kind)
         return F.ValuePath(path, canonical_filter(expr.filter, kind, definition))
-    if within is not None:
-        path = canonical_sub_path(expr.path, within)
-    else:
-        path = canonical_attr_path(expr.path, kind)[0]
+    path = canonical_sub_path(expr.path, within) if within is not None else canonical_attr_path(expr.path, kind)[0]
     return F.Present(path) if isinstance(expr, F.Present) else F.Compare(path, expr.op, expr.value)
 
 
@@ -662,7 +659,7 @@ def _copy_attribute(source, target, urn, attr, sub):
         target.setdefault(key, {}).update((k, v) for k, v in value.items() if k.lower() == sub.lower())
     elif isinstance(value, list):
         picked = target.setdefault(key, [{} for _ in value])
-        for item, chosen in zip(value, picked):
+        for item, chosen in zip(value, picked, strict=False):
             if isinstance(item, dict):
                 chosen.update((k, v) for k, v in item.items() if k.lower() == sub.lower())
 
@@ -865,10 +862,10 @@ def reply_resource(record, kind, status=200, projection=None):
 # Whether a PATCH answers with the resource when nobody asks either way. A group's
 # does not: Okta and Entra need no body, and a group of 100,000 members would be
 # read and sent whole for every member added.
-PATCH_ANSWERS_WITH_BODY = {'User': True, 'Group': False}
+PATCH_BODY_BY_DEFAULT = {'User': True, 'Group': False}
 
 
-def patch_answers_with_body(projection, default):
+def choose_patch_answer(projection, default):
     """Whether a PATCH answers 200 with the resource or 204 without (RFC 7644 §3.5.2
     allows either), saying so in Preference-Applied when asked. `attributes` or
     `excludedAttributes` ask for the body (the RFC then requires 200), as does
@@ -978,7 +975,7 @@ def resource_patch(kind, storage, resource_id):
     """PATCH /Users/{id}, /Groups/{id}: member changes touch only the link rows involved."""
     projection = projection_from_query(kind)
     operations = scimpatch.read_patch_operations(read_json(), kind, resource_id)
-    with_body = patch_answers_with_body(projection, PATCH_ANSWERS_WITH_BODY[kind.name])
+    with_body = choose_patch_answer(projection, PATCH_BODY_BY_DEFAULT[kind.name])
     with scim_errors_from_store:
         record = storage.update(resource_id,
                                 lambda current: scimpatch.patched_resource(kind, current, operations, store),
@@ -1104,7 +1101,8 @@ def token_matches(presented):
 def demo_token_allowed(presented):
     """The demo token is printed in every copy of the Okta tutorial: it only opens the
     door to this machine (ngrok connects from here), whatever server runs the app."""
-    return not hmac.compare_digest(presented, DEMO_TOKEN.encode()) or is_loopback(request.environ.get('REMOTE_ADDR', ''))
+    return (not hmac.compare_digest(presented, DEMO_TOKEN.encode())
+            or is_loopback(request.environ.get('REMOTE_ADDR', '')))
 
 
 def token_accepted(presented):
@@ -1239,7 +1237,13 @@ def die(message):
 
 
 def mask(token):
-    return token if token == DEMO_TOKEN else f'{token[:2]}{"*" * max(4, len(token) - 4)}{token[-2:]}' if len(token) > 6 else '*' * 8
+    """The token as the banner shows it: the demo token whole (it is public), a short
+    one not at all, any other by its first and last two characters."""
+    if token == DEMO_TOKEN:
+        return token
+    if len(token) <= 6:
+        return '*' * 8
+    return f'{token[:2]}{"*" * max(4, len(token) - 4)}{token[-2:]}'
 
 
 def banner(settings, port):

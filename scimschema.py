@@ -404,7 +404,8 @@ def check_value(definition, value, where, one=False):
         return value
     if type_ in ('integer', 'decimal'):
         if isinstance(value, bool) or not isinstance(value, int if type_ == 'integer' else (int, float)):
-            raise ScimError(400, 'invalidValue', f'{where} must be {"an integer" if type_ == "integer" else "a number"}.')
+            needed = 'an integer' if type_ == 'integer' else 'a number'
+            raise ScimError(400, 'invalidValue', f'{where} must be {needed}.')
         return value
     if not isinstance(value, str):
         raise ScimError(400, 'invalidValue', f'{where} must be a string.')

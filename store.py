@@ -96,10 +96,10 @@ def open_database(url):
 
     `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
     (pooled connections). Raises CannotOpen with a one-line reason."""
-    kind = backend(url)
-    if kind == 'postgresql':
+    name = backend(url)
+    if name == 'postgresql':
         db = _postgresql(url)
-    elif kind == 'sqlite':
+    elif name == 'sqlite':
         db = _sqlite(url)
     else:
         raise CannotOpen(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
@@ -148,9 +148,9 @@ def _sqlite(url):
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
         'foreign_keys': 1,
         # 16 MiB of pages per connection, not SQLite's 2 MiB: at 100,000 users the
-        # (created, id) index that paging walks and the index COUNT(*) scans take 11 MiB.
-        # With them in memory, a page at offset 50,000 and its count took 1.0 ms instead
-        # of 2.9. Memory is taken only as pages are read; one thread serves SQLite.
+        # (created, id) index that paging walks and the index COUNT(*) scans take 11 MiB,
+        # and reading them back a page at a time dominated a deep page (README,
+        # Performance). Memory is taken only as pages are read; one thread serves SQLite.
         'cache_size': -16 * 1024,
     })
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
@@ -399,26 +399,27 @@ class Exchange(BaseModel):
 class _Column:
     """How one SCIM attribute is searched: the column, and its comparison rules."""
 
-    def __init__(self, field, kind='string', case_exact=False, key_field=None):
+    def __init__(self, field, value_type='string', case_exact=False, key_field=None):
         self.field = field
-        self.kind = kind              # string | boolean | datetime
+        self.value_type = value_type  # string | boolean | datetime
         self.case_exact = case_exact
         self.key_field = key_field    # a lower-cased copy with an index, if any
 
     def expression(self, op, value, attr_name):
         if op == 'pr':
             field = self.field
-            return field.is_null(False) & (field != '') if self.kind == 'string' else field.is_null(False)
-        if self.kind == 'boolean':
+            return field.is_null(False) & (field != '') if self.value_type == 'string' else field.is_null(False)
+        if self.value_type == 'boolean':
             if op not in ('eq', 'ne') or not isinstance(value, bool):
                 raise UnsupportedFilter(f'{attr_name} is a boolean: only eq/ne true/false apply')
             return _compare(self.field, op, value)
         if not isinstance(value, str):
             raise UnsupportedFilter(f'{attr_name} is compared with a "string"')
-        if self.kind == 'datetime':
+        if self.value_type == 'datetime':
             moment = normalise_time(value)
             if moment is None or op in ('co', 'sw', 'ew'):
-                raise UnsupportedFilter(f'{attr_name} is a dateTime: compare it with eq/ne/gt/ge/lt/le and an RFC 3339 time')
+                raise UnsupportedFilter(f'{attr_name} is a dateTime: compare it with eq/ne/gt/ge/lt/le '
+                                        'and an RFC 3339 time')
             return _compare(self.field, op, moment)
         if self.case_exact:
             return _compare_text(self.field, op, value)
@@ -486,16 +487,16 @@ USER_COLUMNS = {
     'username': _Column(User.user_name, key_field=User.user_name_key),
     'externalid': _Column(User.external_id, case_exact=True),
     'displayname': _Column(User.display_name),
-    'active': _Column(User.active, kind='boolean'),
-    'meta.created': _Column(User.created, kind='datetime'),
-    'meta.lastmodified': _Column(User.last_modified, kind='datetime'),
+    'active': _Column(User.active, value_type='boolean'),
+    'meta.created': _Column(User.created, value_type='datetime'),
+    'meta.lastmodified': _Column(User.last_modified, value_type='datetime'),
 }
 GROUP_COLUMNS = {
     'id': _Column(Group.id, case_exact=True),
     'displayname': _Column(Group.display_name, key_field=Group.display_name_key),
     'externalid': _Column(Group.external_id, case_exact=True),
-    'meta.created': _Column(Group.created, kind='datetime'),
-    'meta.lastmodified': _Column(Group.last_modified, kind='datetime'),
+    'meta.created': _Column(Group.created, value_type='datetime'),
+    'meta.lastmodified': _Column(Group.last_modified, value_type='datetime'),
 }
 
 
@@ -870,7 +871,8 @@ def _members_of(group_ids):
 USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id, Group.display_name)
                             .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
                             .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
-                            .where(User.id == slot('id')).order_by(in_code_point_order(Group.display_name_key), Group.id))
+                            .where(User.id == slot('id'))
+                            .order_by(in_code_point_order(Group.display_name_key), Group.id))
 
 
 def get_user(user_id):
@@ -906,7 +908,7 @@ class _PreparedPage:
                 and not expr.path.urn):
             return None
         column = columns.get(_attr_key(expr.path))
-        if column is None or column.kind != 'string' or not (column.case_exact or column.key_field):
+        if column is None or column.value_type != 'string' or not (column.case_exact or column.key_field):
             return None
         if column.case_exact:
             return cls.of(model, column.field), expr.value
@@ -942,8 +944,7 @@ def _page_of_keys(model, where, sort_key=None, descending=False):
     (nulls last, ties in the stable order).
 
     OFFSET walks the (created, id) index in a subquery, which reads no resource
-    text; only the page's own rows are then read whole. At offset 50,000 of
-    100,000 users: 2.8 ms instead of 5 ms."""
+    text; only the page's own rows are then read whole (README, Performance)."""
     columns = [model.id, model.created]
     order = [model.created, model.id]
     if sort_key is not None:
@@ -968,7 +969,7 @@ def sort_expression(model, columns, multi_valued, path):
     key = _attr_key(path)
     if not path.urn and key in columns:
         column = columns[key]
-        if column.kind != 'string':
+        if column.value_type != 'string':
             return column.field
         if column.case_exact:
             return in_code_point_order(column.field)
@@ -1106,9 +1107,8 @@ def writing():
 
     On SQLite BEGIN IMMEDIATE takes the database's write lock at once: a deferred
     transaction that has read cannot upgrade after another process committed."""
-    with writer_turn():
-        with database.atomic('IMMEDIATE') if is_sqlite() else database.atomic():
-            yield
+    with writer_turn(), (database.atomic('IMMEDIATE') if is_sqlite() else database.atomic()):
+        yield
 
 
 @contextlib.contextmanager
@@ -1470,7 +1470,7 @@ def get_exchange(exchange_id):
 
 def recent_users(limit):
     """(how many users there are, the newest `limit` (at most IN_CHUNK) as Records
-    whose links are their groups' names)."""
+    with `group_names`, their groups' displayNames, and no links)."""
     with snapshot():   # the count and the rows agree
         total = User.select().count()
         rows = list(User.select(*_record_columns(User)).order_by(User.created.desc(), User.id.desc())
@@ -1480,12 +1480,12 @@ def recent_users(limit):
                                     .where(Link.user.in_(list(groups)))
                                     .order_by(in_code_point_order(Group.display_name_key)).tuples()):
             groups[user_id].append(group_name)
-    return total, [_record(row, groups[row[0]]) for row in rows]
+    return total, [Record(_record(row), group_names=groups[row[0]]) for row in rows]
 
 
 def recent_groups(limit):
-    """(how many groups there are, the newest `limit` as Records whose links are
-    the member count)."""
+    """(how many groups there are, the newest `limit` as Records with
+    `member_count`, and no links)."""
     members = Link.select(fn.COUNT(SQL('*'))).where(Link.group == Group.id)
     with snapshot():
         total = Group.select().count()
