@@ -122,11 +122,29 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def app(database_url):
+def make_app(database_url):
+    """A factory: `make_app(**settings)` builds the real WSGI app on this test's
+    database with the known token, any setting overridden (`database` too); every
+    app it made is closed at teardown, newest first.
+
+    Tests reach scim_server.make_app only through this fixture. The app is one per
+    process: making one closes the one made before it (closing an app twice is
+    harmless), so a test holds one live app at a time."""
+    made = []
+
+    def make(**settings):
+        application = scim_server.make_app({'database': database_url, 'token': TOKEN, **settings})
+        made.append(application)
+        return application
+    yield make
+    for application in reversed(made):
+        application.close()
+
+
+@pytest.fixture
+def app(make_app):
     """The real WSGI app on the fresh database, with a known token."""
-    application = scim_server.make_app({'database': database_url, 'token': TOKEN})
-    yield application
-    application.close()
+    return make_app()
 
 
 class ScimClient:

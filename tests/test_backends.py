@@ -146,9 +146,32 @@ def test_an_indexed_value_too_long_to_index_is_400_on_every_database(client, res
     assert client.get(f'/{resource}?count=0').json['totalResults'] == 1
 
 
-def test_a_member_deleted_while_being_added_is_400_unknown_member(client, database_url):
-    """Another process deletes the user between our check and our insert: the database's
-    foreign key decides, and the client hears of an unknown member, not a 500."""
+def wait_until_blocked_by(database_url, blocker_pid, timeout=10):
+    """PostgreSQL: wait (polling, from a connection of its own) until a backend waits on
+    a lock that `blocker_pid` holds; its current statement. Fails if none does in time."""
+    watcher = postgresql(database_url)
+    try:
+        cursor = watcher.cursor()
+        deadline = time.monotonic() + timeout
+        while True:
+            cursor.execute("SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           'AND %s = ANY(pg_blocking_pids(pid))', (blocker_pid,))
+            waiting = cursor.fetchall()
+            if waiting:
+                return waiting[0][0]
+            assert time.monotonic() < deadline, "no statement ever waited on the deleting transaction's lock"
+            time.sleep(0.01)   # the interval of a poll that ends on what it waits for
+    finally:
+        watcher.close()
+
+
+def test_a_member_deleted_while_being_added_is_400_unknown_member(client, database_url, monkeypatch):
+    """Another process deletes the user while our PATCH adds it, and commits only once the
+    PATCH is inside its write: the client hears of an unknown member, not a 500, and the
+    PATCH changes nothing. On PostgreSQL the PATCH has checked the user (the delete was not
+    committed yet) and its insert waits on the deleted row's lock: the foreign key decides
+    (an IntegrityError, then the users looked up again). On SQLite the PATCH waits for the
+    write lock, and checks the user inside its transaction, after the delete."""
     ann, bob = user(client, 'ann@example.com'), user(client, 'bob@example.com')
     group = client.create_group('G')
     if ON_POSTGRESQL:
@@ -166,14 +189,45 @@ def test_a_member_deleted_while_being_added_is_400_unknown_member(client, databa
         answers['patch'] = client.patch(f'/Groups/{group["id"]}', [
             {'op': 'add', 'path': 'members', 'value': [{'value': ann['id']}, {'value': bob['id']}]}])
     adding = threading.Thread(target=add)
+    # What the PATCH does, as it does it: the write it enters, and the foreign key's refusals.
+    entered_write, refused_by_foreign_key = threading.Event(), []
+    writing, members_deleted_meanwhile = store.writing, store._members_deleted_meanwhile
+
+    def watched_writing():
+        if threading.current_thread() is adding:
+            entered_write.set()
+        return writing()
+
+    def watched_members_deleted_meanwhile(group_id, changes):
+        refused_by_foreign_key.append(changes)
+        return members_deleted_meanwhile(group_id, changes)
+    monkeypatch.setattr(store, 'writing', watched_writing)
+    monkeypatch.setattr(store, '_members_deleted_meanwhile', watched_members_deleted_meanwhile)
     adding.start()
-    time.sleep(0.5)   # the PATCH now waits on the deleting transaction's locks
-    other.commit() if ON_POSTGRESQL else other.execute('COMMIT')
-    other.close()
-    adding.join()
+    committed = False
+    try:
+        if ON_POSTGRESQL:   # the PATCH's insert waits on the row the delete locked
+            assert 'link' in wait_until_blocked_by(database_url, other.get_backend_pid()).lower()
+        else:   # the PATCH is in its write, which cannot begin while the delete holds the lock
+            assert entered_write.wait(10), 'the PATCH never began its write'
+            assert adding.is_alive() and 'patch' not in answers
+        other.commit() if ON_POSTGRESQL else other.execute('COMMIT')
+        committed = True
+    finally:
+        if not committed:
+            other.rollback() if ON_POSTGRESQL else other.execute('ROLLBACK')
+        other.close()
+        adding.join(30)
+    assert not adding.is_alive()
     body = assert_scim_error(answers['patch'], 400, 'invalidValue')
     assert bob['id'] in body['detail']
     assert client.get(f'/Groups/{group["id"]}').json['members'] == []   # ann's add went with it
+    assert entered_write.is_set()
+    if ON_POSTGRESQL:   # the insert was refused by the foreign key, once: the race, not a plain unknown id
+        assert len(refused_by_foreign_key) == 1
+        assert bob['id'] in [user_id for change in refused_by_foreign_key[0] for user_id in change.added]
+    else:   # SQLite's one writer: the check inside the write already saw the delete
+        assert refused_by_foreign_key == []
 
 
 @pytest.mark.parametrize('url', [

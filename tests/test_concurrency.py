@@ -179,7 +179,8 @@ def test_two_processes_behave_as_one_server(database_url):
             'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'value': {'active': False}}]}, via=0)
         assert status == 200
         status, _ = call(servers, 'PATCH', f'/Groups/{group["id"]}', {
-            'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'remove', 'path': f'members[value eq "{users[3]["id"]}"]'}]},
+            'schemas': [PATCH_SCHEMA],
+            'Operations': [{'op': 'remove', 'path': f'members[value eq "{users[3]["id"]}"]'}]},
             via=1)
         assert status == 204
         for via in (0, 1):

@@ -30,10 +30,6 @@ def concrete(path):
     return path.replace('<exchange_id>', '0' * 36)
 
 
-def make(database_url, **settings):
-    return scim_server.make_app({'database': database_url, 'token': TOKEN, **settings})
-
-
 @pytest.fixture
 def browser(app):
     """A webtest client that keeps cookies, as a browser does (not logged in)."""
@@ -106,17 +102,18 @@ def test_a_cookie_signed_for_another_token_or_database_or_expired_opens_nothing(
     }
     for name, key in signed_for.items():
         browser.set_cookie(dashboard.SESSION_COOKIE, dashboard.new_session(key))
-        assert browser.get('/dashboard/data', expect_errors=True).status_int == (200 if name == 'this server' else 401), name
+        expected = 200 if name == 'this server' else 401
+        assert browser.get('/dashboard/data', expect_errors=True).status_int == expected, name
     monkeypatch.setattr(dashboard, 'SESSION_SECONDS', -1)
     browser.set_cookie(dashboard.SESSION_COOKIE, dashboard.new_session(signed_for['this server']))
     assert browser.get('/dashboard/data', expect_errors=True).status_int == 401
 
 
-def test_the_session_key_is_one_per_database(database_url, app):
+def test_the_session_key_is_one_per_database(make_app, app):
     """Every process on a database signs with the same key, made once, and random."""
     first = store.secret('dashboard session')
     assert len(first) == 64 and first == store.secret('dashboard session')
-    assert make(database_url).dashboard.session_key == app.dashboard.session_key
+    assert make_app().dashboard.session_key == app.dashboard.session_key
 
 
 def test_the_home_page_without_a_session_is_the_login_form_and_shows_no_data(browser, client):
@@ -162,8 +159,8 @@ def test_no_token_at_all_is_refused(browser):
     assert browser.post('/dashboard/login', {'token': ''}, expect_errors=True).status_int == 401
 
 
-def test_the_demo_token_logs_in_from_this_machine_only(database_url):
-    app = make(database_url, token=scim_server.DEMO_TOKEN)
+def test_the_demo_token_logs_in_from_this_machine_only(make_app):
+    app = make_app(token=scim_server.DEMO_TOKEN)
     remote = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '192.0.2.7'})
     assert log_in(remote, scim_server.DEMO_TOKEN, expect_errors=True).status_int == 401
     local = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
@@ -193,7 +190,8 @@ def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another(app):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == [401] * dashboard.LOGIN_FAILURES_ALLOWED + [429] * (20 - dashboard.LOGIN_FAILURES_ALLOWED)
+    allowed = dashboard.LOGIN_FAILURES_ALLOWED
+    assert sorted(statuses) == [401] * allowed + [429] * (20 - allowed)
 
 
 @pytest.mark.parametrize('headers', [
@@ -380,7 +378,8 @@ def test_tokens_are_scrubbed_wherever_a_client_puts_them(app, session, client):
     whole = exchange_details(app, session, 'GET', '/scim/v2/Groups')
     assert whole['request_headers']['Authorization'] == 'Basic [scrubbed]'
     odd_scheme = [e for e in data(app, session)['exchanges']['shown'] if e['status'] == 401][0]
-    assert session.get(f'/dashboard/exchanges/{odd_scheme["id"]}').json['request_headers']['Authorization'] == '[scrubbed]'
+    shown = session.get(f'/dashboard/exchanges/{odd_scheme["id"]}').json
+    assert shown['request_headers']['Authorization'] == '[scrubbed]'
     for path in ('/', '/dashboard/data', '/dashboard/dashboard.js'):
         assert TOKEN not in session.get(path).text
 
@@ -396,8 +395,8 @@ def test_a_large_body_is_kept_in_part_and_a_nul_in_full(app, session, client):
     assert whole['status'] == 400 and '\ufffd' in whole['request_body']
 
 
-def test_only_the_newest_exchanges_are_kept(database_url):
-    app = make(database_url, exchanges_kept=5)
+def test_only_the_newest_exchanges_are_kept(make_app):
+    app = make_app(exchanges_kept=5)
     client = ScimClient(app)
     for n in range(8):
         client.get(f'/Users?count={n}', status=200)
@@ -408,7 +407,6 @@ def test_only_the_newest_exchanges_are_kept(database_url):
         client.get(f'/Groups?count={n}', status=200)
     app.recorder.exchanges.flush()
     assert store.Exchange.select().count() == 5
-    app.close()
 
 
 def test_a_flood_is_recorded_as_a_sample_of_the_newest(app, client):
@@ -420,11 +418,32 @@ def test_a_flood_is_recorded_as_a_sample_of_the_newest(app, client):
     assert kept == [f'/scim/v2/Users?count={n}' for n in range(10, dashboard.BATCH_MAX + 10)]
 
 
-def test_recording_can_be_switched_off(database_url):
-    app = make(database_url, record_exchanges='off')
+def counted(monkeypatch, name):
+    """The instances of dashboard.<name> (ExchangeLog, ConsoleLines) made from now on,
+    in a list the test reads: a worker that was never made can do nothing later."""
+    made = []
+
+    class Counted(getattr(dashboard, name)):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+    monkeypatch.setattr(dashboard, name, Counted)
+    return made
+
+
+def new_threads_named(before, name):
+    return [thread for thread in threading.enumerate() if thread not in before and thread.name == name]
+
+
+def test_recording_can_be_switched_off(make_app, monkeypatch):
+    logs = counted(monkeypatch, 'ExchangeLog')
+    assert make_app().recorder.exchanges is logs[0]   # recording on: the count sees its log
+    threads_before = set(threading.enumerate())
+    app = make_app(record_exchanges='off')
     ScimClient(app).create_user('ada@example.com')
-    assert app.recorder.exchanges is None
-    time.sleep(2 * dashboard.ExchangeLog.interval)
+    # Off, there is no exchange log at all: no queue, no writer thread, nothing to write later.
+    assert app.recorder.exchanges is None and len(logs) == 1
+    assert new_threads_named(threads_before, dashboard.ExchangeLog.thread_name) == []
     assert store.Exchange.select().count() == 0
     session = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
     log_in(session, status=303)
@@ -432,7 +451,8 @@ def test_recording_can_be_switched_off(database_url):
     assert shown['exchanges'] == {'recording': False, 'kept': 500, 'shown': []}
     assert shown['users']['total'] == 1
     assert 'Recording is off' in session.get('/').text
-    app.close()
+    app.recorder.close(finish=True)   # what a log would have queued is written now: nothing
+    assert store.Exchange.select().count() == 0
 
 
 def test_recording_does_not_wait_for_the_database(app, client, monkeypatch):
@@ -491,8 +511,8 @@ def test_exchanges_are_shared_by_every_process_on_the_database(database_url, tmp
 # The console line
 # ---------------------------------------------------------------------------
 
-def test_each_scim_request_prints_one_line(database_url, capsys):
-    app = make(database_url)
+def test_each_scim_request_prints_one_line(make_app, capsys):
+    app = make_app()
     client = ScimClient(app)
     client.create_user('ada@example.com')
     client.get('/Users/missing', status=404)
@@ -502,53 +522,74 @@ def test_each_scim_request_prints_one_line(database_url, capsys):
     assert len(lines) == 2, lines
     assert re.fullmatch(r'\d\d:\d\d:\d\d  POST   /scim/v2/Users  201  \d+\.\d ms', lines[0])
     assert re.fullmatch(r'\d\d:\d\d:\d\d  GET    /scim/v2/Users/missing  404  \d+\.\d ms', lines[1])
-    app.close()
 
 
-def test_the_console_never_shows_the_token(database_url, capsys):
-    app = make(database_url)
+def test_the_console_never_shows_the_token(make_app, capsys):
+    app = make_app()
     ScimClient(app).get(f'/Users/{TOKEN}', status=404)
     app.recorder.console.print_waiting()
     out = capsys.readouterr().out
     assert TOKEN not in out and '/scim/v2/Users/[scrubbed]  404' in out
-    app.close()
 
 
 class BlockedConsole:
-    """A terminal that stopped reading (Ctrl-S, a pipe nobody drains)."""
+    """A terminal that stopped reading (Ctrl-S, a pipe nobody drains) until `reading`
+    is set; `blocked` is set once a writer waits in it."""
     encoding = 'utf-8'
 
     def __init__(self):
         self.reading = threading.Event()
+        self.blocked = threading.Event()
         self.written = []
+        self.changed = threading.Condition()
 
     def write(self, text):
+        self.blocked.set()
         self.reading.wait()
-        self.written.append(text)
+        with self.changed:
+            self.written.append(text)
+            self.changed.notify_all()
 
     def flush(self):
         pass
 
+    def lines(self):
+        return sum(text.count('\n') for text in self.written)
 
-def test_a_console_that_blocks_holds_no_request(database_url):
-    app = make(database_url)
+    def wait_for_lines(self, count, timeout=10):
+        with self.changed:
+            self.changed.wait_for(lambda: self.lines() >= count, timeout)
+        return self.lines()
+
+
+def test_a_console_that_blocks_holds_no_request(make_app):
+    app = make_app()
     app.recorder.console.stream = console = BlockedConsole()
     client = ScimClient(app)
-    started = time.monotonic()
-    for n in range(30):
-        client.get(f'/Users?count={n}', status=200)
-        time.sleep(0.01)
-    assert time.monotonic() - started < 5
-    console.reading.set()   # the console thread goes on with the lines it holds, then the rest
-    deadline = time.monotonic() + 5
-    while sum(text.count('\n') for text in console.written) < 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sum(text.count('\n') for text in console.written) == 30
-    app.close()
+
+    def statuses(counts):
+        """GET /Users?count=n for each n, on a thread of its own: the statuses answered."""
+        answered = []
+        sender = threading.Thread(target=lambda: answered.extend(
+            client.get(f'/Users?count={n}').status_int for n in counts), daemon=True)
+        sender.start()
+        sender.join(30)   # a bound for a hang, not a measure of speed
+        return answered
+    try:
+        assert statuses([0]) == [200]
+        assert console.blocked.wait(10), 'the console thread never wrote the first line'
+        # The console thread is stuck in write(): every request is answered all the same,
+        # while it stays stuck, and their lines wait for it.
+        assert statuses(range(1, 30)) == [200] * 29
+        assert not console.reading.is_set() and console.written == []
+        assert len(app.recorder.console.waiting) == 29
+    finally:
+        console.reading.set()   # the console thread goes on with the line it holds, then the rest
+    assert console.wait_for_lines(30) == 30
 
 
-def test_a_console_that_cannot_show_a_character_goes_on(database_url):
-    app = make(database_url)
+def test_a_console_that_cannot_show_a_character_goes_on(make_app):
+    app = make_app()
     app.recorder.console.stream = console = BlockedConsole()
     console.encoding = 'ascii'
     console.reading.set()
@@ -558,7 +599,6 @@ def test_a_console_that_cannot_show_a_character_goes_on(database_url):
     app.recorder.console.print_waiting()
     printed = ''.join(console.written)
     assert 'userName eq "jos\\xe9"' in printed and '/scim/v2/Users/next  404' in printed
-    app.close()
 
 
 def test_the_queue_holds_no_more_of_a_body_than_it_keeps(app, client):
@@ -572,8 +612,8 @@ def test_the_queue_holds_no_more_of_a_body_than_it_keeps(app, client):
                for value in part.values() if isinstance(value, (bytes, str)))
 
 
-def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(database_url):
-    app = make(database_url)
+def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(make_app):
+    app = make_app()
     app.recorder.console.stream = console = BlockedConsole()
     console.reading.set()
     app.recorder.console.stop()   # no console thread: all of it waits for one print
@@ -588,25 +628,29 @@ def test_a_flood_is_counted_in_one_line_and_the_newest_are_printed(database_url)
     assert len(lines) == 11
     assert re.fullmatch(r'\d\d:\d\d:\d\d  … 70 more requests, not shown one by one: 200 ×70', lines[0]), lines[0]
     assert [line.split()[2] for line in lines[1:]] == [f'/scim/v2/Users/missing-{n}' for n in range(10)]
-    app.close()
 
 
-def test_quiet_prints_nothing(database_url, capsys):
-    app = make(database_url, quiet=True)
-    ScimClient(app).create_user('ada@example.com')
-    assert app.recorder.console is None
-    time.sleep(2 * dashboard.ConsoleLines.interval)
+def test_quiet_prints_nothing(make_app, capsys, monkeypatch):
+    consoles = counted(monkeypatch, 'ConsoleLines')
+    assert make_app().recorder.console is consoles[0]   # not quiet: the count sees its console
+    threads_before = set(threading.enumerate())
+    app = make_app(quiet=True)
+    client = ScimClient(app)
+    client.create_user('ada@example.com')
+    client.get('/Users/missing', status=404)
+    # Quiet, there is no console at all: no lines queued, no thread to print them later.
+    assert app.recorder.console is None and len(consoles) == 1
+    assert new_threads_named(threads_before, dashboard.ConsoleLines.thread_name) == []
+    app.recorder.close(finish=True)   # what a console would have queued is printed now: nothing
     assert capsys.readouterr().out == ''
-    app.close()
 
 
-def test_a_path_cannot_write_escape_sequences_to_the_terminal(database_url, capsys):
-    app = make(database_url)
+def test_a_path_cannot_write_escape_sequences_to_the_terminal(make_app, capsys):
+    app = make_app()
     ScimClient(app).get('/Users/%1b%5b2J%1b%5d0;owned%07', status=404)
     app.recorder.console.print_waiting()
     out = capsys.readouterr().out
     assert '\x1b' not in out and '\x07' not in out and '\\x1b[2J' in out
-    app.close()
 
 
 @pytest.mark.parametrize('given,expected', [('on', True), ('OFF', False), ('yes', True), ('0', False)])
@@ -628,9 +672,9 @@ def test_quiet_is_a_command_line_flag():
 
 
 
-def test_closing_at_the_end_writes_and_prints_what_is_queued(database_url, capsys):
+def test_closing_at_the_end_writes_and_prints_what_is_queued(make_app, database_url, capsys):
     """Ctrl+C (main() then calls close(finish=True)): the last exchanges are kept and printed."""
-    app = make(database_url)
+    app = make_app()
     ScimClient(app).get('/Users/last-words', status=404)
     app.close(finish=True)
     assert '/scim/v2/Users/last-words  404' in capsys.readouterr().out
@@ -641,9 +685,9 @@ def test_closing_at_the_end_writes_and_prints_what_is_queued(database_url, capsy
         store.close_database()
 
 
-def test_the_scim_api_may_live_at_the_root_beside_the_dashboard(database_url):
+def test_the_scim_api_may_live_at_the_root_beside_the_dashboard(make_app):
     """base_path = / : /Users is SCIM (printed and recorded), / is still the dashboard."""
-    app = make(database_url, base_path='/')
+    app = make_app(base_path='/')
     client = webtest.TestApp(app, extra_environ={'REMOTE_ADDR': '127.0.0.1'})
     headers = {'Authorization': f'Bearer {TOKEN}'}
     created = client.post('/Users', json.dumps({'schemas': [USER_SCHEMA], 'userName': 'root@example.com'}),
@@ -654,4 +698,3 @@ def test_the_scim_api_may_live_at_the_root_beside_the_dashboard(database_url):
     log_in(client, status=303)
     app.recorder.exchanges.flush()
     assert [e['path'] for e in client.get('/dashboard/data').json['exchanges']['shown']] == ['/Users', '/Users']
-    app.close()

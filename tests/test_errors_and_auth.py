@@ -8,7 +8,6 @@ import pytest
 import scim_server
 import scimschema
 import webtest
-import store
 from conftest import BASE, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
 
 PATH_VALUES = {'<name>': 'User', '<urn>': USER_SCHEMA,
@@ -91,10 +90,8 @@ def test_valid_token_is_accepted_as_bearer_or_bare(client, method, path, authori
 
 
 @pytest.fixture
-def two_token_client(database_url):
-    application = scim_server.make_app({'database': database_url, 'token': f'{TOKEN}, second-token-abc'})
-    yield ScimClient(application)
-    store.close_database()
+def two_token_client(make_app):
+    return ScimClient(make_app(token=f'{TOKEN}, second-token-abc'))
 
 
 @pytest.mark.parametrize('token', [TOKEN, 'second-token-abc'])
@@ -191,11 +188,9 @@ def test_body_is_read_whatever_the_content_type(client, content_type):
 
 
 @pytest.fixture
-def small_body_client(database_url):
+def small_body_client(make_app):
     """A client on an app that accepts bodies of up to 300 bytes."""
-    application = scim_server.make_app({'database': database_url, 'token': TOKEN, 'max_body_bytes': 300})
-    yield ScimClient(application)
-    store.close_database()
+    return ScimClient(make_app(max_body_bytes=300))
 
 
 def test_body_within_max_body_bytes_is_accepted(small_body_client):
@@ -308,11 +303,10 @@ def test_if_match_with_a_stale_etag_after_an_update_is_412(client, user):
     assert client.get(f'/Users/{user["id"]}').json['title'] == 'Boss'
 
 
-def test_demo_token_is_accepted_only_from_this_machine(database_url):
+def test_demo_token_is_accepted_only_from_this_machine(make_app):
     """Whatever server runs the app (waitress-serve on *:8080 too), the tutorial's
     token opens the door to loopback clients only; ngrok connects from loopback."""
-    app = scim_server.make_app({'database': database_url, 'token': scim_server.DEMO_TOKEN})
-    client = webtest.TestApp(app)
+    client = webtest.TestApp(make_app(token=scim_server.DEMO_TOKEN))
     headers = {'Authorization': f'Bearer {scim_server.DEMO_TOKEN}'}
     for address in ('127.0.0.1', '::1'):
         client.get('/scim/v2/Users', headers=headers, extra_environ={'REMOTE_ADDR': address}, status=200)
@@ -356,9 +350,9 @@ def test_if_match_on_delete_is_checked_in_the_same_statement(client):
     assert_scim_error(client.delete(f'/Users/{user["id"]}', headers={'If-Match': user['meta']['version']}), 404)
 
 
-def test_a_non_ascii_token_matches_its_utf8_bytes(database_url):
+def test_a_non_ascii_token_matches_its_utf8_bytes(make_app):
     token = 'clé-secrète-ünïcode'
-    client = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': token}))
+    client = webtest.TestApp(make_app(token=token))
     header = token.encode('utf-8').decode('latin-1')   # what a WSGI server hands over
     client.get('/scim/v2/Users', headers={'Authorization': f'Bearer {header}'}, status=200)
     client.get('/scim/v2/Users', headers={'Authorization': 'Bearer cle-secrete'}, status=401)

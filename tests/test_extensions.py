@@ -7,9 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-import scim_server
 import scimschema
-import store
 from conftest import GROUP_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, assert_scim_error
 from serverprocess import clean_environment, run_server
 
@@ -32,12 +30,10 @@ DECLARED = {'schemas': ['urn:ietf:params:scim:api:messages:2.0:ListResponse'], '
 
 
 @pytest.fixture
-def declared(tmp_path, database_url):
+def declared(tmp_path, make_app):
     path = tmp_path / 'extensions.json'
     path.write_text(json.dumps(DECLARED), encoding='utf-8')
-    app = scim_server.make_app({'database': database_url, 'token': TOKEN, 'extensions': str(path)})
-    yield ScimClient(app)
-    store.close_database()
+    return ScimClient(make_app(extensions=str(path)))
 
 
 def test_declared_schemas_are_described_by_schemas_and_resource_types(declared):

@@ -14,10 +14,13 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import scim_server
-import store
-from conftest import ERROR_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, TOKEN, USER_SCHEMA, ScimClient, store_rows
+from conftest import ERROR_SCHEMA, GROUP_SCHEMA, ON_POSTGRESQL, PATCH_SCHEMA, USER_SCHEMA, ScimClient, store_rows
 
+pytestmark = pytest.mark.skipif(
+    ON_POSTGRESQL, reason='fuzzed on SQLite; the same code paths run on PostgreSQL in the rest of the suite')
+
+# The one function-scoped fixture these tests take, `fuzzed`, is a factory: each
+# example calls it for an app of its own, so sharing it between examples is right.
 settings.register_profile('ci', max_examples=150, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile('deep', max_examples=int(os.environ.get('HYPOTHESIS_EXAMPLES', 5000)), deadline=None,
@@ -59,17 +62,27 @@ BODIES = st.one_of(
 
 
 @pytest.fixture(scope='module')
-def fuzzed(tmp_path_factory):
-    """One app and one database for every example (a fresh one each would be too slow), with a
-    user and a group to aim at; each example restores what it changed."""
+def fuzz_database(tmp_path_factory):
+    """One database for every example of the module (a fresh one each would be too slow):
+    its URL, and the ids of the user and the group to aim at, once made. Each example
+    restores what it changed."""
     path = tmp_path_factory.mktemp('fuzz') / 'scim.db'
-    if os.environ.get('SCIMLITE_TEST_DATABASE_URL', '').startswith(('postgresql', 'postgres')):
-        pytest.skip('fuzzed on SQLite; the same code paths run on PostgreSQL in the rest of the suite')
-    client = ScimClient(scim_server.make_app({'database': f'sqlite:///{path.as_posix()}', 'token': TOKEN}))
-    user = client.create_user('fuzz@example.com', emails=[{'value': 'fuzz@example.com', 'type': 'work'}])
-    group = client.create_group('Fuzzers', [user['id']])
-    yield client, user['id'], group['id']
-    store.close_database()
+    return {'url': f'sqlite:///{path.as_posix()}', 'targets': None}
+
+
+@pytest.fixture
+def fuzzed(make_app, fuzz_database):
+    """`fuzzed()` in an example: (a client on an app of the example's own, on the module's
+    database; the user's id; the group's id). The apps are made by the make_app factory,
+    which closes every one of them at the test's teardown."""
+    def example():
+        client = ScimClient(make_app(database=fuzz_database['url']))
+        if fuzz_database['targets'] is None:
+            user = client.create_user('fuzz@example.com', emails=[{'value': 'fuzz@example.com', 'type': 'work'}])
+            group = client.create_group('Fuzzers', [user['id']])
+            fuzz_database['targets'] = (user['id'], group['id'])
+        return (client, *fuzz_database['targets'])
+    return example
 
 
 def answered(response):
@@ -90,7 +103,7 @@ def refused_or_restore(client, response, before, restore):
 
 @given(text=FILTERS)
 def test_any_filter_is_answered_never_with_a_5xx(fuzzed, text):
-    client, _, _ = fuzzed
+    client, _, _ = fuzzed()
     for resource in ('Users', 'Groups'):
         answered(client.get(f'/{resource}?filter={quote(text)}'))
     answered(client.post('/.search', {'schemas': ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
@@ -99,13 +112,13 @@ def test_any_filter_is_answered_never_with_a_5xx(fuzzed, text):
 
 @given(document=PATCHES)
 def test_any_patch_is_answered_and_a_refused_one_changes_nothing(fuzzed, document):
-    client, user_id, group_id = fuzzed
+    client, user_id, group_id = fuzzed()
     for resource, resource_id in (('Users', user_id), ('Groups', group_id)):
         original = client.get(f'/{resource}/{resource_id}').json
         before = store_rows()
         response = answered(client.request('PATCH', f'/{resource}/{resource_id}', raw=json.dumps(document).encode()))
 
-        def restore():
+        def restore(resource=resource, resource_id=resource_id, original=original):
             body = {key: value for key, value in original.items() if key != 'meta'}
             client.put(f'/{resource}/{resource_id}', body, status=200)
         refused_or_restore(client, response, before, restore)
@@ -113,13 +126,13 @@ def test_any_patch_is_answered_and_a_refused_one_changes_nothing(fuzzed, documen
 
 @given(body=BODIES)
 def test_any_resource_body_is_answered_and_a_refused_one_stores_nothing(fuzzed, body):
-    client, user_id, _ = fuzzed
+    client, user_id, _ = fuzzed()
     for method, path in (('POST', '/Users'), ('POST', '/Groups'), ('PUT', f'/Users/{user_id}')):
         original = client.get(f'/Users/{user_id}').json
         before = store_rows()
         response = answered(client.request(method, path, raw=json.dumps(body).encode()))
 
-        def restore():
+        def restore(method=method, path=path, response=response, original=original):
             if method == 'POST':
                 client.request('DELETE', response.headers['Location'].split('/scim/v2', 1)[1], status=204)
             else:

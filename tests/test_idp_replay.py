@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import scim_server
-import store
 from conftest import BASE, TOKEN
 from serverprocess import ServerProcess
 
@@ -26,9 +24,9 @@ FLOWS = sorted(Path(__file__).with_name('idp').glob('*.json'))
 # ---------------------------------------------------------------------------
 
 class WsgiTransport:
-    def __init__(self, database_url):
+    def __init__(self, app):
         import webtest
-        self.app = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': TOKEN}))
+        self.app = webtest.TestApp(app)
 
     def send(self, method, path, headers, body):
         response = self.app.request(path, method=method, headers=headers, body=body or b'',
@@ -36,7 +34,7 @@ class WsgiTransport:
         return response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body
 
     def close(self):
-        store.close_database()
+        pass   # the app is the make_app fixture's: closed at teardown
 
 
 class HttpTransport:
@@ -99,7 +97,7 @@ def assert_matches(expected, actual, where='body', exact=False):
     elif isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), \
             f'{where}: expected {expected!r}, got {actual!r}'
-        for index, (item, candidate) in enumerate(zip(expected, actual)):
+        for index, (item, candidate) in enumerate(zip(expected, actual, strict=True)):
             assert_matches(item, candidate, f'{where}[{index}]', exact)
     else:
         assert actual == expected, f'{where}: expected {expected!r}, got {actual!r}'
@@ -157,9 +155,9 @@ def replay(flow, transport):
 
 @pytest.mark.parametrize('transport_class', [WsgiTransport, HttpTransport], ids=['wsgi', 'http'])
 @pytest.mark.parametrize('flow_file', FLOWS, ids=[path.stem for path in FLOWS])
-def test_idp_flow(flow_file, transport_class, database_url):
+def test_idp_flow(flow_file, transport_class, database_url, make_app):
     flow = json.loads(flow_file.read_text(encoding='utf-8'))
-    transport = transport_class(database_url)
+    transport = WsgiTransport(make_app()) if transport_class is WsgiTransport else HttpTransport(database_url)
     try:
         replay(flow, transport)
     finally:

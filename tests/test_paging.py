@@ -5,9 +5,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-import scim_server
-import store
-from conftest import TOKEN, ScimClient, assert_scim_error
+from conftest import ScimClient, assert_scim_error
 
 USER_COUNT = 7
 
@@ -85,11 +83,9 @@ def test_start_index_below_one_is_treated_as_one(client, seven_users, start_inde
 
 
 @pytest.fixture
-def small_page_client(database_url):
+def small_page_client(make_app):
     """A client on an app whose largest page is 3."""
-    application = scim_server.make_app({'database': database_url, 'token': TOKEN, 'max_page_size': 3})
-    yield ScimClient(application)
-    store.close_database()
+    return ScimClient(make_app(max_page_size=3))
 
 
 @pytest.mark.parametrize('params', [{'count': 4}, {'count': 100}, {'count': 10 ** 12}, {}])

@@ -150,10 +150,13 @@ def test_all_operations_apply_or_none_do(client, jane):
     ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': {'op': 'add'}}, 'invalidSyntax'),
     ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': ['add']}, 'invalidSyntax'),
     ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'move'}]}, 'invalidSyntax'),
-    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'path': 5}]}, 'invalidPath'),
-    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'path': 'a[b'}]}, 'invalidPath'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      'Operations': [{'op': 'add', 'path': 5}]}, 'invalidPath'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      'Operations': [{'op': 'add', 'path': 'a[b'}]}, 'invalidPath'),
     ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'remove'}]}, 'noTarget'),
-    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], 'Operations': [{'op': 'add', 'value': 'x'}]}, 'invalidValue'),
+    ({'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      'Operations': [{'op': 'add', 'value': 'x'}]}, 'invalidValue'),
     ({'Operations': [{'op': 'add', 'path': 'title', 'value': 'x'}]}, 'invalidSyntax'),
 ])
 def test_malformed_patch_is_a_scim_400_and_changes_nothing(client, jane, body, scim_type):
@@ -177,7 +180,8 @@ def test_a_user_patch_answers_200_with_the_user_or_204_when_asked_for_no_body(cl
         b'', 'W/"3"', 'return=minimal')
     assert client.get(f'/Users/{user["id"]}').json['title'] == 'Two'
     # `attributes` asks for the body, and the RFC then requires 200.
-    projected = client.patch(f'/Users/{user["id"]}?attributes=title', [{'op': 'replace', 'path': 'title', 'value': 'x'}],
+    projected = client.patch(f'/Users/{user["id"]}?attributes=title',
+                             [{'op': 'replace', 'path': 'title', 'value': 'x'}],
                              headers={'Prefer': 'return=minimal'}, status=200)
     assert set(projected.json) == {'schemas', 'id', 'meta', 'title'}
 

@@ -220,10 +220,9 @@ def test_every_token_of_a_rotation_is_accepted(tmp_path):
 
 @pytest.mark.parametrize('given', ['https://abcd.ngrok-free.app', 'https://abcd.ngrok-free.app/',
                                    'https://abcd.ngrok-free.app/scim/v2'])
-def test_base_url_is_used_in_locations(given, database_url):
+def test_base_url_is_used_in_locations(given, make_app):
     import webtest
-    app = scim_server.make_app({'database': database_url, 'token': TOKEN, 'base_url': given})
-    client = webtest.TestApp(app)
+    client = webtest.TestApp(make_app(token=TOKEN, base_url=given))
     created = client.post_json('/scim/v2/Users', {'schemas': [scimschema.USER_SCHEMA], 'userName': 'b'},
                                headers={'Authorization': f'Bearer {TOKEN}'})
     location = f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'
@@ -231,10 +230,10 @@ def test_base_url_is_used_in_locations(given, database_url):
     assert created.json['meta']['location'] == location
 
 
-def test_forwarded_headers_make_the_location_public(database_url):
+def test_forwarded_headers_make_the_location_public(make_app):
     """Behind ngrok, with no base_url: the https address comes from X-Forwarded-Proto/-Host."""
     import webtest
-    client = webtest.TestApp(scim_server.make_app({'database': database_url, 'token': TOKEN}))
+    client = webtest.TestApp(make_app(token=TOKEN))
     created = client.post_json('/scim/v2/Users', {'schemas': [scimschema.USER_SCHEMA], 'userName': 'b'},
                                headers={'Authorization': f'Bearer {TOKEN}', 'X-Forwarded-Proto': 'https',
                                         'X-Forwarded-Host': 'abcd.ngrok-free.app'})

@@ -94,7 +94,8 @@ def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_ever
                     via=1)[0] == 201
         # Version 3's table: both servers record their exchanges for the dashboard in it.
         deadline = time.monotonic() + 10
-        while run_sql(database_url, [('SELECT COUNT(*) FROM request_log', ())]) != [(6,)] and time.monotonic() < deadline:
+        counting = [('SELECT COUNT(*) FROM request_log', ())]
+        while run_sql(database_url, counting) != [(6,)] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert run_sql(database_url, [('SELECT COUNT(*) FROM request_log', ())]) == [(6,)]
     finally:
