@@ -41,11 +41,11 @@ log = logging.getLogger('scimlite')
 # ===========================================================================
 #
 # Each SCIM request is printed as one line and queued for the dashboard by the
-# Recorder, a WSGI middleware around the SCIM app. A request pays for two appends to queues in memory: a thread
-# of its own prints the lines (a terminal that blocks, or Ctrl-S, holds only
-# that thread), and another scrubs the queued exchanges and writes them in a
-# batch every half second, so recording never holds a request, and readers
-# never wait behind it. Under a flood (a benchmark, a full import) a batch
+# Recorder, a WSGI middleware around the SCIM app. A request pays for two appends
+# to queues in memory: a thread of its own prints the lines (a terminal that
+# blocks, or Ctrl-S, holds only that thread), and another scrubs the queued
+# exchanges and writes them in a batch every half second, so recording never
+# holds a request, and readers never wait behind it. Under a flood (a benchmark, a full import) a batch
 # keeps only the newest BATCH_MAX: nobody reads a thousand exchanges a second,
 # and writing them all slows the writes that matter (README, Performance).
 
@@ -375,6 +375,9 @@ class TeeInput:
 
     def __iter__(self):
         return (self._seen(line) for line in self.stream)
+
+    def __getattr__(self, name):   # close(), and whatever else a server's input has
+        return getattr(self.stream, name)
 
 
 # ===========================================================================

@@ -211,7 +211,7 @@ def is_loopback(host):
 # ===========================================================================
 
 class ScimHTTPError(bottle.HTTPError):
-    """A ScimError on its way out through Bottle (see scim_endpoint)."""
+    """A ScimError on its way out through Bottle (see scim_errors_answered)."""
 
     def __init__(self, error):
         super().__init__(error.status, error.detail)
@@ -388,7 +388,8 @@ def render(record, kind, projection=None):
     meta or membership, which are added here)."""
     base = base_url()
     # membership comes from the link rows (an empty list when there is none)
-    name, value_type, other = kind.membership, kind.members.value_type, f'{base}{kind.members.other_endpoint}/'
+    membership = kind.membership
+    name, value_type, other = membership.attribute, membership.value_type, f'{base}{membership.other_endpoint}/'
     members = [{'value': other_id, 'display': display, 'type': value_type, '$ref': other + other_id}
                for other_id, display in record['links']]
     location = f'{base}{kind.endpoint}/{record["id"]}'
@@ -535,8 +536,8 @@ class ListRequest:
             path, definition = canonical_attr_path(path.path, self.kind)
         except ScimError:
             raise UnknownSortAttribute(400, 'invalidValue', f'sortBy: unknown attribute {text!r}.') from None
-        if path.attr == self.kind.membership or (definition and definition['type'] == 'complex' and not path.sub
-                                                 and not definition['multiValued']):
+        single_complex = definition and definition['type'] == 'complex' and not definition['multiValued']
+        if path.attr == self.kind.membership.attribute or (single_complex and not path.sub):
             raise ScimError(400, 'invalidValue', f'sortBy {text!r} has no single value to sort by.')
         return path, order == 'descending'
 
@@ -821,16 +822,17 @@ STORAGE = {
                      update=store.update_group, delete=store.delete_group),
 }
 
-# The store's exceptions as SCIM errors: (exception, status, scimType, detail with {} for its text).
+# The store's exceptions as SCIM errors:
+# (exception, status, scimType, detail with {} for its text, headers).
 STORE_ERROR_ANSWERS = (
-    (store.NotFound, 404, None, 'Resource {} not found.'),
-    (store.Conflict, 409, 'uniqueness', '{}.'),
-    (store.VersionMismatch, 412, None, 'The resource has changed: its version does not match If-Match.'),
-    (store.UnknownMembers, 400, 'invalidValue', 'No user with id {}: members must be existing users.'),
-    (store.UnsupportedFilter, 400, 'invalidFilter', '{}.'),
-    (store.TooLong, 400, 'invalidValue', '{}.'),
-    (store.NoTarget, 400, 'noTarget', '{}.'),
-    (store.Busy, 503, None, '{}.'),   # the IdP tries again after Retry-After
+    (store.NotFound, 404, None, 'Resource {} not found.', {}),
+    (store.Conflict, 409, 'uniqueness', '{}.', {}),
+    (store.VersionMismatch, 412, None, 'The resource has changed: its version does not match If-Match.', {}),
+    (store.UnknownMembers, 400, 'invalidValue', 'No user with id {}: members must be existing users.', {}),
+    (store.UnsupportedFilter, 400, 'invalidFilter', '{}.', {}),
+    (store.TooLong, 400, 'invalidValue', '{}.', {}),
+    (store.NoTarget, 400, 'noTarget', '{}.', {}),
+    (store.Busy, 503, None, '{}.', {'Retry_After': '1'}),   # the IdP tries again
 )
 
 
@@ -844,9 +846,8 @@ class ScimErrorsFromStore:
     def __exit__(self, error_type, error, traceback):
         if error_type is None or not issubclass(error_type, store.StoreError):
             return False
-        for exception, status, scim_type, detail in STORE_ERROR_ANSWERS:
+        for exception, status, scim_type, detail, headers in STORE_ERROR_ANSWERS:
             if isinstance(error, exception):
-                headers = {'Retry_After': '1'} if status == 503 else {}
                 raise ScimError(status, scim_type, detail.format(error), **headers) from None
         return False
 
@@ -857,12 +858,6 @@ scim_errors_from_store = ScimErrorsFromStore()
 def reply_resource(record, kind, status=200, projection=None):
     location = f'{base_url()}{kind.endpoint}/{record["id"]}'
     return scim_reply(render(record, kind, projection), status, location, record['version'])
-
-
-# Whether a PATCH answers with the resource when nobody asks either way. A group's
-# does not: Okta and Entra need no body, and a group of 100,000 members would be
-# read and sent whole for every member added.
-PATCH_BODY_BY_DEFAULT = {'User': True, 'Group': False}
 
 
 def choose_patch_answer(projection, default):
@@ -901,14 +896,15 @@ def reply_read(record, kind, projection):
 
 def members_wanted(projection, kind):
     """Whether the answer shows membership (if not, no link row need be read)."""
-    return projection is None or projection.wants(kind.membership)
+    return projection is None or projection.wants(kind.membership.attribute)
 
 
 def body_members(body, kind):
     """The member ids a POST or PUT body gives, or None where membership is read-only."""
-    if not kind.members.writable:
+    name = kind.membership.attribute
+    if not kind.membership.writable:
         return None
-    return tuple(member_ids(body.get(find_key(body, kind.membership) or kind.membership)))
+    return tuple(member_ids(body.get(find_key(body, name) or name)))
 
 
 def list_records(kind, storage, asked, start_index, count):
@@ -975,11 +971,11 @@ def resource_patch(kind, storage, resource_id):
     """PATCH /Users/{id}, /Groups/{id}: member changes touch only the link rows involved."""
     projection = projection_from_query(kind)
     operations = scimpatch.read_patch_operations(read_json(), kind, resource_id)
-    with_body = choose_patch_answer(projection, PATCH_BODY_BY_DEFAULT[kind.name])
+    with_body = choose_patch_answer(projection, kind.patch_body_by_default)
+    def change(current):
+        return scimpatch.patched_resource(kind, current, operations, store.MEMBER_CHANGES)
     with scim_errors_from_store:
-        record = storage.update(resource_id,
-                                lambda current: scimpatch.patched_resource(kind, current, operations, store),
-                                if_match(), with_body and members_wanted(projection, kind))
+        record = storage.update(resource_id, change, if_match(), with_body and members_wanted(projection, kind))
     if not with_body:
         return reply_no_content(record)
     return reply_resource(record, kind, projection=projection)
@@ -1111,16 +1107,24 @@ def token_accepted(presented):
 
 def scim_endpoint(handler, *bound):
     """A SCIM route: the token first; `bound` (a resource type and its Storage) come
-    before the URL's arguments; a ScimError raised anywhere in it is answered as one."""
+    before the URL's arguments."""
     def endpoint(**url_arguments):
-        try:
-            authenticate()
-            return handler(*bound, **url_arguments)
-        except ScimError as error:
-            raise ScimHTTPError(error) from None
+        authenticate()
+        return handler(*bound, **url_arguments)
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
+
+
+def scim_errors_answered(callback):
+    """A Bottle plugin on every route: a ScimError raised anywhere in it (a SCIM
+    route, the dashboard, a route added later) is answered as one, not as a 500."""
+    def route(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except ScimError as error:
+            raise ScimHTTPError(error) from None
+    return route
 
 
 class ScimApp(bottle.Bottle):
@@ -1132,6 +1136,7 @@ class ScimApp(bottle.Bottle):
         self.config['json.enable'] = False   # every route writes its own SCIM JSON
         self.settings = settings
         self.catalog = Catalog(settings['extension_schemas'])
+        self.install(scim_errors_answered)
         self.scim_prefix = settings['base_path'].rstrip('/') + '/'
         self.recorder = dashboard.Recorder(self.serve, settings, self.is_scim)
 

@@ -158,15 +158,16 @@ class Patcher:
     """Applies RFC 7644 §3.5.2 operations to one resource dict.
 
     Member changes of a group are not applied to the dict: they are collected,
-    in order, as the store's member-change values, built from `changes` (the
-    store's AddMembers, RemoveMembers, RemoveMembersWhere, ReplaceMembersWhere
-    and SetMembers, passed in: this module does not import the store)."""
+    in order, as the store's member-change values, made from `change_types`
+    (store.MEMBER_CHANGES: AddMembers, RemoveMembers, RemoveMembersWhere,
+    ReplaceMembersWhere and SetMembers, passed in: this module does not import
+    the store)."""
 
-    def __init__(self, kind, resource, resource_id, changes):
+    def __init__(self, kind, resource, resource_id, change_types):
         self.kind = kind
         self.resource = copy.deepcopy(resource)
         self.resource_id = resource_id
-        self.changes = changes
+        self.change_types = change_types
         self.member_changes = []
 
     def apply(self, operation):
@@ -209,8 +210,8 @@ class Patcher:
         name = definition['name'] if definition else attribute_name
         if urn is None and name.lower() in READ_ONLY_COMMON:
             raise ScimError(400, 'mutability', f'{name} is read-only.')
-        if urn is None and name.lower() == self.kind.membership:
-            if not self.kind.members.writable:
+        if urn is None and name.lower() == self.kind.membership.attribute:
+            if not self.kind.membership.writable:
                 raise ScimError(400, 'mutability', f'{name} is read-only: change membership on the group.')
             return self.patch_members(op, path, value)
         if definition and definition['mutability'] == 'readOnly':
@@ -336,7 +337,7 @@ class Patcher:
         if path.sub or path.path.sub:
             raise ScimError(400, 'mutability', "A member's value, display and type cannot be changed: "
                             'remove the member and add another.')
-        changes = self.changes
+        changes = self.change_types
         if path.filter is not None:
             if op == 'add':
                 raise ScimError(400, 'invalidPath', 'add takes no members filter: add members by value.')
@@ -512,10 +513,10 @@ def equality_item(value_filter):
     return None
 
 
-def patched_resource(kind, record, operations, changes):
+def patched_resource(kind, record, operations, change_types):
     """Apply the operations to a stored record: (new resource, member changes).
-    `changes` holds the store's member-change types (see Patcher)."""
-    patcher = Patcher(kind, record['resource'], record['id'], changes)
+    `change_types` are the store's member-change types (see Patcher)."""
+    patcher = Patcher(kind, record['resource'], record['id'], change_types)
     for operation in operations:
         patcher.apply(operation)
     if patcher.resource.get(kind.required) is None:

@@ -217,25 +217,28 @@ class Membership:
 
 class ResourceType:
     """What differs between Users and Groups: name, endpoint, schemas and their
-    attributes, the attribute a resource cannot be without, membership, and the
-    values a resource has when not sent. The store functions are the app's."""
+    attributes, the attribute a resource cannot be without, membership, the values
+    a resource has when not sent, and whether a PATCH answers with the resource
+    when the client does not say (`patch_body_by_default`). The store functions
+    are the app's."""
 
-    def __init__(self, name, endpoint, schema, attributes, extensions, membership, required, defaults=None):
+    def __init__(self, name, endpoint, schema, attributes, extensions, membership, required, defaults=None,
+                 patch_body_by_default=True):
         self.name = name
         self.endpoint = endpoint
         self.schema = schema
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
         self.searchable = {**COMMON_ATTRIBUTES, **self.attributes}
-        self.membership = membership.attribute
-        self.members = membership
+        self.membership = membership
         self.required = required
         self.defaults = dict(defaults or {})
+        self.patch_body_by_default = patch_body_by_default
         self.multi_valued = frozenset(a['name'] for a in attributes
                                       if a['multiValued'] and a['name'] != membership.attribute)
         # Keys of a body that are never stored as sent (see clean_resource).
         self.not_stored = frozenset(('schemas', 'password', membership.attribute, *READ_ONLY_COMMON))
-        # {urn: [Definition]} of the extension schemas this type takes
+        # `extensions`: {urn: [Definition]} of the extension schemas this type takes
         self.extensions = tuple(extensions)
         self.extension_attributes = {urn.lower(): {a['name'].lower(): a for a in definitions}
                                      for urn, definitions in extensions.items()}
@@ -273,7 +276,9 @@ class Catalog:
         self.groups = ResourceType(
             'Group', '/Groups', GROUP_SCHEMA, GROUP_ATTRIBUTES, extensions('Group'),
             Membership('members', writable=True, other_endpoint='/Users', value_type='User'),
-            required='displayName')
+            # Okta and Entra need no body, and a group of 100,000 members would be read
+            # and sent whole for every member added.
+            required='displayName', patch_body_by_default=False)
         self.resource_types = (self.users, self.groups)
 
     def resource_type(self, name):

@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 import time
+import types
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -1265,10 +1266,14 @@ def _members_where(group_id, user_filter):
 # What a write does to a group's members: the PATCH and PUT code builds these,
 # update_group applies them in order to the link rows only.
 
-@dataclasses.dataclass(frozen=True)
-class AddMembers:
-    """These users become members (those already members stay as they are)."""
-    user_ids: tuple
+class MemberChange:
+    """A change to a group's members. `added`: the users it may link, looked up
+    again if the database's foreign key refuses one (a user deleted meanwhile)."""
+    added = ()
+
+
+class _Linking(MemberChange):
+    """A change that links the users named in its `user_ids`."""
 
     @property
     def added(self):
@@ -1276,40 +1281,38 @@ class AddMembers:
 
 
 @dataclasses.dataclass(frozen=True)
-class RemoveMembers:
-    """These users stop being members; `user_ids=None` removes every member."""
-    user_ids: tuple = None
-
-    added = ()
+class AddMembers(_Linking):
+    """These users become members (those already members stay as they are)."""
+    user_ids: tuple
 
 
 @dataclasses.dataclass(frozen=True)
-class RemoveMembersWhere:
+class RemoveMembers(MemberChange):
+    """These users stop being members; `user_ids=None` removes every member."""
+    user_ids: tuple | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveMembersWhere(MemberChange):
     """The members that match a filter on users (`userName co "ann"`) stop being members."""
     user_filter: object
 
-    added = ()
-
 
 @dataclasses.dataclass(frozen=True)
-class ReplaceMembersWhere:
+class ReplaceMembersWhere(_Linking):
     """The members that match `user_filter` are replaced by `user_ids`; NoTarget if none matches."""
     user_filter: object
     user_ids: tuple
 
-    @property
-    def added(self):
-        return self.user_ids
-
 
 @dataclasses.dataclass(frozen=True)
-class SetMembers:
+class SetMembers(_Linking):
     """The members become exactly these users (a PUT, or a replace of members)."""
     user_ids: tuple
 
-    @property
-    def added(self):
-        return self.user_ids
+
+MEMBER_CHANGES = types.SimpleNamespace(**{change.__name__: change for change in (
+    AddMembers, RemoveMembers, RemoveMembersWhere, ReplaceMembersWhere, SetMembers)})
 
 
 def _change_members(group_id, change):

@@ -486,16 +486,16 @@ def test_exchanges_are_shared_by_every_process_on_the_database(database_url, tmp
         connection.request('GET', '/scim/v2/Users?filter=userName%20eq%20%22via-first%22',
                             headers={'Authorization': f'Bearer {token}'})
         assert connection.getresponse().status == 200
-        dashboard = http.client.HTTPConnection('127.0.0.1', second.port, timeout=10)
-        dashboard.request('POST', '/dashboard/login', urlencode({'token': token}),
+        page_connection = http.client.HTTPConnection('127.0.0.1', second.port, timeout=10)
+        page_connection.request('POST', '/dashboard/login', urlencode({'token': token}),
                           {'Content-Type': 'application/x-www-form-urlencoded'})
-        answer = dashboard.getresponse()
+        answer = page_connection.getresponse()
         answer.read()
         cookie = answer.getheader('Set-Cookie').split(';')[0]
         deadline = time.monotonic() + 10
         while True:
-            dashboard.request('GET', '/dashboard/data', headers={'Cookie': cookie})
-            paths = [e['path'] for e in json.loads(dashboard.getresponse().read())['exchanges']['shown']]
+            page_connection.request('GET', '/dashboard/data', headers={'Cookie': cookie})
+            paths = [e['path'] for e in json.loads(page_connection.getresponse().read())['exchanges']['shown']]
             if paths or time.monotonic() > deadline:
                 break
             time.sleep(0.1)

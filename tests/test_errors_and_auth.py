@@ -370,6 +370,17 @@ def test_an_unexpected_exception_is_a_scim_500_with_the_traceback_only_in_the_lo
     assert TOKEN not in caplog.text
 
 
+def test_a_scim_error_raised_in_any_route_is_answered_as_one(app):
+    """Not only the SCIM routes: a route added to the app later (here without the token
+    check) that raises a SCIM error answers it, headers and all, not a 500."""
+    def refuse():
+        raise scimschema.ScimError(409, 'uniqueness', 'Taken.', Retry_After='7')
+    app.route('/plain/refuse', 'GET', refuse)
+    response = webtest.TestApp(app).get('/plain/refuse', expect_errors=True)
+    body = assert_scim_error(response, 409, 'uniqueness')
+    assert (body['detail'], response.headers['Retry-After']) == ('Taken.', '7')
+
+
 @pytest.mark.parametrize('raw, where', [
     (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"a\\u0000b"}', 'userName'),
     (b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"n",'

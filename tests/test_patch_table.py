@@ -636,11 +636,11 @@ class DirectWorld:
     def read(self, target, resource, members):
         """The resource as a GET would show it, less what the store adds (meta's dates and version)."""
         kind = self.kinds[target]
-        if kind.members.writable:
+        if kind.membership.writable:
             membership = sorted(members)
         else:
             membership = [self.ids['team']] if self.ids[target] in self.members else []
-        return {'id': self.ids[target], **resource, kind.membership: [{'value': v} for v in membership],
+        return {'id': self.ids[target], **resource, kind.membership.attribute: [{'value': v} for v in membership],
                 'meta': {'resourceType': kind.name}}
 
     def store_members(self, changes):
@@ -684,7 +684,7 @@ def check_row_directly(row):
     unchanged = copy.deepcopy(stored)
     before = world.read(row.target, stored, world.members)
     try:
-        resource, changes = scimpatch.patched_resource(kind, record, world.fill(row.operations), store)
+        resource, changes = scimpatch.patched_resource(kind, record, world.fill(row.operations), store.MEMBER_CHANGES)
         members = world.store_members(changes)
         if kind is not world.kinds['team']:
             world.check_unique(row.target, resource)

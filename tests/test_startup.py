@@ -201,6 +201,17 @@ def test_comma_list_of_tokens_in_the_config_file(tmp_path):
     assert scim_server.load_settings(['--config', str(path)], environ={})['tokens'] == ('old-token', 'new-token')
 
 
+@pytest.mark.parametrize('key', ['tokens', 'extension_schemas'])
+def test_what_the_server_derives_is_no_setting(key, tmp_path):
+    """`tokens` and `extension_schemas` are made from `token` and `extensions`; given in
+    config.ini they are unknown settings. (Before, `tokens = secret` was taken as the
+    already-read list, so that every letter of it opened the API.)"""
+    path = tmp_path / 'derived.ini'
+    path.write_text(f'[scimlite]\ntoken = real-token\n{key} = secret\n')
+    with pytest.raises(scim_server.SettingsError, match=f'unknown setting.*{key}'):
+        scim_server.load_settings(['--config', str(path)], environ={})
+
+
 def test_shipped_config_keeps_the_demo_token():
     settings = scim_server.load_settings([], environ={})
     assert settings['tokens'] == (scim_server.DEMO_TOKEN,)

@@ -6,6 +6,7 @@ import peewee
 import pytest
 
 import store
+from conftest import store_rows
 
 
 @pytest.fixture
@@ -77,3 +78,16 @@ def test_username_key_is_unique_in_the_database_itself(app):
     store.User.insert(**columns).execute()
     with pytest.raises(peewee.IntegrityError):
         store.User.insert(**dict(columns, id='b', user_name='JANE')).execute()
+
+
+def test_an_unknown_member_change_is_an_error_and_deletes_nothing(client):
+    """update_group takes the store's member-change types only: anything else (here the
+    old string form of "remove where") is refused before any link row is touched."""
+    ann = client.create_user('ann@example.com')
+    group = client.create_group('G', [ann['id']])
+    before = store_rows()
+    for change in (('remove where', None), object()):
+        with pytest.raises(TypeError, match='not a member change'):
+            store.update_group(group['id'], lambda record, change=change: (record['resource'], [change]))
+    assert store_rows() == before
+    assert client.get(f'/Groups/{group["id"]}').json['members'][0]['value'] == ann['id']
