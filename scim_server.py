@@ -901,9 +901,9 @@ def members_wanted(projection, kind):
 
 def body_members(body, kind):
     """The member ids a POST or PUT body gives, or None where membership is read-only."""
-    name = kind.membership.attribute
     if not kind.membership.writable:
         return None
+    name = kind.membership.attribute
     return tuple(member_ids(body.get(find_key(body, name) or name)))
 
 
@@ -919,19 +919,21 @@ def list_total(kind, storage, asked):
         return storage.list(asked.filter, 1, 0, False, kind.multi_valued, None)[0]
 
 
+def reply_list(kind, storage, asked):
+    """The ListResponse of one resource type's page that `asked` describes."""
+    total, records = list_records(kind, storage, asked, asked.start_index, asked.count)
+    return scim_reply(list_response(records, total, asked.start_index, kind, asked.projection))
+
+
 def resources_list(kind, storage):
     """GET /Users, /Groups: a ListResponse of the resources that match `filter`;
     `excludedAttributes=members` reads no link rows."""
-    asked = ListRequest.from_query(kind)
-    total, records = list_records(kind, storage, asked, asked.start_index, asked.count)
-    return scim_reply(list_response(records, total, asked.start_index, kind, asked.projection))
+    return reply_list(kind, storage, ListRequest.from_query(kind))
 
 
 def resources_search(kind, storage):
     """POST /Users/.search, /Groups/.search: the same, asked in a SearchRequest body (RFC 7644 §3.4.3)."""
-    asked = ListRequest.from_body(kind, read_json())
-    total, records = list_records(kind, storage, asked, asked.start_index, asked.count)
-    return scim_reply(list_response(records, total, asked.start_index, kind, asked.projection))
+    return reply_list(kind, storage, ListRequest.from_body(kind, read_json()))
 
 
 def resource_create(kind, storage):
@@ -972,6 +974,7 @@ def resource_patch(kind, storage, resource_id):
     projection = projection_from_query(kind)
     operations = scimpatch.read_patch_operations(read_json(), kind, resource_id)
     with_body = choose_patch_answer(projection, kind.patch_body_by_default)
+
     def change(current):
         return scimpatch.patched_resource(kind, current, operations, store.MEMBER_CHANGES)
     with scim_errors_from_store:

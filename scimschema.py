@@ -190,6 +190,8 @@ BUILT_IN_SCHEMAS = {
     GROUP_SCHEMA: ('Group', 'Group', GROUP_ATTRIBUTES),
     ENTERPRISE_SCHEMA: ('EnterpriseUser', 'Enterprise User', ENTERPRISE_ATTRIBUTES),
 }
+
+
 # Attributes of every resource (RFC 7643 §3.1), in no schema document.
 COMMON_ATTRIBUTES = {
     'id': attribute('id', case_exact=True, mutability='readOnly', returned='always'),
@@ -287,7 +289,7 @@ class Catalog:
 
     def schema_urn(self, urn):
         """The URN of a schema this catalog has, as it spells it (`urn` ignoring case), or None."""
-        return next((known for known in self.schemas if known.lower() == urn.lower()), None)
+        return find_key(self.schemas, urn)
 
 
 # ---------------------------------------------------------------------------

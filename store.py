@@ -104,7 +104,7 @@ def open_database(url):
         db = _sqlite(url)
     else:
         raise CannotOpen(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
-                               'or postgresql://user@host:5432/dbname')
+                         'or postgresql://user@host:5432/dbname')
     database.initialize(db)
     try:
         _apply_schema_when_unlocked()
@@ -169,7 +169,7 @@ def _postgresql(url):
         params = parse_dsn(url)
     except psycopg2.Error:
         raise CannotOpen(f'malformed database URL {masked(url)!r}: '
-                               'use postgresql://user:password@host:5432/dbname') from None
+                         'use postgresql://user:password@host:5432/dbname') from None
     name = params.pop('dbname', None)
     if not name:
         raise CannotOpen(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
@@ -209,7 +209,7 @@ def apply_schema():
             found = 1 if 'users' in tables else SCHEMA_VERSION
         if found > SCHEMA_VERSION:
             raise CannotOpen(f'the database was made by a newer scimlite (schema version {found}, '
-                                   f'this one knows {SCHEMA_VERSION}): upgrade scimlite')
+                             f'this one knows {SCHEMA_VERSION}): upgrade scimlite')
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
                 database.execute_sql(statement)
