@@ -56,8 +56,8 @@ import scimpatch
 import store
 from scimschema import (
     LIST_SCHEMA, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA, SPC_SCHEMA, USER_SCHEMA, GROUP_SCHEMA, Catalog,
-    DeclarationError, ScimError, clean_resource, error_document, find_key, load_extensions, member_ids,
-    sub_attributes)
+    DeclarationError, ScimError, clean_resource, comparable, error_document, find_key, load_extensions,
+    member_ids, sub_attributes)
 
 log = logging.getLogger('scimlite')
 
@@ -555,7 +555,8 @@ def projection_of(kind, wanted, unwanted):
 
 def canonical_filter(expr, kind, within=None):
     """The filter with every attribute spelled as its schema spells it (SCIM names are
-    case-insensitive, the stored JSON is not); an unknown core attribute is a 400.
+    case-insensitive, the stored JSON is not), and a boolean's "true"/"false" strings
+    as booleans (Entra's `roles[primary eq "True"]`); an unknown core attribute is a 400.
     `within` is the multi-valued attribute whose sub-attributes a [filter] names."""
     if isinstance(expr, (F.And, F.Or)):
         return type(expr)(canonical_filter(expr.left, kind, within), canonical_filter(expr.right, kind, within))
@@ -564,8 +565,15 @@ def canonical_filter(expr, kind, within=None):
     if isinstance(expr, F.ValuePath):
         path, definition = canonical_attr_path(expr.path, kind)
         return F.ValuePath(path, canonical_filter(expr.filter, kind, definition))
-    path = canonical_sub_path(expr.path, within) if within is not None else canonical_attr_path(expr.path, kind)[0]
-    return F.Present(path) if isinstance(expr, F.Present) else F.Compare(path, expr.op, expr.value)
+    if within is not None:
+        path = canonical_sub_path(expr.path, within)
+        leaf = sub_attributes(within)[path.attr.lower()]
+    else:
+        path, definition = canonical_attr_path(expr.path, kind)
+        leaf = sub_attributes(definition)[path.sub.lower()] if definition and path.sub else definition
+    if isinstance(expr, F.Present):
+        return F.Present(path)
+    return F.Compare(path, expr.op, comparable(leaf, expr.value))
 
 
 def canonical_attr_path(path, kind):

@@ -21,7 +21,7 @@ import dataclasses
 import scimfilter as F
 from scimschema import (
     ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, READ_ONLY_COMMON, USER_SCHEMA, ScimError, check_value,
-    clean_resource, find_key, member_ids, sub_attributes)
+    clean_resource, comparable, find_key, member_ids, sub_attributes)
 
 # ===========================================================================
 # The IdP dialects
@@ -53,25 +53,6 @@ def expand_dotted_keys(operations, kind, resource_id):
     return fixed
 
 
-def booleans_from_strings(operations, kind, resource_id):
-    """Entra sends booleans as strings: `{"op": "Replace", "path": "active", "value": "False"}`."""
-    def fix(value):
-        if isinstance(value, str) and value.lower() in ('true', 'false'):
-            return value.lower() == 'true'
-        return value
-
-    fixed = []
-    for operation in operations:
-        path, value = operation.get('path'), operation.get('value')
-        if isinstance(path, str) and path.lower() == 'active':
-            operation = dict(operation, value=fix(value))
-        elif path is None and isinstance(value, dict) and find_key(value, 'active'):
-            key = find_key(value, 'active')
-            operation = dict(operation, value=dict(value, **{key: fix(value[key])}))
-        fixed.append(operation)
-    return fixed
-
-
 def drop_own_id_from_value(operations, kind, resource_id):
     """Okta renames a group with its own id in the value:
     `{"op": "replace", "value": {"id": "<group id>", "displayName": "New name"}}`."""
@@ -85,22 +66,37 @@ def drop_own_id_from_value(operations, kind, resource_id):
     return fixed
 
 
+MANAGER_PATH = f'{ENTERPRISE_SCHEMA}:manager'
+
+
 def manager_from_bare_id(operations, kind, resource_id):
     """Entra sets the manager to a bare id:
     `{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
-    "value": "<manager id>"}`; the schema says manager is {"value": "<id>"}."""
+    "value": "<manager id>"}`; the schema says manager is {"value": "<id>"}. It removes
+    the manager with an empty id, bare or not: `"value": ""`, `"value": {"value": ""}`
+    (Microsoft's SCIM Validator, "Patch User - Remove Manager"). A manager given in a
+    path-less value, `{"urn:...:User:manager": ""}`, is read the same way."""
     fixed = []
     for operation in operations:
-        path = operation.get('path')
-        if (isinstance(path, str) and path.lower() == f'{ENTERPRISE_SCHEMA}:manager'.lower()
-                and isinstance(operation.get('value'), str)):
-            operation = dict(operation, value={'value': operation['value']})
+        path, value = operation.get('path'), operation.get('value')
+        key = find_key(value, MANAGER_PATH) if path is None and isinstance(value, dict) else None
+        if key is not None:   # lifted out of a path-less value into an operation of its own
+            rest = {k: v for k, v in value.items() if k != key}
+            fixed.extend([dict(operation, value=rest)] if rest else [])
+            operation, path, value = dict(operation, path=MANAGER_PATH, value=value[key]), MANAGER_PATH, value[key]
+        if isinstance(path, str) and path.lower() == MANAGER_PATH.lower() and operation.get('op') != 'remove':
+            manager_id = value.get('value', value) if isinstance(value, dict) and len(value) == 1 else value
+            if manager_id == '':
+                operation = {'op': 'remove', 'path': path}
+            elif isinstance(value, str):
+                operation = dict(operation, value={'value': value})
         fixed.append(operation)
     return fixed
 
 
-IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, booleans_from_strings,
-                drop_own_id_from_value, manager_from_bare_id)
+# Entra's "True"/"False" for booleans (`{"op": "Replace", "path": "active", "value": "False"}`) need
+# no dialect: check_value takes them wherever the schema says boolean, in PATCH as in POST and PUT.
+IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, drop_own_id_from_value, manager_from_bare_id)
 
 
 # ===========================================================================
@@ -297,9 +293,13 @@ class Patcher:
         items = list(container.get(key) or [])
         if not all(isinstance(item, dict) for item in items) or not isinstance(container.get(key, []), list):
             raise ScimError(400, 'invalidPath', f'{key} is not a list of complex values: it takes no filter.')
+        if definition is not None:
+            value_filter = typed_value_filter(value_filter, definition)
         matches = [i for i, item in enumerate(items) if matches_filter(value_filter, item)]
         if not matches:
-            created = equality_item(value_filter) if op == 'add' and sub else None
+            # Entra's `replace`/`add` of `emails[type eq "work"].value` on a user with
+            # no work email: the value the filter describes is made, then written.
+            created = equality_item(value_filter) if op in ('add', 'replace') and sub else None
             if created is None:
                 raise ScimError(400, 'noTarget', f'No value of {key} matches the filter.')
             items.append(created)
@@ -502,9 +502,24 @@ def matches_filter(expr, item):
             'lt': actual < expected, 'le': actual <= expected}[expr.op]
 
 
+def typed_value_filter(expr, definition):
+    """A value filter on the multi-valued attribute `definition`, its sub-attributes
+    spelled as the schema spells them and a boolean's "True"/"False" as a boolean
+    (Entra's `roles[primary eq "True"]`). Undeclared sub-attributes stay as sent."""
+    if isinstance(expr, (F.And, F.Or)):
+        return type(expr)(typed_value_filter(expr.left, definition), typed_value_filter(expr.right, definition))
+    if isinstance(expr, F.Not):
+        return F.Not(typed_value_filter(expr.expr, definition))
+    sub = sub_attributes(definition).get(expr.path.attr.lower()) if isinstance(expr, F.Compare) else None
+    if sub is None or expr.path.sub or expr.path.urn:
+        return expr
+    return F.Compare(F.AttrPath(sub['name']), expr.op, comparable(sub, expr.value))
+
+
 def equality_item(value_filter):
-    """`type eq "work"` (possibly and-ed) -> {"type": "work"}: what Entra's add with
-    `emails[type eq "work"].value` creates when there is no work email yet."""
+    """`type eq "work"` (possibly and-ed) -> {"type": "work"}: the value Entra's
+    `emails[type eq "work"].value` writes to when there is no work email yet. None
+    for a filter that does not describe one value (co, or, not, pr, ...)."""
     if isinstance(value_filter, F.And):
         left, right = equality_item(value_filter.left), equality_item(value_filter.right)
         return {**left, **right} if left is not None and right is not None else None

@@ -378,6 +378,19 @@ def find_key(mapping, name):
     return next((key for key in mapping if key.lower() == lowered), None)
 
 
+# Entra sends declared booleans as strings, in any case: `"active": "False"`,
+# `"roles": [{"primary": "True", ...}]`. Only where the schema says boolean.
+BOOLEAN_STRINGS = {'true': True, 'false': False}
+
+
+def comparable(definition, value):
+    """A filter's value compared with the attribute `definition` (None if undeclared):
+    Entra's "True"/"False" compare with a boolean as booleans; anything else as given."""
+    if definition is not None and definition['type'] == 'boolean' and isinstance(value, str):
+        return BOOLEAN_STRINGS.get(value.lower(), value)
+    return value
+
+
 def check_value(definition, value, where, one=False):
     """Type-check one value against its attribute definition; returns it canonicalised.
     `one`: a single value of a multi-valued attribute.
@@ -406,6 +419,7 @@ def check_value(definition, value, where, one=False):
                 checked[sub['name']] = check_value(sub, item, f'{where}.{sub["name"]}')
         return checked
     if type_ == 'boolean':
+        value = BOOLEAN_STRINGS.get(value.lower(), value) if isinstance(value, str) else value
         if not isinstance(value, bool):
             raise ScimError(400, 'invalidValue', f'{where} must be true or false.')
         return value

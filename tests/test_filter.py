@@ -470,7 +470,7 @@ def test_injection_that_is_not_a_filter_is_400_invalid_filter(client, directory,
     'meta.created co "2020"',
     'meta.created gt "yesterday"',
     'active gt true',
-    'active eq "true"',
+    'active eq "yes"',   # "true" and "false" compare as booleans (Entra); other strings do not
     'userName eq 5',
     'userName eq true',
     'userName gt null',

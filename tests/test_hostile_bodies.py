@@ -8,8 +8,8 @@ import scim_server
 import scimschema
 from conftest import GROUP_SCHEMA, USER_SCHEMA, assert_scim_error, store_rows
 
-WRONG = {   # a value of another type, for each type an attribute may have
-    'string': 42, 'reference': 42, 'binary': True, 'dateTime': 'not a time', 'boolean': 'true',
+WRONG = {   # a value of another type, for each type an attribute may have ("true" is Entra's boolean)
+    'string': 42, 'reference': 42, 'binary': True, 'dateTime': 'not a time', 'boolean': 'yes',
     'integer': 'one', 'decimal': 'half', 'complex': 'not an object',
 }
 

@@ -41,8 +41,8 @@ def test_filtered_remove_of_a_sub_attribute_keeps_the_value(client, jane):
     assert work == {'value': 'a@example.com', 'type': 'work'}
 
 
-def test_filter_that_matches_nothing_is_400_no_target(client, jane):
-    response = client.patch(f'/Users/{jane["id"]}', [{'op': 'replace', 'path': 'emails[type eq "fax"].value',
+def test_filter_that_matches_nothing_and_describes_no_value_is_400_no_target(client, jane):
+    response = client.patch(f'/Users/{jane["id"]}', [{'op': 'replace', 'path': 'emails[type co "fax"].value',
                                                       'value': 'x@example.com'}])
     assert_scim_error(response, 400, 'noTarget')
     assert emails(client, jane) == ['a@example.com', 'b@example.com', 'c@example.com']
@@ -138,7 +138,7 @@ def test_patch_that_changes_nothing_keeps_the_version(client):
 def test_all_operations_apply_or_none_do(client, jane):
     response = client.patch(f'/Users/{jane["id"]}', [
         {'op': 'replace', 'path': 'displayName', 'value': 'Changed'},
-        {'op': 'replace', 'path': 'emails[type eq "fax"].value', 'value': 'x@example.com'}])
+        {'op': 'replace', 'path': 'emails[type co "fax"].value', 'value': 'x@example.com'}])
     assert_scim_error(response, 400, 'noTarget')
     read = client.get(f'/Users/{jane["id"]}').json
     assert 'displayName' not in read and read['meta']['version'] == jane['meta']['version']
