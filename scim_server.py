@@ -1054,6 +1054,19 @@ def search_request(kind, body):
 
 
 # (method, path, handler, resource type or None): the SCIM API, relative to base_path.
+def me_not_implemented():
+    """/Me (RFC 7644 §3.11) is the resource of the subject the token names; scimlite's
+    tokens name no user. The RFC's answer for a server without it: 501, not a 404."""
+    raise ScimError(501, None, '/Me is not implemented: a scimlite token names no user. '
+                    'Use /Users/{id}.')
+
+
+def bulk_not_implemented():
+    """/Bulk (RFC 7644 §3.7): ServiceProviderConfig says bulk is not supported."""
+    raise ScimError(501, None, '/Bulk is not implemented (ServiceProviderConfig: bulk.supported is false): '
+                    'send each operation as its own request.')
+
+
 SCIM_ROUTES = (
     ('GET', '/ServiceProviderConfig', service_provider_config, None),
     ('GET', '/ResourceTypes', resource_types, None),
@@ -1075,6 +1088,8 @@ SCIM_ROUTES = (
     ('PUT', '/Groups/<resource_id>', resource_replace, 'Group'),
     ('PATCH', '/Groups/<resource_id>', resource_patch, 'Group'),
     ('DELETE', '/Groups/<resource_id>', resource_delete, 'Group'),
+    *((method, '/Me', me_not_implemented, None) for method in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+    ('POST', '/Bulk', bulk_not_implemented, None),
 )
 
 

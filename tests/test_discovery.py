@@ -153,3 +153,17 @@ def test_user_groups_are_read_only(client):
 ])
 def test_unknown_schema_or_resource_type_is_404(client, path):
     assert_scim_error(client.get(path), 404)
+
+
+@pytest.mark.parametrize('method, path', [
+    ('GET', '/Me'), ('POST', '/Me'), ('PUT', '/Me'), ('PATCH', '/Me'), ('DELETE', '/Me'), ('POST', '/Bulk')])
+def test_me_and_bulk_are_501_scim_errors_not_404s(client, method, path):
+    """RFC 7644 §3.11: a server without /Me SHOULD answer 501; ServiceProviderConfig
+    says bulk is unsupported, and /Bulk answers the same way, behind the token."""
+    body = {'schemas': ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'], 'Operations': []}
+    response = client.request(method, path, body if method in ('POST', 'PUT', 'PATCH') else None)
+    detail = assert_scim_error(response, 501)['detail']
+    assert path in detail and 'not implemented' in detail
+    assert client.get('/ServiceProviderConfig').json['bulk']['supported'] is False
+    client.headers.pop('Authorization')
+    assert_scim_error(client.request(method, path), 401)
