@@ -714,6 +714,20 @@ def discovery_meta(resource_type, path):
     return {'resourceType': resource_type, 'location': f'{base_url()}{path}'}
 
 
+# What authenticate() takes (RFC 7643 §5), the standard form first.
+AUTHENTICATION_SCHEMES = [
+    {'type': 'oauthbearertoken', 'name': 'OAuth Bearer Token',
+     'description': 'Authorization: Bearer <token>, with a token set by --token, SCIM_TOKEN or token in '
+                    'config.ini (no OAuth server: the token is configured, not issued). Also taken, and '
+                    'flagged on the console and the dashboard: the token alone, and "Bearer Bearer <token>".',
+     'specUri': 'https://www.rfc-editor.org/info/rfc6750', 'primary': True},
+    {'type': 'httpbasic', 'name': 'HTTP Basic',
+     'description': 'Authorization: Basic, with any user name and a token as the password (for Okta\'s '
+                    '"SCIM 2.0 Test App (Basic Auth)"); flagged on the console and the dashboard.',
+     'specUri': 'https://www.rfc-editor.org/info/rfc7617', 'primary': False},
+]
+
+
 def service_provider_config():
     """GET /ServiceProviderConfig: what this server supports, honestly."""
     settings = request.app.settings
@@ -725,12 +739,7 @@ def service_provider_config():
         'changePassword': {'supported': False},
         'sort': {'supported': True},
         'etag': {'supported': True},
-        'authenticationSchemes': [{
-            'type': 'oauthbearertoken',
-            'name': 'Bearer token',
-            'description': 'Authorization: Bearer <token>, the token set in config.ini, SCIM_TOKEN or --token.',
-            'primary': True,
-        }],
+        'authenticationSchemes': AUTHENTICATION_SCHEMES,
         'meta': discovery_meta('ServiceProviderConfig', '/ServiceProviderConfig'),
     })
 

@@ -289,6 +289,23 @@ def test_nothing_that_came_in_the_header_is_in_an_answer_a_console_line_an_excha
 
 
 # ---------------------------------------------------------------------------
+# ServiceProviderConfig says what is accepted
+# ---------------------------------------------------------------------------
+
+def test_the_service_provider_config_lists_bearer_first_and_basic(client):
+    schemes = client.get('/ServiceProviderConfig', status=200).json['authenticationSchemes']
+    assert [(scheme['type'], scheme['primary']) for scheme in schemes] == [
+        ('oauthbearertoken', True), ('httpbasic', False)]
+    bearer, basic_scheme = schemes
+    assert bearer['specUri'] == 'https://www.rfc-editor.org/info/rfc6750'
+    assert basic_scheme['specUri'] == 'https://www.rfc-editor.org/info/rfc7617'
+    assert 'Bearer <token>' in bearer['description'] and '"Bearer Bearer <token>"' in bearer['description']
+    assert 'any user name' in basic_scheme['description'] and 'password' in basic_scheme['description']
+    assert all(set(scheme) <= {'type', 'name', 'description', 'specUri', 'documentationUri', 'primary'}
+               for scheme in schemes)
+
+
+# ---------------------------------------------------------------------------
 # Over a real socket, against `python scim_server.py`
 # ---------------------------------------------------------------------------
 
