@@ -9,6 +9,7 @@ import http.client
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 import webtest
@@ -344,3 +345,23 @@ def test_every_form_over_a_socket_is_taken_flagged_or_refused_and_the_console_sa
     assert details[4].startswith('Basic credentials whose password is not a token')
     for secret in (TOKEN, TOKEN[:-1], OKTA_USER):
         assert secret not in server.output and not any(secret in (detail or '') for detail in details)
+
+
+# ---------------------------------------------------------------------------
+# The README's Troubleshooting table names every 401, as it is answered
+# ---------------------------------------------------------------------------
+
+def test_the_readme_lists_every_401_detail_and_no_other(make_app):
+    readme = Path(scim_server.__file__).with_name('README.md').read_text(encoding='utf-8')
+    table = readme[readme.index('| `detail` begins with |'):]
+    table = table[:table.index('\n\n')]
+    documented = {start.strip().split(' (or ')[0] for row in table.splitlines()[2:]
+                  for start in row.split('|')[1].split(';')}
+    app = make_app()
+    answered = {assert_scim_error(send(app, authorization), 401)['detail'] for authorization, _ in REFUSED}
+    demo = make_app(token=scim_server.DEMO_TOKEN)
+    answered.add(assert_scim_error(send(demo, scim_server.DEMO_TOKEN, remote='192.0.2.7'), 401)['detail'])
+    for start in documented:
+        assert any(detail.startswith(start) for detail in answered), start
+    for detail in answered:
+        assert any(detail.startswith(start) for start in documented), detail
