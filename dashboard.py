@@ -1,7 +1,8 @@
 """scimlite's dashboard: the console line, the exchange recorder and the page at /.
 
 Three things an IdP admin watches while Okta or Entra provisions:
-- the console: one line per SCIM request (time, method, path, status, ms);
+- the console: one line per SCIM request (time, method, path, status, ms,
+  and the app's note on its Authorization header, if any);
 - the exchange log: each SCIM request and its answer, headers and bodies,
   scrubbed of tokens and passwords, kept in the database (the newest
   `exchanges_kept`) so that every process on one database shows the same list;

@@ -10,7 +10,9 @@ What it supports: /Users and /Groups with POST, GET (by id, and lists with
 the whole filter language, sortBy, startIndex, count, attributes and
 excludedAttributes), POST .search, PUT, PATCH (RFC 7644 §3.5.2, with Okta's
 and Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
-/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match. At / a
+/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match; the token
+as `Bearer <token>`, and in every other form Okta or Entra can be made to send
+(bare, `Bearer Bearer`, HTTP Basic's password), those flagged. At / a
 dashboard, behind a login with the token, shows the users, the groups and the
 recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
 line per SCIM request.
