@@ -1,7 +1,8 @@
 """scimlite's dashboard: the console line, the exchange recorder and the page at /.
 
 Three things an IdP admin watches while Okta or Entra provisions:
-- the console: one line per SCIM request (time, method, path, status, ms);
+- the console: one line per SCIM request (time, method, path, status, ms,
+  and the app's note on its Authorization header, if any);
 - the exchange log: each SCIM request and its answer, headers and bodies,
   scrubbed of tokens and passwords, kept in the database (the newest
   `exchanges_kept`) so that every process on one database shows the same list;
@@ -55,6 +56,11 @@ SCRUBBED = '[scrubbed]'
 CREDENTIAL_HEADERS = ('HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE', 'HTTP_X_API_KEY')
 AUTHORIZATION_SCHEMES = {'bearer': 'Bearer', 'basic': 'Basic', 'ssws': 'SSWS', 'token': 'Token',
                          'digest': 'Digest', 'negotiate': 'Negotiate'}
+# What the app says of a request's Authorization header, put in its WSGI environ: the
+# form that came when it is not the standard one and what to type instead, or why the
+# request was refused. Its own text, never the header's. The console line ends with
+# it, and the exchange shows it beside the header.
+AUTHORIZATION_NOTE = 'scimlite.authorization_note'
 
 
 def request_path(path, query, tokens):
@@ -127,7 +133,7 @@ class ConsoleLines(Periodic):
     def add(self, environ, received_ns, status, seconds):
         """Queue the request's line (on its thread: the rest is this thread's work)."""
         self.waiting.append((received_ns, environ.get('REQUEST_METHOD', ''), environ.get('PATH_INFO', ''),
-                             environ.get('QUERY_STRING', ''), status, seconds))
+                             environ.get('QUERY_STRING', ''), status, seconds, environ.get(AUTHORIZATION_NOTE)))
         if self.thread is None:
             self.start()
 
@@ -152,11 +158,13 @@ class ConsoleLines(Periodic):
         except (OSError, ValueError, LookupError):   # a closed console: nothing more to print
             self.stopping.set()
 
-    def line(self, received_ns, method, path_info, query, status, seconds):
+    def line(self, received_ns, method, path_info, query, status, seconds, note):
         path = request_path(path_info, query, self.tokens)
         if not path.isprintable():   # a client's path must not drive the terminal
             path = path.encode('unicode_escape').decode('ascii')
-        return f'{self.time_of(received_ns)}  {method[:10]:<6} {path[:200]}  {status[:3]}  {seconds * 1000:.1f} ms\n'
+        note = f'  auth: {without_tokens(note, self.tokens)}' if note else ''
+        return (f'{self.time_of(received_ns)}  {method[:10]:<6} {path[:200]}  {status[:3]}  '
+                f'{seconds * 1000:.1f} ms{note}\n')
 
     def time_of(self, nanoseconds):
         second = nanoseconds // 1_000_000_000
@@ -211,17 +219,27 @@ def scrubbed_body(body, length, tokens):
     return without_tokens(text, tokens)
 
 
+def shown_authorization(value, note):
+    """An Authorization header as the dashboard shows it: its credentials scrubbed, a
+    known scheme kept ("Bearer" or "Basic" tells why a 401), twice if it came twice
+    ("Bearer Bearer": typed into a field that adds it), and the app's note on it."""
+    words = value.split()
+    scheme = AUTHORIZATION_SCHEMES.get(words[0].lower()) if words else None
+    schemes = [scheme] * (1 + (len(words) > 1 and words[1].lower() == words[0].lower())) if scheme else []
+    shown = ' '.join([*schemes, SCRUBBED])
+    return f'{shown} ({note})' if note else shown
+
+
 def request_headers(environ, tokens):
     """{name: value} of the request's headers in a WSGI environ, credentials scrubbed
-    (an Authorization header keeps a known scheme: "Bearer" or "Basic" tells why a 401)."""
+    (see shown_authorization)."""
     shown = {}
     for key, value in environ.items():
         if not key.startswith('HTTP_') and key not in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
             continue
         name = (key[5:] if key.startswith('HTTP_') else key).replace('_', '-').title()
         if key == 'HTTP_AUTHORIZATION':
-            scheme = AUTHORIZATION_SCHEMES.get(value.strip().partition(' ')[0].lower())
-            value = f'{scheme} {SCRUBBED}' if scheme else SCRUBBED
+            value = shown_authorization(value, environ.get(AUTHORIZATION_NOTE))
         elif key in CREDENTIAL_HEADERS:
             value = SCRUBBED
         name, value = (without_tokens(text.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)

@@ -10,7 +10,9 @@ What it supports: /Users and /Groups with POST, GET (by id, and lists with
 the whole filter language, sortBy, startIndex, count, attributes and
 excludedAttributes), POST .search, PUT, PATCH (RFC 7644 §3.5.2, with Okta's
 and Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
-/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match. At / a
+/ResourceTypes and /Schemas; ETags with If-Match / If-None-Match; the token
+as `Bearer <token>`, and in every other form Okta or Entra can be made to send
+(bare, `Bearer Bearer`, HTTP Basic's password), those flagged. At / a
 dashboard, behind a login with the token, shows the users, the groups and the
 recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
 line per SCIM request.
@@ -31,6 +33,7 @@ store.py; the console, the exchange recorder and the page at / in dashboard.py.
 """
 
 import argparse
+import base64
 import configparser
 import contextlib
 import copy
@@ -721,6 +724,20 @@ def discovery_meta(resource_type, path):
     return {'resourceType': resource_type, 'location': f'{base_url()}{path}'}
 
 
+# What authenticate() takes (RFC 7643 §5), the standard form first.
+AUTHENTICATION_SCHEMES = [
+    {'type': 'oauthbearertoken', 'name': 'OAuth Bearer Token',
+     'description': 'Authorization: Bearer <token>, with a token set by --token, SCIM_TOKEN or token in '
+                    'config.ini (no OAuth server: the token is configured, not issued). Also taken, and '
+                    'flagged on the console and the dashboard: the token alone, and "Bearer Bearer <token>".',
+     'specUri': 'https://www.rfc-editor.org/info/rfc6750', 'primary': True},
+    {'type': 'httpbasic', 'name': 'HTTP Basic',
+     'description': 'Authorization: Basic, with any user name and a token as the password (for Okta\'s '
+                    '"SCIM 2.0 Test App (Basic Auth)"); flagged on the console and the dashboard.',
+     'specUri': 'https://www.rfc-editor.org/info/rfc7617', 'primary': False},
+]
+
+
 def service_provider_config():
     """GET /ServiceProviderConfig: what this server supports, honestly."""
     settings = request.app.settings
@@ -732,12 +749,7 @@ def service_provider_config():
         'changePassword': {'supported': False},
         'sort': {'supported': True},
         'etag': {'supported': True},
-        'authenticationSchemes': [{
-            'type': 'oauthbearertoken',
-            'name': 'Bearer token',
-            'description': 'Authorization: Bearer <token>, the token set in config.ini, SCIM_TOKEN or --token.',
-            'primary': True,
-        }],
+        'authenticationSchemes': AUTHENTICATION_SCHEMES,
         'meta': discovery_meta('ServiceProviderConfig', '/ServiceProviderConfig'),
     })
 
@@ -1097,18 +1109,173 @@ SCIM_ROUTES = (
 # The application
 # ===========================================================================
 
+# ---------------------------------------------------------------------------
+# Authentication: the Authorization header, read once into its form and secret
+# ---------------------------------------------------------------------------
+#
+# Every way an admin can make Okta or Entra send the token is taken, because each
+# still proves that the client holds it (README, Authorization):
+#   bearer         Bearer <token>          the standard (any case; spaces or tabs between)
+#   bare           <token>                 Okta's "SCIM 2.0 Test App (Header Auth)" sends its
+#                                          API Token field as typed, and many type the token alone
+#   bearer-bearer  Bearer Bearer <token>   "Bearer" typed into a field that adds it (an Okta
+#                                          app of your own in HTTP Header mode, Entra)
+#   basic          Basic base64(any user name:<token>)   Okta's "SCIM 2.0 Test App (Basic Auth)"
+# Every form but the first is flagged on the console line and in the dashboard's
+# exchange (dashboard.AUTHORIZATION_NOTE). Anything else is a 401 whose detail says
+# what arrived, by its shape, and where the token goes; it never repeats what arrived.
+
+ACCEPTED_FORMS = ('bearer', 'bare', 'bearer-bearer', 'basic')
+AUTH_SPACE = re.compile(r'[ \t]+')
+QUOTES = '"\'`\u201c\u201d\u2018\u2019'   # straight, and the curly ones a word processor or a chat makes
+# Other clients' schemes, by the name a 401 gives them (it never repeats the text that came).
+OTHER_SCHEMES = {name.lower(): name for name in (
+    'SSWS', 'Token', 'Digest', 'Negotiate', 'NTLM', 'OAuth', 'DPoP', 'ApiKey', 'Api-Key', 'Key', 'JWT',
+    'Hawk', 'HOBA', 'Mutual', 'SCRAM-SHA-256', 'VAPID')}
+CHALLENGE = 'Bearer realm="scimlite", Basic realm="scimlite", charset="UTF-8"'
+
+WHERE_THE_TOKEN_GOES = (
+    'Where the token goes: in Okta\'s "SCIM 2.0 Test App (Header Auth)", API Token: Bearer <token>. '
+    'In an Okta app of your own (Authentication Mode: HTTP Header), Authorization: the token alone '
+    '(Okta adds "Bearer "). In Okta\'s "SCIM 2.0 Test App (Basic Auth)": any Username, Password: the token. '
+    'In Entra, Secret Token: the token alone (Entra adds "Bearer ").')
+CHECK_THE_TOKEN = ('Use a token this server was started with (--token, SCIM_TOKEN or token in config.ini; '
+                   'the start-up banner shows it, masked). ')
+
+# Why a request is refused: (what arrived, by its shape; how to fix it).
+AUTHORIZATION_PROBLEMS = {
+    'missing': ('no Authorization header', 'Send Authorization: Bearer <token>. '),
+    'empty': ('an empty Authorization header', 'Send Authorization: Bearer <token>. '),
+    'bearer-empty': ('"Bearer" with no token after it', 'Put the token after "Bearer ". '),
+    'bearer': ("a Bearer token that matches none of this server's tokens", CHECK_THE_TOKEN),
+    'bearer-bearer': ('"Bearer" twice, then a token that matches none of this server\'s tokens',
+                      'The field adds "Bearer " itself: type the token alone. ' + CHECK_THE_TOKEN),
+    'bare': ('a bare token (no "Bearer " before it) that matches none of this server\'s tokens', CHECK_THE_TOKEN),
+    'several-words': ('several words that start with no scheme this server takes (Bearer, Basic) '
+                      'and are not one of its tokens', 'Send Bearer <token>. '),
+    'bearer-glued': ('"Bearer" and the token without a plain space between them',
+                     'Type Bearer, a space, then the token. '),
+    'bearer-colon': ('"Bearer:" with a colon', 'Type Bearer, a space, then the token, with no colon. '),
+    'header-name': ('the header\'s name inside its value ("Authorization: ...")',
+                    'The field takes the value only, e.g. Bearer <token>. '),
+    'quoted': ('a token in quotation marks', 'The quotes are sent as part of the token: type it without them. '),
+    'placeholder': ('a token in angle brackets', '<token> stands for the token: type the token itself, without < >. '),
+    'other-scheme': ('the {scheme} scheme, which this server does not take',
+                     'It takes Bearer <token>, or HTTP Basic with the token as the password. '),
+    'basic': ('Basic credentials whose password is not a token',
+              'Any user name will do; the password must be one of this server\'s tokens. '),
+    'basic-token-as-user': ('Basic credentials with the token as the user name',
+                            'Put the token in Password; any Username will do. '),
+    'basic-malformed': ('Basic credentials that are not base64 of "user name:password"',
+                        'Let Okta\'s "SCIM 2.0 Test App (Basic Auth)" encode them: any Username, '
+                        'the token as Password. '),
+}
+DEMO_TOKEN_REFUSED = ('the demo token, sent from another machine',
+                      'It is accepted only from this machine (ngrok connects from it): '
+                      'set your own token (--token or SCIM_TOKEN) to serve other hosts.')
+
+# A form other than Bearer <token>, taken: which form came, and what to type instead.
+FLAGGED_FORMS = {
+    'bare': ('the token bare, without "Bearer ". In Okta\'s "SCIM 2.0 Test App (Header Auth)", '
+             'type Bearer <token> in API Token (it is sent as typed)'),
+    'bearer-bearer': ('"Bearer Bearer <token>": "Bearer" typed into a field that adds it. Type the token alone '
+                      'in Okta\'s Authorization field (HTTP Header mode) or in Entra\'s Secret Token'),
+    'basic': ('HTTP Basic, the token as password (the user name is not read). Bearer is the usual form: '
+              'Okta\'s "SCIM 2.0 Test App (Header Auth)" with API Token Bearer <token>'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """What an Authorization header presents. `form` is one of ACCEPTED_FORMS when
+    `secret` may be a token, else the AUTHORIZATION_PROBLEMS key of what is wrong."""
+    form: str
+    secret: bytes = b''   # the header's bytes (WSGI gives them as latin-1): a UTF-8 token matches
+    user: bytes = b''     # Basic's user name: read only to tell that the token went there
+
+
+def first_word(text):
+    """(the first word of `text`, the rest after the spaces or tabs that follow it)."""
+    first, *rest = AUTH_SPACE.split(text, maxsplit=1)
+    return first, rest[0] if rest else ''
+
+
+def read_authorization(header):
+    """The Credentials of an Authorization header's value (None: no header at all)."""
+    if header is None:
+        return Credentials('missing')
+    header = header.strip(' \t')
+    if not header:
+        return Credentials('empty')
+    scheme, rest = first_word(header)
+    if scheme.lower() == 'bearer':
+        return read_bearer(rest)
+    if scheme.lower() == 'basic':
+        return read_basic(rest)
+    return Credentials('bare', header.encode('latin-1', 'replace'))
+
+
+def read_bearer(credentials):
+    """What follows "Bearer ": the token, or "Bearer " again and then the token."""
+    again, token = first_word(credentials)
+    form, secret = ('bearer-bearer', token) if again.lower() == 'bearer' else ('bearer', credentials)
+    return Credentials(form, secret.encode('latin-1', 'replace')) if secret else Credentials('bearer-empty')
+
+
+def read_basic(credentials):
+    """What follows "Basic ": base64 of user name:password (RFC 7617), the password the token."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True)
+    except ValueError:   # binascii.Error is one; so is text that is not ASCII
+        return Credentials('basic-malformed')
+    user, colon, password = decoded.partition(b':')
+    return Credentials('basic', password, user) if colon else Credentials('basic-malformed')
+
+
+def refusal(credentials):
+    """(the AUTHORIZATION_PROBLEMS key, a scheme's name for 'other-scheme') of credentials
+    that present no token: by their shape alone, but for a token typed as Basic's user name."""
+    form = credentials.form
+    if form not in ACCEPTED_FORMS:
+        return form, ''
+    if form == 'basic':
+        return ('basic-token-as-user' if token_matches(credentials.user) else 'basic'), ''
+    text = credentials.secret.decode('utf-8', 'replace')
+    if len(text) > 1 and text[0] in QUOTES and text[-1] in QUOTES:
+        return 'quoted', ''
+    if text.startswith('<') and text.endswith('>'):
+        return 'placeholder', ''
+    if form != 'bare':
+        return form, ''
+    word, rest = first_word(text.lower())
+    if word.startswith('authorization:'):
+        return 'header-name', ''
+    if word.startswith('bearer'):
+        return ('bearer-colon' if word.startswith('bearer:') else 'bearer-glued'), ''
+    if word in OTHER_SCHEMES:
+        return 'other-scheme', OTHER_SCHEMES[word]
+    return ('several-words' if rest else 'bare'), ''
+
+
 def authenticate():
-    """`Authorization: Bearer <token>`, or Okta's header mode sending the bare token."""
-    header = request.environ.get('HTTP_AUTHORIZATION', '')   # as WSGI gives it: bytes as latin-1
-    scheme, _, credentials = header.partition(' ')
-    presented = (credentials if scheme.lower() == 'bearer' else header).encode('latin-1', 'replace')
-    if not header or not token_matches(presented):
-        raise ScimError(401, None, 'A valid token is required: Authorization: Bearer <token>.',
-                        WWW_Authenticate='Bearer realm="scimlite"')
-    if not demo_token_allowed(presented):
-        raise ScimError(401, None, f'The demo token {DEMO_TOKEN} is accepted only from this machine: '
-                        'set your own token (SCIM_TOKEN) to serve other hosts.',
-                        WWW_Authenticate='Bearer realm="scimlite"')
+    """Let the request in if its Authorization header presents one of the server's
+    tokens in an accepted form (noting any form but Bearer for the console and the
+    dashboard); else a 401 that says what was wrong and how to fix it."""
+    credentials = read_authorization(request.environ.get('HTTP_AUTHORIZATION'))
+    if credentials.form not in ACCEPTED_FORMS or not token_matches(credentials.secret):
+        problem, scheme = refusal(credentials)
+        what, fix = AUTHORIZATION_PROBLEMS[problem]
+        refuse(what.format(scheme=scheme), fix + WHERE_THE_TOKEN_GOES)
+    if not demo_token_allowed(credentials.secret):
+        refuse(*DEMO_TOKEN_REFUSED)
+    if credentials.form in FLAGGED_FORMS:
+        request.environ[dashboard.AUTHORIZATION_NOTE] = f'accepted, flagged: {FLAGGED_FORMS[credentials.form]}'
+
+
+def refuse(what, fix):
+    """Answer 401: `what` arrived (noted for the console and the dashboard too), `fix` it."""
+    request.environ[dashboard.AUTHORIZATION_NOTE] = f'refused: {what}'
+    raise ScimError(401, None, f'{what[0].upper()}{what[1:]}. {fix}', WWW_Authenticate=CHALLENGE)
 
 
 def token_matches(presented):

@@ -5,6 +5,7 @@ and over a real socket against `python scim_server.py` started as a subprocess,
 the way a user starts it. The file format is described in tests/idp/README.md.
 """
 
+import base64
 import http.client
 import json
 import re
@@ -117,9 +118,16 @@ def dig(document, dotted):
     return document
 
 
+def basic(user, password):
+    return {'Authorization': 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode('ascii')}
+
+
 AUTH_HEADERS = {
     'bearer': {'Authorization': f'Bearer {TOKEN}'},
     'bare': {'Authorization': TOKEN},
+    'bearer-bearer': {'Authorization': f'Bearer Bearer {TOKEN}'},
+    'basic': basic('okta-scim', TOKEN),
+    'basic-wrong': basic('okta-scim', 'not-the-token'),
     'wrong': {'Authorization': 'Bearer not-the-token'},
     'none': {},
 }
