@@ -23,17 +23,23 @@ CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
 -- The paging order: stable whatever startIndex and count are.
 CREATE INDEX IF NOT EXISTS users_created_id ON users (created, id);
 
+-- A group's displayName is unique too, ignoring case (schema version 4): the UNIQUE
+-- index is on display_name_unique, the lower-cased name a group holds. It is NULL
+-- only for a group that shared its name with an older one before version 4 and
+-- still keeps that name (store.MIGRATIONS says how; NULLs never collide).
 CREATE TABLE IF NOT EXISTS "groups" (
-    id               VARCHAR(64) NOT NULL PRIMARY KEY,
-    display_name     TEXT        NOT NULL,
-    display_name_key TEXT        NOT NULL,
-    external_id      TEXT,
-    resource         TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/members
-    version          INTEGER     NOT NULL DEFAULT 1,
-    created          TEXT        NOT NULL,
-    last_modified    TEXT        NOT NULL
+    id                  VARCHAR(64) NOT NULL PRIMARY KEY,
+    display_name        TEXT        NOT NULL,
+    display_name_key    TEXT        NOT NULL,
+    display_name_unique TEXT,
+    external_id         TEXT,
+    resource            TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/members
+    version             INTEGER     NOT NULL DEFAULT 1,
+    created             TEXT        NOT NULL,
+    last_modified       TEXT        NOT NULL
 );
 CREATE INDEX IF NOT EXISTS groups_display_name_key ON "groups" (display_name_key);
+CREATE UNIQUE INDEX IF NOT EXISTS groups_display_name_unique ON "groups" (display_name_unique);
 CREATE INDEX IF NOT EXISTS groups_external_id ON "groups" (external_id);
 CREATE INDEX IF NOT EXISTS groups_created_id ON "groups" (created, id);
 

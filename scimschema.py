@@ -174,7 +174,8 @@ ENTERPRISE_ATTRIBUTES = [
 ]
 
 GROUP_ATTRIBUTES = [
-    attribute('displayName', description='A human-readable name for the group.', required=True),
+    attribute('displayName', description='A human-readable name for the group.', required=True,
+              uniqueness='server'),
     attribute('members', 'complex', 'The users in the group.', multi=True, sub=[
         attribute('value', description='The id of the member User.', mutability='immutable'),
         attribute('$ref', 'reference', 'The URI of the member.', mutability='immutable',

@@ -4,10 +4,11 @@ One database per process, chosen by URL (`sqlite:///scim.db` by default); the
 tables come from `schema.sql`, applied idempotently when the database opens.
 
 Each resource is kept twice on purpose: the attributes that are searched or
-constrained are columns with indexes (userName's lower-cased key is UNIQUE, so
-the database, not a check-then-insert, decides a race), and the whole resource
-is JSON text so anything an IdP sends round-trips. Membership lives only in the
-`link` table; a user's `groups` and a group's `members` are read from it.
+constrained are columns with indexes (userName's lower-cased key is UNIQUE, and
+so is a group's displayName's, so the database, not a check-then-insert, decides
+a race), and the whole resource is JSON text so anything an IdP sends
+round-trips. Membership lives only in the `link` table; a user's `groups` and a
+group's `members` are read from it.
 
 Knows nothing about HTTP: it raises its own small exceptions, which the server
 turns into SCIM errors. Every write is one transaction.
@@ -181,15 +182,26 @@ def _postgresql(url):
     return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
 # 3: request_log, the dashboard's exchanges, and scimlite_secret (new tables:
 #    schema.sql makes them).
+# 4: group names are unique, ignoring case: groups.display_name_unique, the key of
+#    the name a group holds, under a UNIQUE index (schema.sql makes it, after this).
+#    Of the groups an older scimlite let share a name, the oldest (by created, id)
+#    holds it; the others keep it too, "grandfathered", with NULL here (NULLs never
+#    collide), so nothing is lost or renamed and the index can be made at once.
 MIGRATIONS = {
     2: [],
     3: [],
+    4: [
+        'ALTER TABLE "groups" ADD COLUMN display_name_unique TEXT',
+        'UPDATE "groups" SET display_name_unique = display_name_key WHERE NOT EXISTS ('
+        'SELECT 1 FROM "groups" AS older WHERE older.display_name_key = "groups".display_name_key '
+        'AND (older.created < "groups".created OR (older.created = "groups".created AND older.id < "groups".id)))',
+    ],
 }
 SCHEMA_LOCK = 0x5c1a11e   # PostgreSQL advisory lock: one process upgrades at a time
 
@@ -346,6 +358,9 @@ class Group(BaseModel):
     id = CharField(primary_key=True, max_length=64)
     display_name = TextField()
     display_name_key = TextField(index=True)
+    # display_name_key, UNIQUE, for every group but those an older scimlite let share
+    # a name and that still keep it: NULL there (MIGRATIONS 4, create_group).
+    display_name_unique = TextField(null=True, unique=True)
     external_id = TextField(null=True, index=True)
     resource = TextField()
     version = IntegerField(default=1)
@@ -1216,13 +1231,26 @@ def _group_columns(resource):
 
 
 GROUP_WRITABLE = ('display_name', 'display_name_key', 'external_id', 'resource')
+# A group holds its name's key in display_name_unique, whose UNIQUE index refuses a
+# second group of that name, even when two writes race. A grandfathered group (NULL
+# there: it shared its name before names were unique, MIGRATIONS 4) stays NULL while
+# it keeps its name, in any case; renamed, it holds the new name like any other.
+# (Every SET expression reads the row as it was before the UPDATE.)
 GROUP_INSERT = Prepared(lambda: Group.insert(
     id=slot('id'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
-    **{name: slot(name) for name in GROUP_WRITABLE}))
+    display_name_unique=slot('display_name_key'), **{name: slot(name) for name in GROUP_WRITABLE}))
 GROUP_UPDATE = Prepared(lambda: Group.update(
     version=Group.version + 1, last_modified=slot('stamp'),
+    display_name_unique=Case(None, [(Group.display_name_unique.is_null()
+                                     & (Group.display_name_key == slot('display_name_key')), None)],
+                             slot('display_name_key')),
     **{name: slot(name) for name in GROUP_WRITABLE}).where((Group.id == slot('id'))
                                                            & (Group.version == slot('version'))))
+# The index cannot see a grandfathered group's name (NULL never collides): a group
+# taking a name one still holds is refused by looking. Grandfathered groups only
+# ever go (renamed or deleted), never come, so finding none settles it, race or not.
+GRANDFATHERED_HOLDER = Prepared(lambda: Group.select(Group.id).where(
+    (Group.display_name_key == slot('key')) & Group.display_name_unique.is_null()).limit(1))
 USER_EXISTS = Prepared(lambda: User.select(User.id).where(User.id == slot('id')))
 LINK_ADD = Prepared(lambda: Link.insert(group=slot('group'), user=slot('user')).on_conflict_ignore())
 LINK_REMOVE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))))
@@ -1371,12 +1399,34 @@ def _members_deleted_meanwhile(group_id, changes):
     _require_users([user_id for change in changes for user_id in change.added])
 
 
+def _name_taken(resource):
+    return Conflict(f'displayName {resource["displayName"]!r} is already taken by another group')
+
+
+def _take_name(resource, columns):
+    """Refuse the name if a grandfathered group holds it (the index refuses the rest)."""
+    if GRANDFATHERED_HOLDER.rows(key=columns['display_name_key']):
+        raise _name_taken(resource)
+
+
+def _write_group_row(statement, resource, values):
+    """GROUP_INSERT or GROUP_UPDATE with `values`: how many rows it wrote. The UNIQUE
+    index on the name's key, the only constraint these statements can break, is a Conflict."""
+    try:
+        return statement.changed(**values)
+    except IntegrityError:
+        raise _name_taken(resource) from None
+
+
 def create_group(resource, member_ids=()):
+    """One INSERT and the link rows; a name another group holds, in any case, is a Conflict."""
     stamp = now()
     group_id = new_id()
+    columns = _group_columns(resource)
     try:
         with writing():
-            GROUP_INSERT.execute(id=group_id, stamp=stamp, **_group_columns(resource))
+            _take_name(resource, columns)
+            _write_group_row(GROUP_INSERT, resource, dict(columns, id=group_id, stamp=stamp))
             _add_members(group_id, member_ids)
     except IntegrityError:
         _members_deleted_meanwhile(group_id, [AddMembers(tuple(member_ids))])
@@ -1393,11 +1443,14 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     to `change` has no members.
     Optimistic, as update_user: the group row is written only on the version read.
     A change that changes nothing (adding a member twice, removing one already
-    gone, as IdPs retry) writes nothing: the version stays (RFC 7644 §3.5.2.1)."""
+    gone, as IdPs retry) writes nothing: the version stays (RFC 7644 §3.5.2.1).
+    A rename to a name another group holds, in any case, is a Conflict; keeping
+    the name (a case change too) never is."""
     for attempt in range(MAX_WRITE_ATTEMPTS):
         with _retry_turn(Group, group_id) if attempt else contextlib.nullcontext():
             record = get_group(group_id, with_members=False)
             _checked(record, expected_versions)
+            held_key = record['resource']['displayName'].lower()
             resource, changes = change(record)
             columns = _group_columns(resource)
             if columns['resource'] == record['json'] and not changes:   # text: 1 == True in Python
@@ -1405,11 +1458,13 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
             try:
                 with writing():
                     _lock_group(group_id, record['version'])
+                    if columns['display_name_key'] != held_key:
+                        _take_name(resource, columns)
                     links_changed = sum(_change_members(group_id, member_change) for member_change in changes)
                     written = bool(links_changed or columns['resource'] != record['json'])
                     stamp = now()
-                    if written and not GROUP_UPDATE.changed(id=group_id, version=record['version'], stamp=stamp,
-                                                            **columns):
+                    if written and not _write_group_row(GROUP_UPDATE, resource, dict(
+                            columns, id=group_id, version=record['version'], stamp=stamp)):
                         raise _Lost()
             except IntegrityError:
                 _members_deleted_meanwhile(group_id, changes)

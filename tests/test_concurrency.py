@@ -78,6 +78,51 @@ def test_concurrent_creates_of_one_username_make_exactly_one_user(server):
     assert call(server, 'GET', '/Users?count=0')[1]['totalResults'] == 1
 
 
+def test_concurrent_creates_of_one_group_name_make_exactly_one_group(server):
+    member = call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'gm@example.com'})[1]['id']
+    results = at_once(lambda n: call(server, 'POST', '/Groups', {
+        'schemas': [GROUP_SCHEMA], 'displayName': 'Race Team' if n % 3 else 'RACE team',
+        'members': [{'value': member}]}, via=n))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] + [409] * (CLIENTS - 1), results
+    assert all(body['scimType'] == 'uniqueness' for status, body in results if status == 409)
+    [winner] = [body for status, body in results if status == 201]
+    _, listed = call(server, 'GET', '/Groups')
+    assert [(group['id'], [m['value'] for m in group['members']]) for group in listed['Resources']] == [
+        (winner['id'], [member])]
+    _, user = call(server, 'GET', f'/Users/{member}', via=1)
+    assert [group['value'] for group in user['groups']] == [winner['id']]
+
+
+def test_concurrent_renames_and_creates_to_one_group_name_let_exactly_one_win(server):
+    """Half the clients rename a group of their own to one name (PUT or Okta's PATCH),
+    half create a group of it: one succeeds, the others are 409 and keep their names."""
+    ids = [call(server, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': f'Before {n}'})[1]['id']
+           for n in range(CLIENTS // 2)]
+    wanted = ['Winner', 'WINNER', 'winner', 'wInNeR']
+
+    def work(n):
+        name = wanted[n % len(wanted)]
+        if n >= len(ids):
+            return call(server, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': name}, via=n)
+        if n % 2:
+            return call(server, 'PUT', f'/Groups/{ids[n]}', {'schemas': [GROUP_SCHEMA], 'displayName': name}, via=n)
+        return call(server, 'PATCH', f'/Groups/{ids[n]}', {'schemas': [PATCH_SCHEMA], 'Operations': [
+            {'op': 'replace', 'value': {'id': ids[n], 'displayName': name}}]}, via=n)
+    results = at_once(work)
+    succeeded = [n for n, (status, _) in enumerate(results) if status in (200, 201, 204)]
+    assert len(succeeded) == 1, results
+    assert all(body['scimType'] == 'uniqueness' for status, body in results if status == 409), results
+    assert sorted(status for status, _ in results).count(409) == CLIENTS - 1, results
+    _, listed = call(server, 'GET', '/Groups?excludedAttributes=members&count=100')
+    names = {group['id']: group['displayName'] for group in listed['Resources']}
+    assert len(names) == len(ids) + (succeeded[0] >= len(ids))   # no refused create left a group
+    assert [name for name in names.values() if name.lower() == 'winner'] == [wanted[succeeded[0] % len(wanted)]]
+    for n, group_id in enumerate(ids):
+        if n not in succeeded:
+            assert names[group_id] == f'Before {n}'
+
+
 def test_concurrent_patches_of_one_user_lose_nothing(server):
     _, user = call(server, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'p@example.com'})
     results = at_once(lambda n: call(server, 'PATCH', f'/Users/{user["id"]}', {

@@ -139,6 +139,14 @@ def test_username_is_required_and_unique(client):
     assert attributes['userName']['caseExact'] is False
 
 
+def test_group_display_name_is_required_and_unique_in_schemas_and_in_its_own_document(client):
+    listed = {schema['id']: schema for schema in client.get('/Schemas', status=200).json['Resources']}
+    for document in (listed[GROUP_SCHEMA], schema_by_urn(client, GROUP_SCHEMA)):
+        attributes = {a['name']: a for a in document['attributes']}
+        assert (attributes['displayName']['required'], attributes['displayName']['uniqueness'],
+                attributes['displayName']['caseExact']) == (True, 'server', False)
+
+
 def test_user_groups_are_read_only(client):
     attributes = {a['name']: a for a in schema_by_urn(client, USER_SCHEMA)['attributes']}
     assert attributes['groups']['mutability'] == 'readOnly'

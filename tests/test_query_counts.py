@@ -16,14 +16,16 @@ def statements(client, path):
 
 @pytest.fixture
 def populate(client):
-    """populate(users, groups, members_each): more users, and groups of the first of them."""
+    """populate(users, groups, members_each): more users, and groups of the first of them
+    (names are unique: each call numbers its users and groups on from the last)."""
     made = []
+    groups_made = []
 
     def populate(users, groups, members_each):
         ids = [client.create_user(f'user{len(made) + n}@example.com')['id'] for n in range(users)]
         made.extend(ids)
-        for n in range(groups):
-            client.create_group(f'Group {n}', ids[:members_each])
+        for _ in range(groups):
+            groups_made.append(client.create_group(f'Group {len(groups_made)}', ids[:members_each])['id'])
         return ids
     return populate
 

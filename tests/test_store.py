@@ -80,6 +80,18 @@ def test_username_key_is_unique_in_the_database_itself(app):
         store.User.insert(**dict(columns, id='b', user_name='JANE')).execute()
 
 
+def test_group_name_key_is_unique_in_the_database_itself_and_null_never_collides(app):
+    """The unique index refuses a second holder of a group name; the NULL a group keeps
+    while it shares its name from before names were unique (MIGRATIONS 4) never collides."""
+    columns = dict(display_name='Sales', display_name_key='sales', resource='{}', created='t', last_modified='t')
+    store.Group.insert(id='a', display_name_unique='sales', **columns).execute()
+    with pytest.raises(peewee.IntegrityError):
+        store.Group.insert(id='b', display_name_unique='sales', **dict(columns, display_name='SALES')).execute()
+    store.Group.insert(id='c', display_name_unique=None, **columns).execute()
+    store.Group.insert(id='d', display_name_unique=None, **columns).execute()
+    assert sorted(store.Group.select(store.Group.id).tuples()) == [('a',), ('c',), ('d',)]
+
+
 def test_an_unknown_member_change_is_an_error_and_deletes_nothing(client):
     """update_group takes the store's member-change types only: anything else (here the
     old string form of "remove where") is refused before any link row is touched."""

@@ -7,14 +7,16 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 
 import store
-from conftest import ON_POSTGRESQL, TOKEN, driver_connection, empty_postgresql_database, list_tables_sql
+from conftest import ON_POSTGRESQL, PATCH_SCHEMA, TOKEN, driver_connection, empty_postgresql_database, list_tables_sql
 from serverprocess import ServerProcess, run_server
 import test_concurrency
 from test_concurrency import Servers, call
 
-V1_SCHEMA = Path(__file__).with_name('data') / 'schema_v1.sql'
+# schema.sql as older scimlites shipped it, by schema version.
+OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3)}
 STAMP = '2025-01-02T03:04:05.000000Z'
 USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
@@ -30,12 +32,16 @@ def run_sql(database_url, statements):
         return cursor.fetchall() if cursor.description else None
 
 
-def make_version_1_database(database_url):
-    """The tables of schema version 1, and rows written the way that scimlite wrote them."""
+def make_old_database(database_url, version=1, groups=()):
+    """The tables of schema `version` (1 or 3), and rows written the way that scimlite
+    wrote them: three users, a group of two of them, and `groups`, each
+    (id, displayName, created, the numbers of the users who are its members)."""
     if ON_POSTGRESQL:
         empty_postgresql_database(database_url, drop=True)
-    text = re.sub(r'--[^\n]*', '', V1_SCHEMA.read_text(encoding='utf-8'))
+    text = re.sub(r'--[^\n]*', '', OLD_SCHEMAS[version].read_text(encoding='utf-8'))
     statements = [(statement, ()) for statement in text.split(';') if statement.strip()]
+    if version > 1:
+        statements.append(('INSERT INTO scimlite_schema (version) VALUES (?)', (version,)))
     for n in range(3):
         user_name = f'Old{n}@Example.com'
         resource = {'schemas': [USER_SCHEMA], 'userName': user_name, 'title': f'Title {n}', 'active': True}
@@ -44,26 +50,22 @@ def make_version_1_database(database_url):
             'version, created, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
             (f'old-user-{n}', user_name, user_name.lower(), f'ext-{n}', None, True,
              json.dumps(resource, separators=(',', ':')), 3, STAMP, STAMP)))
-    statements.append((
-        'INSERT INTO "groups" (id, display_name, display_name_key, external_id, resource, version, created, '
-        'last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        ('old-group', 'Old Group', 'old group', None,
-         json.dumps({'schemas': [GROUP_SCHEMA], 'displayName': 'Old Group'}), 2, STAMP, STAMP)))
-    for n in (0, 2):
-        statements.append(('INSERT INTO link (group_id, user_id) VALUES (?, ?)', ('old-group', f'old-user-{n}')))
+    for group_id, display_name, created, members in (('old-group', 'Old Group', STAMP, (0, 2)), *groups):
+        statements.append((
+            'INSERT INTO "groups" (id, display_name, display_name_key, external_id, resource, version, created, '
+            'last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            (group_id, display_name, display_name.lower(), None,
+             json.dumps({'schemas': [GROUP_SCHEMA], 'displayName': display_name}), 2, created, created)))
+        statements += [('INSERT INTO link (group_id, user_id) VALUES (?, ?)', (group_id, f'old-user-{n}'))
+                       for n in members]
     run_sql(database_url, statements)
 
 
-def tables(database_url):
-    return {row[0] for row in run_sql(database_url, [(list_tables_sql(database_url), ())])}
-
-
-def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_every_row(database_url):
-    make_version_1_database(database_url)
-    assert 'scimlite_schema' not in tables(database_url)
-    # Two processes starting at once on the old database: one upgrades, the other waits.
+def start_at_once(database_url, count=2):
+    """`count` server processes started at once on one database (one upgrades it, the
+    others wait), once all of them listen."""
     starting = [run_server('--port', '0', '--token', test_concurrency.TOKEN, '--database', database_url)
-                for _ in range(2)]
+                for _ in range(count)]
     servers = Servers(database_url, 0)
     try:
         servers.processes = [ServerProcess.attach(process) for process in starting]
@@ -72,6 +74,18 @@ def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_ever
             if process.poll() is None and not any(server.process is process for server in servers.processes):
                 process.kill()
                 process.wait()
+    return servers
+
+
+def tables(database_url):
+    return {row[0] for row in run_sql(database_url, [(list_tables_sql(database_url), ())])}
+
+
+def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_every_row(database_url):
+    make_old_database(database_url)
+    assert 'scimlite_schema' not in tables(database_url)
+    # Two processes starting at once on the old database: one upgrades, the other waits.
+    servers = start_at_once(database_url)
     try:
         assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
         status, listing = call(servers, 'GET', '/Users?sortBy=userName')
@@ -111,7 +125,7 @@ def test_a_database_made_by_schema_version_1_is_upgraded_in_place_and_keeps_ever
 
 
 def test_a_database_a_newer_scimlite_made_is_refused_in_one_line(database_url):
-    make_version_1_database(database_url)
+    make_old_database(database_url)
     server = ServerProcess(database=database_url, token=TOKEN)
     server.stop()
     run_sql(database_url, [('UPDATE scimlite_schema SET version = ?', (store.SCHEMA_VERSION + 1,))])
@@ -125,3 +139,92 @@ def test_a_database_a_newer_scimlite_made_is_refused_in_one_line(database_url):
         assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION + 1,)]
     finally:   # the next test may get this database (PostgreSQL)
         run_sql(database_url, [('UPDATE scimlite_schema SET version = ?', (store.SCHEMA_VERSION,))])
+
+
+# Groups an older scimlite let share a name, ignoring case: (id, displayName,
+# created, the numbers of the users who are its members).
+SHARED_NAMES = (
+    ('sales-z', 'Sales', '2025-01-01T00:00:00.000000Z', (0,)),   # the oldest "sales"
+    ('sales-a', 'SALES', STAMP, (1,)),
+    ('sales-b', 'sales', STAMP, (0, 1)),
+    ('ops-b', 'Ops', STAMP, ()),
+    ('ops-a', 'ops', STAMP, (2,)),   # as old as ops-b: the smaller id comes first
+)
+GROUP_ROWS = ('SELECT id, display_name, display_name_key, external_id, resource, version, created, last_modified '
+              'FROM "groups" ORDER BY id', ())
+LINK_ROWS = ('SELECT group_id, user_id FROM link ORDER BY group_id, user_id', ())
+
+
+def group_body(display_name, members=()):
+    return {'schemas': [GROUP_SCHEMA], 'displayName': display_name,
+            'members': [{'value': f'old-user-{n}'} for n in members]}
+
+
+def rename(display_name):
+    return {'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'replace', 'path': 'displayName', 'value': display_name}]}
+
+
+def read_group(servers, group_id, via=0):
+    status, group = call(servers, 'GET', f'/Groups/{group_id}', via=via)
+    assert status == 200, group
+    return group['displayName'], sorted(member['value'] for member in group['members'])
+
+
+@pytest.mark.parametrize('version', [1, 3])
+def test_groups_an_older_scimlite_let_share_a_name_are_kept_and_keep_working(database_url, version):
+    """Upgrading renames and drops nothing; each group that shares its name keeps
+    it through PUTs, PATCHes and case changes; no new group may take the name, nor
+    may a group that shared it take it back once renamed; the name is free only
+    when no group holds it any more."""
+    make_old_database(database_url, version, SHARED_NAMES)
+    groups_before, links_before = run_sql(database_url, [GROUP_ROWS]), run_sql(database_url, [LINK_ROWS])
+    servers = start_at_once(database_url)
+    try:
+        assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
+        assert run_sql(database_url, [GROUP_ROWS]) == groups_before
+        assert run_sql(database_url, [LINK_ROWS]) == links_before
+        # The oldest group of each name (by created, then id) holds it in the unique index.
+        assert run_sql(database_url, [('SELECT id, display_name_unique FROM "groups" '
+                                       'WHERE display_name_unique IS NOT NULL ORDER BY id', ())]) == [
+            ('old-group', 'old group'), ('ops-a', 'ops'), ('sales-z', 'sales')]
+        for n, (group_id, display_name, _, members) in enumerate(SHARED_NAMES):
+            assert read_group(servers, group_id, via=n) == (display_name, [f'old-user-{m}' for m in members])
+        status, found = call(servers, 'GET', '/Groups?filter=displayName%20eq%20%22sALES%22', via=1)
+        assert sorted(group['id'] for group in found['Resources']) == ['sales-a', 'sales-b', 'sales-z']
+
+        # Each keeps working: a PUT keeping its name (with other members), a member PATCH.
+        for n, (group_id, display_name, _, members) in enumerate(SHARED_NAMES):
+            status, put = call(servers, 'PUT', f'/Groups/{group_id}', group_body(display_name, (0, 1, 2)), via=n)
+            assert (status, put['displayName'], put['meta']['version']) == (200, display_name, 'W/"3"'), put
+            status, _ = call(servers, 'PATCH', f'/Groups/{group_id}', {'schemas': [PATCH_SCHEMA], 'Operations': [
+                {'op': 'replace', 'path': 'members', 'value': group_body('', members)['members']}]}, via=n + 1)
+            assert status == 204
+            assert read_group(servers, group_id) == (display_name, [f'old-user-{m}' for m in members])
+        # ... and a change of its name's case.
+        assert call(servers, 'PATCH', '/Groups/sales-a', rename('Sales'))[0] == 204
+        assert call(servers, 'PUT', '/Groups/ops-b', group_body('OPS'), via=1)[0] == 200
+        assert (read_group(servers, 'sales-a')[0], read_group(servers, 'ops-b')[0]) == ('Sales', 'OPS')
+
+        # No new group of a name any of them holds, in any case.
+        for n, taken in enumerate(('sales', 'SALES', 'Ops', 'old GROUP')):
+            status, refused = call(servers, 'POST', '/Groups', group_body(taken), via=n)
+            assert (status, refused['scimType']) == (409, 'uniqueness'), refused
+        # A group that shared a name and was renamed holds its new name, and cannot go back.
+        assert call(servers, 'PATCH', '/Groups/sales-b', rename('Marketing'))[0] == 204
+        assert call(servers, 'POST', '/Groups', group_body('MARKETING'), via=1)[0] == 409
+        for via, method, body in ((0, 'PATCH', rename('sales')), (1, 'PUT', group_body('Sales', (0, 1)))):
+            status, refused = call(servers, method, '/Groups/sales-b', body, via=via)
+            assert (status, refused['scimType']) == (409, 'uniqueness'), refused
+        assert read_group(servers, 'sales-b') == ('Marketing', ['old-user-0', 'old-user-1'])
+        # The holder gone, the name stays taken while another group keeps it; then it is free.
+        assert call(servers, 'DELETE', '/Groups/sales-z')[0] == 204
+        assert call(servers, 'POST', '/Groups', group_body('sales'), via=1)[0] == 409
+        assert call(servers, 'PATCH', '/Groups/ops-a', rename('Sales'))[0] == 409
+        assert call(servers, 'DELETE', '/Groups/sales-a', via=1)[0] == 204
+        status, created = call(servers, 'POST', '/Groups', group_body('sales'))
+        assert (status, created['displayName']) == (201, 'sales')
+        status, listing = call(servers, 'GET', '/Groups?excludedAttributes=members&count=100', via=1)
+        assert sorted(group['displayName'] for group in listing['Resources']) == [
+            'Marketing', 'OPS', 'Old Group', 'ops', 'sales']
+    finally:
+        servers.stop()
