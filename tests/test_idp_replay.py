@@ -179,3 +179,12 @@ def test_an_exact_expectation_refuses_keys_the_flow_does_not_name_at_any_depth()
         with pytest.raises(AssertionError):
             assert_matches({'$exact': True, 'a': {'b': 1}, 'c': [{'d': '$any'}]}, actual)
     assert_matches({'a': 1}, {'a': 1, 'b': 2})   # without it, a subset
+
+
+def test_every_step_of_the_validator_flows_cites_its_source():
+    """Each validator step names the recording it comes from, or says it is reconstructed."""
+    validator_flows = [path for path in FLOWS if path.stem.startswith('entra-scim-validator')]
+    assert len(validator_flows) == 2
+    for path in validator_flows:
+        for step in json.loads(path.read_text(encoding='utf-8'))['steps']:
+            assert len(step.get('source', '')) > 40, (path.name, step['name'])
