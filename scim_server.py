@@ -1065,7 +1065,6 @@ def search_request(kind, body):
         return ListRequest.from_body(kind, {k: v for k, v in body.items() if k != 'sortBy'}), error
 
 
-# (method, path, handler, resource type or None): the SCIM API, relative to base_path.
 def me_not_implemented():
     """/Me (RFC 7644 §3.11) is the resource of the subject the token names; scimlite's
     tokens name no user. The RFC's answer for a server without it: 501, not a 404."""
@@ -1079,6 +1078,7 @@ def bulk_not_implemented():
                     'send each operation as its own request.')
 
 
+# (method, path, handler, resource type or None): the SCIM API, relative to base_path.
 SCIM_ROUTES = (
     ('GET', '/ServiceProviderConfig', service_provider_config, None),
     ('GET', '/ResourceTypes', resource_types, None),

@@ -69,21 +69,32 @@ def drop_own_id_from_value(operations, kind, resource_id):
 MANAGER_PATH = f'{ENTERPRISE_SCHEMA}:manager'
 
 
+def manager_from_pathless_value(operations, kind, resource_id):
+    """The validator gives the manager in a path-less value, under its full path:
+    `{"op": "replace", "value": {"urn:...:enterprise:2.0:User:manager": ""}}`. It
+    becomes an operation of its own, which the next dialect reads."""
+    fixed = []
+    for operation in operations:
+        value = operation.get('value')
+        key = find_key(value, MANAGER_PATH) if operation.get('path') is None and isinstance(value, dict) else None
+        if key is None or operation.get('op') not in ('add', 'replace'):
+            fixed.append(operation)
+            continue
+        rest = {k: v for k, v in value.items() if k != key}
+        fixed.extend([dict(operation, value=rest)] if rest else [])
+        fixed.append(dict(operation, path=MANAGER_PATH, value=value[key]))
+    return fixed
+
+
 def manager_from_bare_id(operations, kind, resource_id):
     """Entra sets the manager to a bare id:
     `{"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
-    "value": "<manager id>"}`; the schema says manager is {"value": "<id>"}. It removes
-    the manager with an empty id, bare or not: `"value": ""`, `"value": {"value": ""}`
-    (Microsoft's SCIM Validator, "Patch User - Remove Manager"). A manager given in a
-    path-less value, `{"urn:...:User:manager": ""}`, is read the same way."""
+    "value": "<manager id>"}`; the schema says manager is {"value": "<id>"}. An empty
+    id, bare or not, removes the manager: `"value": ""`, `"value": {"value": ""}`
+    (Microsoft's SCIM Validator, "Patch User - Remove Manager")."""
     fixed = []
     for operation in operations:
         path, value = operation.get('path'), operation.get('value')
-        key = find_key(value, MANAGER_PATH) if path is None and isinstance(value, dict) else None
-        if key is not None:   # lifted out of a path-less value into an operation of its own
-            rest = {k: v for k, v in value.items() if k != key}
-            fixed.extend([dict(operation, value=rest)] if rest else [])
-            operation, path, value = dict(operation, path=MANAGER_PATH, value=value[key]), MANAGER_PATH, value[key]
         if isinstance(path, str) and path.lower() == MANAGER_PATH.lower() and operation.get('op') != 'remove':
             manager_id = value.get('value', value) if isinstance(value, dict) and len(value) == 1 else value
             if manager_id == '':
@@ -96,7 +107,8 @@ def manager_from_bare_id(operations, kind, resource_id):
 
 # Entra's "True"/"False" for booleans (`{"op": "Replace", "path": "active", "value": "False"}`) need
 # no dialect: check_value takes them wherever the schema says boolean, in PATCH as in POST and PUT.
-IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, drop_own_id_from_value, manager_from_bare_id)
+IDP_DIALECTS = (lowercase_op_names, expand_dotted_keys, drop_own_id_from_value, manager_from_pathless_value,
+                manager_from_bare_id)
 
 
 # ===========================================================================
@@ -299,9 +311,9 @@ class Patcher:
         if not matches:
             # Entra's `replace`/`add` of `emails[type eq "work"].value` on a user with
             # no work email: the value the filter describes is made, then written.
-            created = equality_item(value_filter) if op in ('add', 'replace') and sub else None
-            if created is None:
-                raise ScimError(400, 'noTarget', f'No value of {key} matches the filter.')
+            created = self.described_value(op, key, definition, value_filter, sub, value)
+            if created is None:   # "" or null for a value that is not there: already so
+                return
             items.append(created)
             matches = [len(items) - 1]
         if op == 'remove':
@@ -332,6 +344,31 @@ class Patcher:
             container.pop(key, None)
 
     # -- group membership: link rows, never the whole member list -------------
+
+    def described_value(self, op, key, definition, value_filter, sub, value):
+        """The value of `key` that `value_filter` describes, for a write to its `sub`
+        when no value matches: None if there is nothing to write (`""` or null), a 400
+        noTarget if the filter describes no value, or one the write would not match."""
+        made = equality_item(value_filter) if sub and op in ('add', 'replace') else None
+        if made is not None and op == 'replace' and definition is None:
+            made = None   # replace makes values of a declared attribute only, as add always has
+        if made is None:
+            raise ScimError(400, 'noTarget', f'No value of {key} matches the filter.')
+        if value in (None, ''):
+            return None
+        if definition is not None:
+            try:
+                made = check_value(definition, made, key, one=True)
+            except ScimError as error:
+                raise ScimError(400, 'noTarget', f'No value of {key} matches the filter, and its values '
+                                f'cannot make one: {error.detail}') from None
+        written = dict(made)
+        set_key(written, *sub_value(key, sub, sub_attributes(definition).get(sub.lower()) if definition else None,
+                                    value))
+        if not matches_filter(value_filter, written):
+            raise ScimError(400, 'noTarget', f'No value of {key} matches the filter, and writing {sub} to the '
+                            'value it describes would make one it does not match.')
+        return made
 
     def patch_members(self, op, path, value):
         if path.sub or path.path.sub:
@@ -522,8 +559,11 @@ def equality_item(value_filter):
     for a filter that does not describe one value (co, or, not, pr, ...)."""
     if isinstance(value_filter, F.And):
         left, right = equality_item(value_filter.left), equality_item(value_filter.right)
-        return {**left, **right} if left is not None and right is not None else None
-    if isinstance(value_filter, F.Compare) and value_filter.op == 'eq' and not value_filter.path.sub:
+        if left is None or right is None or any(left[k] != right[k] for k in left.keys() & right.keys()):
+            return None   # `type eq "work" and type eq "home"` describes no value
+        return {**left, **right}
+    if (isinstance(value_filter, F.Compare) and value_filter.op == 'eq' and not value_filter.path.sub
+            and not value_filter.path.urn and value_filter.value is not None):
         return {value_filter.path.attr: value_filter.value}
     return None
 

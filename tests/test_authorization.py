@@ -355,7 +355,7 @@ def test_the_readme_lists_every_401_detail_and_no_other(make_app):
     readme = Path(scim_server.__file__).with_name('README.md').read_text(encoding='utf-8')
     table = readme[readme.index('| `detail` begins with |'):]
     table = table[:table.index('\n\n')]
-    documented = {start.strip().split(' (or ')[0] for row in table.splitlines()[2:]
+    documented = {start.strip().split(' (')[0] for row in table.splitlines()[2:]
                   for start in row.split('|')[1].split(';')}
     app = make_app()
     answered = {assert_scim_error(send(app, authorization), 401)['detail'] for authorization, _ in REFUSED}

@@ -194,6 +194,7 @@ MANAGER = f'{ENTERPRISE}:manager'
     {'op': 'add', 'path': MANAGER, 'value': ''},
     {'op': 'remove', 'path': MANAGER},
     {'op': 'replace', 'value': {MANAGER: '', 'title': 'Still here'}},
+    {'op': 'Add', 'value': {MANAGER: {'value': ''}}},
 ])
 def test_an_empty_manager_id_removes_the_manager_and_nothing_else(entra, removal):
     boss = entra.create_user('boss@contoso.example')
@@ -204,3 +205,12 @@ def test_an_empty_manager_id_removes_the_manager_and_nothing_else(entra, removal
     entra.patch(f'/Users/{user["id"]}', [removal], status=200)
     assert stored(entra, user) == {'schemas': [USER_SCHEMA, ENTERPRISE], 'userName': 'staff@contoso.example',
                                    'active': True, 'title': 'Still here', 'displayName': 'Staff', ENTERPRISE: {}}
+
+
+def test_a_path_less_remove_is_still_refused_whatever_its_value_holds(entra):
+    boss = entra.create_user('boss@contoso.example')
+    user = entra.create_user('staff@contoso.example', **{ENTERPRISE: {'manager': {'value': boss['id']}}})
+    before = entra.get(f'/Users/{user["id"]}', status=200).json
+    response = entra.patch(f'/Users/{user["id"]}', [{'op': 'remove', 'value': {MANAGER: boss['id']}}])
+    assert_scim_error(response, 400, 'noTarget')
+    assert entra.get(f'/Users/{user["id"]}', status=200).json == before
