@@ -1204,6 +1204,10 @@ def read_authorization(header):
     """The Credentials of an Authorization header's value (None: no header at all)."""
     if header is None:
         return Credentials('missing')
+    token = header[7:]
+    if (header[:7] == 'Bearer ' and token and ' ' not in token and '\t' not in token   # nearly every request
+            and token.lower() != 'bearer'):
+        return Credentials('bearer', token.encode('latin-1', 'replace'))
     header = header.strip(' \t')
     if not header:
         return Credentials('empty')

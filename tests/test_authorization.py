@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 
+import hypothesis
 import pytest
 import webtest
 
@@ -365,3 +366,15 @@ def test_the_readme_lists_every_401_detail_and_no_other(make_app):
         assert any(detail.startswith(start) for detail in answered), start
     for detail in answered:
         assert any(detail.startswith(start) for start in documented), detail
+
+
+# ---------------------------------------------------------------------------
+# The fast path for "Bearer <token>" reads a header as the general reader does
+# ---------------------------------------------------------------------------
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(hypothesis.strategies.text(alphabet='Bearer Basic \t"<>:=-_.aZ9\u00e9', max_size=24))
+def test_the_fast_path_reads_every_header_as_the_general_reader(text):
+    # A leading space is stripped, and it keeps the header off the fast path.
+    for header in (text, f'Bearer {text}', f'bearer {text}'):
+        assert scim_server.read_authorization(header) == scim_server.read_authorization(f' {header}'), header
