@@ -89,6 +89,16 @@ class TooLong(StoreError):
     """A value of an indexed column is longer than an index entry may be."""
 
 
+class StorageFull(StoreError):
+    """The disk (or the database server's) is full: nothing was written. Freeing
+    space is enough; the server goes on without a restart."""
+
+
+class StorageFailed(StoreError):
+    """The storage refused: an I/O error, a read-only file or file system, or a
+    database file deleted or replaced while open. Nothing was written."""
+
+
 # ---------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------
@@ -112,9 +122,9 @@ def open_database(url):
     except CannotOpen:
         close_database()
         raise
-    except DatabaseError as error:   # unreachable, refused, no right to create tables, ...
+    except DatabaseError as error:   # unreachable, refused, no right to create tables, read-only, ...
         close_database()
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = storage_fault(error) or first_line(error)
         raise CannotOpen(f'cannot open database {masked(url)}: {reason}') from None
     return db
 
@@ -284,6 +294,64 @@ def is_unavailable(error):
         return 'locked' in str(error) or 'busy' in str(error)
     code = getattr(getattr(error, 'orig', None), 'pgcode', None)
     return code is None or code.startswith(RETRYABLE_SQLSTATES)
+
+
+# What a storage fault says, by the database's own codes: SQLite's primary result
+# codes (the low byte of an extended one), PostgreSQL's SQLSTATEs. The text is
+# the fallback, for a driver that gives no code.
+SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY = 13, 10, 8
+STORAGE_FULL_SQLSTATES = ('53100',)            # disk_full ("could not extend file")
+STORAGE_FAILED_SQLSTATES = ('25006', '58030')  # read_only_sql_transaction, io_error
+STORAGE_FULL_TEXT = ('database or disk is full', 'could not extend file', 'no space left on device')
+STORAGE_FAILED_TEXT = ('disk i/o error', 'readonly database', 'read-only transaction', 'read-only file system')
+
+
+def storage_fault(error):
+    """StorageFull or StorageFailed, saying what happened, if `error` (or the error
+    it was raised while handling) is the storage failing rather than a statement
+    being wrong; else None.
+
+    The first error of the chain counts: after SQLITE_FULL, SQLite has rolled back
+    by itself, and the ROLLBACK that follows fails with "cannot rollback - no
+    transaction is active", which would otherwise hide the cause."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for error in reversed(chain):   # the first raised first
+        if isinstance(error, (StorageFull, StorageFailed)):
+            return error
+        fault = _storage_fault_kind(error)
+        if fault is not None:
+            return fault(first_line(error))
+    return None
+
+
+def _storage_fault_kind(error):
+    if not isinstance(error, DatabaseError):
+        return None
+    orig = getattr(error, 'orig', None)
+    sqlite_code = getattr(orig, 'sqlite_errorcode', None)
+    if sqlite_code is not None:
+        primary = sqlite_code & 0xff
+        return (StorageFull if primary == SQLITE_FULL
+                else StorageFailed if primary in (SQLITE_IOERR, SQLITE_READONLY) else None)
+    pgcode = getattr(orig, 'pgcode', None)
+    if pgcode is not None:
+        return (StorageFull if pgcode in STORAGE_FULL_SQLSTATES
+                else StorageFailed if pgcode in STORAGE_FAILED_SQLSTATES else None)
+    text = str(error).lower()
+    if any(words in text for words in STORAGE_FULL_TEXT):
+        return StorageFull
+    if any(words in text for words in STORAGE_FAILED_TEXT):
+        return StorageFailed
+    return None
+
+
+def first_line(error):
+    """An error's message, its first line only (PostgreSQL adds DETAIL and HINT lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def close_database():
