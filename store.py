@@ -119,6 +119,7 @@ def open_database(url):
     database.initialize(db)
     try:
         _apply_schema_when_unlocked()
+        _write_once()
     except CannotOpen:
         close_database()
         raise
@@ -241,6 +242,15 @@ def apply_schema():
             database.execute_sql('DELETE FROM scimlite_schema')
             database.execute_sql(f'INSERT INTO scimlite_schema (version) VALUES ({database.param})',
                                  (SCHEMA_VERSION,))
+
+
+def _write_once():
+    """Write, changing nothing: a read-only file, file system or database (a full
+    disk, too) is then a one-line error at start, not a failure at the first write.
+    An up-to-date schema needs no write, and SQLite opens a read-only WAL file
+    for reading without complaint."""
+    with writing():
+        database.execute_sql('UPDATE scimlite_schema SET version = version')
 
 
 def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):

@@ -3,6 +3,7 @@
 The real server (`python scim_server.py`) on a SQLite file:
 - on a small tmpfs that is then filled: writes answer 507 with Retry-After, and once
   space is freed they succeed again, without a restart, every acknowledged write kept;
+- on a tmpfs remounted read-only before the start: one line, a non-zero exit;
 - with its -wal made immutable (chattr +i) under a running server: 503, not 500;
 
 Mounting needs root. CI runs as root and sets SCIMLITE_TMPFS_TESTS=required, which
@@ -15,13 +16,14 @@ import os
 import sqlite3
 import subprocess
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import peewee
 import pytest
 
 import store
-from conftest import ON_POSTGRESQL, TOKEN, USER_SCHEMA
-from serverprocess import ServerProcess
+from conftest import ON_POSTGRESQL, TOKEN, USER_SCHEMA, postgresql
+from serverprocess import ServerProcess, run_server
 
 REQUIRED = os.environ.get('SCIMLITE_TMPFS_TESTS', '').strip().lower() == 'required'
 IS_ROOT = hasattr(os, 'geteuid') and os.geteuid() == 0
@@ -163,6 +165,24 @@ def test_a_full_disk_answers_507_then_recovers_without_a_restart(tmpfs, serve):
     assert stored == acknowledged
 
 
+def test_a_read_only_database_at_start_is_one_line(tmpfs, serve):
+    server, client = serve(sqlite_url(tmpfs / 'scim.db'))
+    assert client.create('ann@example.com').status == 201
+    client.close()
+    server.stop()
+    subprocess.run(['mount', '-o', 'remount,ro', str(tmpfs)], check=True, capture_output=True)
+    process = run_server('--port', '0', '--token', TOKEN, '--database', sqlite_url(tmpfs / 'scim.db'))
+    try:
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()   # if it started after all
+        process.wait()
+    assert process.returncode != 0
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('scimlite: cannot open database'), output
+    assert 'readonly' in lines[0] or 'read-only' in lines[0] or 'unable to open' in lines[0], output
+
+
 def test_a_read_only_wal_under_a_running_server_is_503(tmpfs, serve):
     """chattr +i: even root cannot open the file for writing. The serving thread opens
     its connection at its first request, after the server's start-up one: it gets
@@ -222,6 +242,40 @@ def test_the_first_error_is_the_cause_not_the_rollback_that_followed():
         rollback.__suppress_context__ = False
         fault = store.storage_fault(rollback)
     assert isinstance(fault, store.StorageFull) and str(fault) == 'database or disk is full'
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: a database that takes no writes (a standby, default_transaction_read_only)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason='a PostgreSQL database (SCIMLITE_TEST_DATABASE_URL)')
+def test_a_read_only_postgresql_database_is_503_then_one_line_at_start(database_url, make_app):
+    import webtest
+    client = webtest.TestApp(make_app())
+    name = urlsplit(database_url).path.lstrip('/')
+    admin = postgresql(database_url)
+    cursor = admin.cursor()
+
+    def cut_connections():   # a setting of the database counts from the next connection
+        cursor.execute('SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+                       'WHERE datname = current_database() AND pid <> pg_backend_pid()')
+
+    def create(user_name):
+        return client.post_json('/scim/v2/Users', {'schemas': [USER_SCHEMA], 'userName': user_name},
+                                headers={'Authorization': f'Bearer {TOKEN}'}, expect_errors=True)
+
+    cursor.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        cut_connections()
+        create('first@example.com')   # may be the cut connection's 503 (Retry-After: 1)
+        answer = create('second@example.com')
+        assert answer.status_int == 503 and answer.headers['Retry-After'] == '30', answer.text
+        with pytest.raises(store.CannotOpen, match='read-only transaction'):
+            store.open_database(database_url)
+    finally:
+        cursor.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        cut_connections()
+        admin.close()
 
 
 # ---------------------------------------------------------------------------
