@@ -17,6 +17,8 @@ turns into SCIM errors. Every write is one transaction.
 import contextlib
 import dataclasses
 import json
+import logging
+import os
 import re
 import secrets
 import threading
@@ -40,6 +42,7 @@ SCHEMA_FILE = Path(__file__).with_name('schema.sql')
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%S.%fZ'
 
 database = DatabaseProxy()
+log = logging.getLogger('scimlite')
 
 
 # ---------------------------------------------------------------------------
@@ -155,7 +158,7 @@ def _sqlite(url):
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
     # lock too, which another process starting at the same moment may hold.
-    db = SqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
+    db = WatchedSqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
         'busy_timeout': BUSY_TIMEOUT_MS,
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
@@ -169,6 +172,63 @@ def _sqlite(url):
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
     db.register_function(_lower, 'scim_lower', 1, deterministic=True)
     return db
+
+
+class WatchedSqliteDatabase(SqliteDatabase):
+    """A SQLite file that notices being deleted or replaced while it is open.
+
+    A file deleted (or renamed over) under an open connection still takes every
+    write, and nobody sees them again: the next start finds another file, or none.
+    So the first connection notes which files the path and its -wal name (device
+    and inode; the -wal once it exists), and every write first checks, two stat()
+    calls (about 5 µs), that they still name the same files. If not, the write is
+    refused, and every later one until a restart: StorageFailed, a 503. Reads go
+    on from the open file, which holds every write acknowledged until then.
+
+    SQLite deletes the -wal when the last connection to the file closes: that
+    happens here only at start-up (a retry of the schema) and shutdown, so a
+    close() forgets the files, and the next connection notes them again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.files = None   # [(path, (device, inode) or None)]
+        self.vanished = None
+
+    def _connect(self):
+        connection = super()._connect()
+        self._note_files()
+        return connection
+
+    def _note_files(self):
+        if self.files is None:
+            self.files = [(path, _file_identity(path)) for path in (self.database, self.database + '-wal')]
+
+    def close(self):
+        self.files = None
+        return super().close()
+
+    def check_files(self):
+        """Raise StorageFailed if the database file or its -wal is no longer the one opened."""
+        if self.vanished is None:
+            self._note_files()   # if a close() forgot them
+            for number, (path, identity) in enumerate(self.files):
+                found = _file_identity(path)
+                if identity is None:   # made since (the -wal: by the first write since the last close)
+                    self.files[number] = (path, found)
+                elif found != identity:
+                    self.vanished = (f'{path} was deleted or replaced while scimlite had it open: writes are '
+                                     'refused until scimlite is restarted, so that none is lost')
+                    log.error('THE DATABASE FILE %s', self.vanished)
+        if self.vanished is not None:
+            raise StorageFailed(self.vanished)
+
+
+def _file_identity(path):
+    try:
+        found = os.stat(path)
+    except OSError:   # not there, or no longer reachable (its folder gone, or made a file)
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _postgresql(url):
@@ -1192,7 +1252,10 @@ def writer_turn():
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes still wait
     in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
-    return _writer if is_sqlite() else _NO_TURN
+    if not is_sqlite():
+        return _NO_TURN
+    database.obj.check_files()
+    return _writer
 
 
 @contextlib.contextmanager

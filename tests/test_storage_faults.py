@@ -5,6 +5,7 @@ The real server (`python scim_server.py`) on a SQLite file:
   space is freed they succeed again, without a restart, every acknowledged write kept;
 - on a tmpfs remounted read-only before the start: one line, a non-zero exit;
 - with its -wal made immutable (chattr +i) under a running server: 503, not 500;
+- with its file or -wal deleted, or replaced, under it: 503 on writes, and a log line.
 
 Mounting needs root. CI runs as root and sets SCIMLITE_TMPFS_TESTS=required, which
 turns the skip of those tests (elsewhere, when not root) into a failure.
@@ -13,6 +14,7 @@ turns the skip of those tests (elsewhere, when not root) into a failure.
 import http.client
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 from types import SimpleNamespace
@@ -199,6 +201,28 @@ def test_a_read_only_wal_under_a_running_server_is_503(tmpfs, serve):
     client.close()
     server.stop()
     assert any('answered 503: storage failed' in line for line in server.lines), server.output
+    assert_no_traceback(server.output)
+
+
+@pytest.mark.parametrize('how', ['delete the file', 'delete the -wal', 'replace the file'])
+def test_a_database_file_deleted_under_the_server_refuses_writes(tmp_path, serve, how):
+    database = tmp_path / 'scim.db'
+    server, client = serve(sqlite_url(database))
+    assert client.create('before@example.com').status == 201
+    if how == 'delete the file':
+        database.unlink()
+    elif how == 'delete the -wal':
+        (tmp_path / 'scim.db-wal').unlink()
+    else:
+        shutil.copy(database, tmp_path / 'copy.db')
+        os.replace(tmp_path / 'copy.db', database)
+    for user_name in ('after@example.com', 'again@example.com'):
+        assert_storage_error(client.create(user_name), 503)
+    client.close()
+    server.stop()
+    assert sum('THE DATABASE FILE' in line and 'deleted or replaced' in line for line in server.lines) == 1, \
+        server.output
+    assert sum('answered 503: storage failed' in line for line in server.lines) >= 2, server.output
     assert_no_traceback(server.output)
 
 
