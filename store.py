@@ -369,11 +369,12 @@ def is_unavailable(error):
 # What a storage fault says, by the database's own codes: SQLite's primary result
 # codes (the low byte of an extended one), PostgreSQL's SQLSTATEs. The text is
 # the fallback, for a driver that gives no code.
-SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY = 13, 10, 8
+SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN = 13, 10, 8, 14
 STORAGE_FULL_SQLSTATES = ('53100',)            # disk_full ("could not extend file")
 STORAGE_FAILED_SQLSTATES = ('25006', '58030')  # read_only_sql_transaction, io_error
 STORAGE_FULL_TEXT = ('database or disk is full', 'could not extend file', 'no space left on device')
-STORAGE_FAILED_TEXT = ('disk i/o error', 'readonly database', 'read-only transaction', 'read-only file system')
+STORAGE_FAILED_TEXT = ('disk i/o error', 'readonly database', 'read-only transaction', 'read-only file system',
+                       'unable to open database file')
 
 
 def storage_fault(error):
@@ -405,7 +406,7 @@ def _storage_fault_kind(error):
     if sqlite_code is not None:
         primary = sqlite_code & 0xff
         return (StorageFull if primary == SQLITE_FULL
-                else StorageFailed if primary in (SQLITE_IOERR, SQLITE_READONLY) else None)
+                else StorageFailed if primary in (SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN) else None)
     pgcode = getattr(orig, 'pgcode', None)
     if pgcode is not None:
         return (StorageFull if pgcode in STORAGE_FULL_SQLSTATES

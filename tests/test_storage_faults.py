@@ -245,6 +245,7 @@ def driver_error(pgcode=None, sqlite_errorcode=None, message='boom'):
     (driver_error(sqlite_errorcode=13, message='database or disk is full'), store.StorageFull),
     (driver_error(sqlite_errorcode=10 | (3 << 8), message='disk I/O error'), store.StorageFailed),
     (driver_error(sqlite_errorcode=8, message='attempt to write a readonly database'), store.StorageFailed),
+    (driver_error(sqlite_errorcode=14, message='unable to open database file'), store.StorageFailed),
     (driver_error(pgcode='23505'), None),
     (driver_error(pgcode='57P01'), None),
     (driver_error(sqlite_errorcode=5, message='database is locked'), None),
