@@ -293,7 +293,7 @@ class ExchangeLog(Periodic):
             except Exception as error:   # the dashboard loses a batch; SCIM goes on
                 if not self.failed:
                     log.warning('could not record %d exchange(s) for the dashboard: %s', len(batch),
-                                str(error).strip().split('\n')[0])
+                                store.storage_fault(error) or store.first_line(error))
                 self.failed = True
             finally:
                 store.release_connection()

@@ -842,6 +842,7 @@ STORAGE = {
                      update=store.update_group, delete=store.delete_group),
 }
 
+STORAGE_RETRY_AFTER = '30'   # seconds, after a full disk or a storage failure
 # The store's exceptions as SCIM errors:
 # (exception, status, scimType, detail with {} for its text, headers).
 STORE_ERROR_ANSWERS = (
@@ -853,6 +854,11 @@ STORE_ERROR_ANSWERS = (
     (store.TooLong, 400, 'invalidValue', '{}.', {}),
     (store.NoTarget, 400, 'noTarget', '{}.', {}),
     (store.Busy, 503, None, '{}.', {'Retry_After': '1'}),   # the IdP tries again
+    # Storage faults wait for a person (free space, fix the disk): the IdP tries later.
+    (store.StorageFull, 507, None, 'The database is out of disk space; nothing was written. '
+                                   'Try again once space is freed.', {'Retry_After': STORAGE_RETRY_AFTER}),
+    (store.StorageFailed, 503, None, 'The database cannot be written to; nothing was written. '
+                                     'Try again later.', {'Retry_After': STORAGE_RETRY_AFTER}),
 )
 
 
@@ -866,10 +872,20 @@ class ScimErrorsFromStore:
     def __exit__(self, error_type, error, traceback):
         if error_type is None or not issubclass(error_type, store.StoreError):
             return False
-        for exception, status, scim_type, detail, headers in STORE_ERROR_ANSWERS:
-            if isinstance(error, exception):
-                raise ScimError(status, scim_type, detail.format(error), **headers) from None
-        return False
+        if issubclass(error_type, (store.StorageFull, store.StorageFailed)):
+            return False   # answered, and logged, by scim_errors_answered
+        answer = store_error_answer(error)
+        if answer is None:
+            return False
+        raise answer from None
+
+
+def store_error_answer(error):
+    """The ScimError STORE_ERROR_ANSWERS gives a StoreError, or None."""
+    for exception, status, scim_type, detail, headers in STORE_ERROR_ANSWERS:
+        if isinstance(error, exception):
+            return ScimError(status, scim_type, detail.format(error), **headers)
+    return None
 
 
 scim_errors_from_store = ScimErrorsFromStore()
@@ -1315,13 +1331,40 @@ def scim_endpoint(handler, *bound):
 
 def scim_errors_answered(callback):
     """A Bottle plugin on every route: a ScimError raised anywhere in it (a SCIM
-    route, the dashboard, a route added later) is answered as one, not as a 500."""
+    route, the dashboard, a route added later) is answered as one, not as a 500;
+    so is a storage fault (a full disk, an I/O error, a read-only or vanished
+    database file), with one log line, not a traceback."""
     def route(*args, **kwargs):
         try:
             return callback(*args, **kwargs)
         except ScimError as error:
             raise ScimHTTPError(error) from None
+        except Exception as error:
+            answer = database_fault_answer(error)
+            if answer is None:
+                raise
+        raise ScimHTTPError(answer) from None
     return route
+
+
+def database_fault_answer(error):
+    """The SCIM error for an exception that says the database, not the request, is
+    at fault, logged in one line with its first cause; None for any other exception.
+
+    A full disk: 507. An I/O error, a read-only or vanished database file: 503. SQLite
+    locked past busy_timeout by another process, PostgreSQL gone or restarting: 503;
+    nothing was written, and the IdP will try again."""
+    fault = store.storage_fault(error)
+    if fault is not None:
+        answer = store_error_answer(fault)
+        cause = 'disk full' if isinstance(fault, store.StorageFull) else 'storage failed'
+    elif store.is_unavailable(error):
+        answer = ScimError(503, None, 'The database is busy or out of reach: try again shortly.', Retry_After='1')
+        fault, cause = store.first_line(error), 'database unavailable'
+    else:
+        return None
+    log.warning('%s %s answered %d: %s: %s', request.method, request.path, answer.status, cause, fault)
+    return answer
 
 
 class ScimApp(bottle.Bottle):
@@ -1345,14 +1388,6 @@ class ScimApp(bottle.Bottle):
     def default_error_handler(self, error):
         if isinstance(error, ScimHTTPError):
             document = error.scim_error.document()
-        elif store.is_unavailable(error.exception):
-            # SQLite locked past busy_timeout by another process, PostgreSQL gone or
-            # restarting: nothing was written, and the IdP will try again.
-            log.warning('database unavailable in %s %s: %s', request.method, request.path,
-                        str(error.exception).strip().split('\n')[0])
-            response.status = 503
-            response.set_header('Retry-After', '1')
-            document = error_document(503, None, 'The database is busy or out of reach: try again shortly.')
         else:
             if error.status_code >= 500:
                 log.error('error in %s %s: %s', request.method, request.path,

@@ -17,6 +17,8 @@ turns into SCIM errors. Every write is one transaction.
 import contextlib
 import dataclasses
 import json
+import logging
+import os
 import re
 import secrets
 import threading
@@ -40,6 +42,7 @@ SCHEMA_FILE = Path(__file__).with_name('schema.sql')
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%S.%fZ'
 
 database = DatabaseProxy()
+log = logging.getLogger('scimlite')
 
 
 # ---------------------------------------------------------------------------
@@ -89,6 +92,16 @@ class TooLong(StoreError):
     """A value of an indexed column is longer than an index entry may be."""
 
 
+class StorageFull(StoreError):
+    """The disk (or the database server's) is full: nothing was written. Freeing
+    space is enough; the server goes on without a restart."""
+
+
+class StorageFailed(StoreError):
+    """The storage refused: an I/O error, a read-only file or file system, or a
+    database file deleted or replaced while open. Nothing was written."""
+
+
 # ---------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------
@@ -109,12 +122,13 @@ def open_database(url):
     database.initialize(db)
     try:
         _apply_schema_when_unlocked()
+        _write_once()
     except CannotOpen:
         close_database()
         raise
-    except DatabaseError as error:   # unreachable, refused, no right to create tables, ...
+    except DatabaseError as error:   # unreachable, refused, no right to create tables, read-only, ...
         close_database()
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = storage_fault(error) or first_line(error)
         raise CannotOpen(f'cannot open database {masked(url)}: {reason}') from None
     return db
 
@@ -144,7 +158,7 @@ def _sqlite(url):
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
     # lock too, which another process starting at the same moment may hold.
-    db = SqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
+    db = WatchedSqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
         'busy_timeout': BUSY_TIMEOUT_MS,
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
@@ -158,6 +172,63 @@ def _sqlite(url):
     # SQLite's LOWER() folds ASCII only; SCIM's caseExact=false means every letter.
     db.register_function(_lower, 'scim_lower', 1, deterministic=True)
     return db
+
+
+class WatchedSqliteDatabase(SqliteDatabase):
+    """A SQLite file that notices being deleted or replaced while it is open.
+
+    A file deleted (or renamed over) under an open connection still takes every
+    write, and nobody sees them again: the next start finds another file, or none.
+    So the first connection notes which files the path and its -wal name (device
+    and inode; the -wal once it exists), and every write first checks, two stat()
+    calls (about 5 µs), that they still name the same files. If not, the write is
+    refused, and every later one until a restart: StorageFailed, a 503. Reads go
+    on from the open file, which holds every write acknowledged until then.
+
+    SQLite deletes the -wal when the last connection to the file closes: that
+    happens here only at start-up (a retry of the schema) and shutdown, so a
+    close() forgets the files, and the next connection notes them again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.files = None   # [(path, (device, inode) or None)]
+        self.vanished = None
+
+    def _connect(self):
+        connection = super()._connect()
+        self._note_files()
+        return connection
+
+    def _note_files(self):
+        if self.files is None:
+            self.files = [(path, _file_identity(path)) for path in (self.database, self.database + '-wal')]
+
+    def close(self):
+        self.files = None
+        return super().close()
+
+    def check_files(self):
+        """Raise StorageFailed if the database file or its -wal is no longer the one opened."""
+        if self.vanished is None:
+            self._note_files()   # if a close() forgot them
+            for number, (path, identity) in enumerate(self.files):
+                found = _file_identity(path)
+                if identity is None:   # made since (the -wal: by the first write since the last close)
+                    self.files[number] = (path, found)
+                elif found != identity:
+                    self.vanished = (f'{path} was deleted or replaced while scimlite had it open: writes are '
+                                     'refused until scimlite is restarted, so that none is lost')
+                    log.error('THE DATABASE FILE %s', self.vanished)
+        if self.vanished is not None:
+            raise StorageFailed(self.vanished)
+
+
+def _file_identity(path):
+    try:
+        found = os.stat(path)
+    except OSError:   # not there, or no longer reachable (its folder gone, or made a file)
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _postgresql(url):
@@ -233,6 +304,15 @@ def apply_schema():
                                  (SCHEMA_VERSION,))
 
 
+def _write_once():
+    """Write, changing nothing: a read-only file, file system or database (a full
+    disk, too) is then a one-line error at start, not a failure at the first write.
+    An up-to-date schema needs no write, and SQLite opens a read-only WAL file
+    for reading without complaint."""
+    with writing():
+        database.execute_sql('UPDATE scimlite_schema SET version = version')
+
+
 def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
     """apply_schema, waiting out another process that is opening the same SQLite file:
     turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
@@ -284,6 +364,65 @@ def is_unavailable(error):
         return 'locked' in str(error) or 'busy' in str(error)
     code = getattr(getattr(error, 'orig', None), 'pgcode', None)
     return code is None or code.startswith(RETRYABLE_SQLSTATES)
+
+
+# What a storage fault says, by the database's own codes: SQLite's primary result
+# codes (the low byte of an extended one), PostgreSQL's SQLSTATEs. The text is
+# the fallback, for a driver that gives no code.
+SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN = 13, 10, 8, 14
+STORAGE_FULL_SQLSTATES = ('53100',)            # disk_full ("could not extend file")
+STORAGE_FAILED_SQLSTATES = ('25006', '58030')  # read_only_sql_transaction, io_error
+STORAGE_FULL_TEXT = ('database or disk is full', 'could not extend file', 'no space left on device')
+STORAGE_FAILED_TEXT = ('disk i/o error', 'readonly database', 'read-only transaction', 'read-only file system',
+                       'unable to open database file')
+
+
+def storage_fault(error):
+    """StorageFull or StorageFailed, saying what happened, if `error` (or the error
+    it was raised while handling) is the storage failing rather than a statement
+    being wrong; else None.
+
+    The first error of the chain counts: after SQLITE_FULL, SQLite has rolled back
+    by itself, and the ROLLBACK that follows fails with "cannot rollback - no
+    transaction is active", which would otherwise hide the cause."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for error in reversed(chain):   # the first raised first
+        if isinstance(error, (StorageFull, StorageFailed)):
+            return error
+        fault = _storage_fault_kind(error)
+        if fault is not None:
+            return fault(first_line(error))
+    return None
+
+
+def _storage_fault_kind(error):
+    if not isinstance(error, DatabaseError):
+        return None
+    orig = getattr(error, 'orig', None)
+    sqlite_code = getattr(orig, 'sqlite_errorcode', None)
+    if sqlite_code is not None:
+        primary = sqlite_code & 0xff
+        return (StorageFull if primary == SQLITE_FULL
+                else StorageFailed if primary in (SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN) else None)
+    pgcode = getattr(orig, 'pgcode', None)
+    if pgcode is not None:
+        return (StorageFull if pgcode in STORAGE_FULL_SQLSTATES
+                else StorageFailed if pgcode in STORAGE_FAILED_SQLSTATES else None)
+    text = str(error).lower()
+    if any(words in text for words in STORAGE_FULL_TEXT):
+        return StorageFull
+    if any(words in text for words in STORAGE_FAILED_TEXT):
+        return StorageFailed
+    return None
+
+
+def first_line(error):
+    """An error's message, its first line only (PostgreSQL adds DETAIL and HINT lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def close_database():
@@ -1114,7 +1253,10 @@ def writer_turn():
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes still wait
     in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
-    return _writer if is_sqlite() else _NO_TURN
+    if not is_sqlite():
+        return _NO_TURN
+    database.obj.check_files()
+    return _writer
 
 
 @contextlib.contextmanager
