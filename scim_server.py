@@ -34,6 +34,7 @@ store.py; the console, the exchange recorder and the page at / in dashboard.py.
 
 import argparse
 import base64
+import codecs
 import configparser
 import contextlib
 import copy
@@ -124,13 +125,39 @@ def read_config_file(path):
     """The [scimlite] section of an ini file as a dict (empty if the file is absent)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding='utf-8') as handle:
-            parser.read_file(handle)
+        parser.read_string(config_text(Path(path).read_bytes(), path), source=str(path))
     except FileNotFoundError:
         return {}
     except (OSError, configparser.Error) as error:
-        raise SettingsError(f'cannot read {path}: {error}') from None
+        raise SettingsError(f'cannot read {path}: {one_line(error)}') from None
     return dict(parser['scimlite']) if parser.has_section('scimlite') else {}
+
+
+# What Windows editors save: Notepad UTF-8 (with or without a byte-order mark) or
+# UTF-16 with one ("UTF-16 LE"/"BE"); PowerShell 5.1's `>` and Out-File UTF-16 LE with one.
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, 'utf-8-sig'), (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16'))
+
+
+def config_text(data, path):
+    """The text of a config file's bytes: UTF-8, or UTF-8 or UTF-16 after a byte-order
+    mark. Anything else (Notepad's "ANSI", PowerShell 5.1's Set-Content, UTF-16 without
+    a mark) is a SettingsError that says to save it as UTF-8."""
+    encoding = next((name for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), 'utf-8')
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        where = f'byte {error.object[error.start]:#04x} at offset {error.start} is not {error.encoding.upper()}'
+    else:
+        if '\0' not in text:
+            return text
+        where = 'it holds NUL characters (UTF-16 without a byte-order mark?)'
+    raise SettingsError(f'cannot read {path}: {where}; save it as UTF-8 '
+                        '(in Notepad: File > Save as, Encoding: UTF-8)')
+
+
+def one_line(error):
+    """An exception's message on one line (configparser's span several)."""
+    return ' '.join(str(error).split())
 
 
 def load_settings(argv=None, environ=None):
