@@ -11,6 +11,7 @@ import pytest
 
 import scim_server
 import scimschema
+import store
 from serverprocess import ServerProcess, clean_environment, run_server
 
 TOKEN = 'startup-token-abcdef'
@@ -301,3 +302,27 @@ def test_a_config_file_without_a_section_header_is_one_line(tmp_path):
     (tmp_path / 'config.ini').write_text('port = 7005\n')
     process = run_server('--config', 'config.ini', '--port', '0', cwd=tmp_path)
     assert 'no section headers' in one_line_failure(process)
+
+
+# ---------------------------------------------------------------------------
+# sqlite:/// URLs: the path after the third slash, a Windows drive included
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('url, path_on_windows, path_elsewhere', [
+    ('sqlite:///scim.db', 'scim.db', 'scim.db'),
+    ('sqlite:///data/scim.db', 'data/scim.db', 'data/scim.db'),
+    ('sqlite:////var/lib/scimlite/scim.db', '/var/lib/scimlite/scim.db', '/var/lib/scimlite/scim.db'),
+    ('sqlite:///C:/data/scim.db', 'C:/data/scim.db', 'C:/data/scim.db'),
+    ('sqlite:///c:\\data\\scim.db', 'c:\\data\\scim.db', 'c:\\data\\scim.db'),
+    ('sqlite:////C:/data/scim.db', 'C:/data/scim.db', '/C:/data/scim.db'),
+    ('sqlite:////C:', '/C:', '/C:'),
+    ('sqlite://', '', ''),
+])
+@pytest.mark.parametrize('windows', [True, False])
+def test_a_sqlite_url_names_the_file_after_its_third_slash(url, path_on_windows, path_elsewhere, windows,
+                                                          monkeypatch):
+    monkeypatch.setattr(store, 'WINDOWS', windows)
+    path = path_on_windows if windows else path_elsewhere
+    assert store.sqlite_path(url) == path
+    if path:
+        assert store._sqlite(url).database == path, 'the path SQLite is given'
