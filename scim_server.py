@@ -39,6 +39,7 @@ import configparser
 import contextlib
 import copy
 import dataclasses
+import errno
 import hmac
 import ipaddress
 import json
@@ -46,6 +47,7 @@ import logging
 import math
 import os
 import re
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -1498,6 +1500,50 @@ def banner(settings, port):
     return '\n'.join(lines)
 
 
+# ---------------------------------------------------------------------------
+# Listening
+# ---------------------------------------------------------------------------
+
+WINDOWS = sys.platform == 'win32'
+
+
+def listening_options():
+    """The (level, option, value) a listening socket gets before it binds, so that a
+    second server on the same port is refused on every OS. On Windows SO_REUSEADDR
+    would let a second process bind the port too (waitress sets it): the socket is
+    made exclusive instead. Elsewhere SO_REUSEADDR, as waitress sets it, lets a
+    restart bind at once past the last connections' TIME_WAIT, and the OS still
+    refuses a second listener."""
+    if WINDOWS:
+        return [(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)]
+    return [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+
+
+def listening_sockets(host, port):
+    """Sockets bound to each address `host` names (`localhost` may be two), as waitress
+    would bind them but with listening_options(), for waitress's `sockets`. Raises
+    OSError if one cannot be bound."""
+    sockets, seen = [], set()
+    try:
+        for family, kind, protocol, _, address in socket.getaddrinfo(
+                host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE):
+            if family not in (socket.AF_INET, socket.AF_INET6) or address[:2] in seen:
+                continue
+            seen.add(address[:2])
+            listener = socket.socket(family, kind, protocol)
+            sockets.append(listener)
+            for option in listening_options():
+                listener.setsockopt(*option)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+    except OSError:
+        for listener in sockets:
+            listener.close()
+        raise
+    return sockets
+
+
 def main(argv=None):
     import waitress.server
 
@@ -1518,11 +1564,11 @@ def main(argv=None):
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         server = waitress.server.create_server(
-            application, host=settings['host'], port=settings['port'], threads=settings['threads'],
+            application, sockets=listening_sockets(settings['host'], settings['port']), threads=settings['threads'],
             ident='scimlite')
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
-            + (' (is another server running? try --port 5001)' if 'in use' in str(error) else ''))
+            + (' (is another server running? try --port 5001)' if error.errno == errno.EADDRINUSE else ''))
     port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
     print(banner(settings, port), flush=True)
     try:
