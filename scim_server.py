@@ -47,9 +47,12 @@ import logging
 import math
 import os
 import re
+import select
+import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -1501,10 +1504,14 @@ def banner(settings, port):
 
 
 # ---------------------------------------------------------------------------
-# Listening
+# Listening, and stopping cleanly
 # ---------------------------------------------------------------------------
 
 WINDOWS = sys.platform == 'win32'
+# How long the requests in flight get to finish, and their answers to go out, once
+# the server is asked to stop. A second Ctrl+C stops waiting.
+SHUTDOWN_SECONDS = 10
+STOP_SIGNALS = ('SIGINT', 'SIGTERM', 'SIGBREAK')   # Ctrl+C; `kill`, systemd, docker stop; Ctrl+Break on Windows
 
 
 def listening_options():
@@ -1544,6 +1551,61 @@ def listening_sockets(host, port):
     return sockets
 
 
+def serve_until_stopped(socket_map):
+    """Run waitress's loop over `socket_map` until Ctrl+C, Ctrl+Break or SIGTERM, then
+    stop cleanly: stop accepting, let the requests in flight finish and their answers
+    go out (for SHUTDOWN_SECONDS at most, or until a second signal), then close the
+    connections and waitress's threads. Returns how many requests were still being
+    served, and are left to die with the process.
+
+    waitress's own run() catches KeyboardInterrupt and returns at once, abandoning
+    the answers in flight: hence this loop, the one waitress runs, with a way out."""
+    from waitress import trigger, wasyncore
+    from waitress.server import BaseWSGIServer
+    signals = []
+    triggers = [item for item in socket_map.values() if isinstance(item, trigger.trigger)]
+
+    def stop(number, frame):
+        signals.append(number)
+        for each in triggers:   # wakes the loop now, not at its next timeout
+            each.pull_trigger()
+    previous = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS if hasattr(signal, name)}
+    try:
+        servers = [item for item in socket_map.values() if isinstance(item, BaseWSGIServer)]
+        adjustments = servers[0].adj
+        poll = wasyncore.poll2 if adjustments.asyncore_use_poll and hasattr(select, 'poll') else wasyncore.poll
+        while not signals:
+            poll(adjustments.asyncore_loop_timeout, socket_map)
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+
+        def patience():
+            return max(0.0, deadline - time.monotonic()) if len(signals) == 1 else 0.0
+        # Stop accepting. Not server.close(): that also closes the trigger, which wakes
+        # the loop when an answer is ready to go out.
+        for server in servers:
+            wasyncore.dispatcher.close(server)
+        while patience() and finish_answers(socket_map):
+            poll(min(adjustments.asyncore_loop_timeout, patience()), socket_map)
+        dispatcher = servers[0].task_dispatcher
+        dispatcher.shutdown(timeout=max(0.1, patience()))
+        wasyncore.close_all(socket_map)
+        return len(dispatcher.threads)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def finish_answers(socket_map):
+    """Have the loop close each connection that has no request being served and no
+    answer left to send (idle, or still sending its request); True while any is open."""
+    from waitress.channel import HTTPChannel
+    open_connections = [item for item in socket_map.values() if isinstance(item, HTTPChannel)]
+    for connection in open_connections:
+        if not connection.requests and not connection.total_outbufs_len:
+            connection.will_close = True
+    return bool(open_connections)
+
+
 def main(argv=None):
     import waitress.server
 
@@ -1562,22 +1624,26 @@ def main(argv=None):
     except store.CannotOpen as error:
         die(str(error))
     sys.setswitchinterval(SWITCH_INTERVAL)
+    socket_map = {}
     try:
         server = waitress.server.create_server(
-            application, sockets=listening_sockets(settings['host'], settings['port']), threads=settings['threads'],
-            ident='scimlite')
+            application, map=socket_map, sockets=listening_sockets(settings['host'], settings['port']),
+            threads=settings['threads'], ident='scimlite')
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
             + (' (is another server running? try --port 5001)' if error.errno == errno.EADDRINUSE else ''))
     port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
     print(banner(settings, port), flush=True)
+    still_serving = 0
     try:
-        server.run()
-    except KeyboardInterrupt:
-        application.close(finish=True)
+        still_serving = serve_until_stopped(socket_map)
+        if still_serving:
+            log.warning('stopped waiting for %d request(s) still being served', still_serving)
+        application.recorder.close(finish=True)   # the exchanges recorded last are written
         print('scimlite stopped.')
     finally:
-        application.close()
+        if not still_serving:   # closing a connection a request still uses would wait for that request
+            application.close()
 
 
 if __name__ == '__main__':
