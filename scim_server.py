@@ -1551,6 +1551,15 @@ def listening_sockets(host, port):
     return sockets
 
 
+WSAEACCES = 10013
+
+
+def port_taken(error):
+    """A bind refused because the port is held: EADDRINUSE, or on Windows WSAEACCES,
+    what a port held exclusively by another program (or reserved by Windows) gives."""
+    return error.errno == errno.EADDRINUSE or getattr(error, 'winerror', None) == WSAEACCES
+
+
 def serve_until_stopped(socket_map):
     """Run waitress's loop over `socket_map` until Ctrl+C, Ctrl+Break or SIGTERM, then
     stop cleanly: stop accepting, let the requests in flight finish and their answers
@@ -1631,7 +1640,7 @@ def main(argv=None):
             threads=settings['threads'], ident='scimlite')
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
-            + (' (is another server running? try --port 5001)' if error.errno == errno.EADDRINUSE else ''))
+            + (' (is another server running? try --port 5001)' if port_taken(error) else ''))
     port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
     print(banner(settings, port), flush=True)
     still_serving = 0

@@ -269,3 +269,20 @@ def test_a_port_taken_by_a_listening_socket_is_refused_with_eaddrinuse():
     finally:
         for listener in first:
             listener.close()
+
+
+@pytest.mark.parametrize('error, taken', [
+    (OSError(errno.EADDRINUSE, 'Address already in use'), True),
+    (OSError(errno.EACCES, 'Permission denied'), False),   # a port below 1024, on Linux
+    (OSError(errno.EADDRNOTAVAIL, 'Cannot assign requested address'), False),
+])
+def test_the_port_is_said_to_be_taken_only_when_it_is(error, taken):
+    assert scim_server.port_taken(error) is taken
+
+
+def test_on_windows_a_port_held_exclusively_elsewhere_is_taken_too():
+    """Windows answers WSAEACCES (10013) to a bind on a port that another program holds
+    with SO_EXCLUSIVEADDRUSE, or that Windows reserves."""
+    error = OSError(errno.EACCES, 'An attempt was made to access a socket in a way forbidden')
+    error.winerror = 10013
+    assert scim_server.port_taken(error)
