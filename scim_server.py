@@ -34,10 +34,12 @@ store.py; the console, the exchange recorder and the page at / in dashboard.py.
 
 import argparse
 import base64
+import codecs
 import configparser
 import contextlib
 import copy
 import dataclasses
+import errno
 import hmac
 import ipaddress
 import json
@@ -45,8 +47,12 @@ import logging
 import math
 import os
 import re
+import select
+import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -124,13 +130,39 @@ def read_config_file(path):
     """The [scimlite] section of an ini file as a dict (empty if the file is absent)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding='utf-8') as handle:
-            parser.read_file(handle)
+        parser.read_string(config_text(Path(path).read_bytes(), path), source=str(path))
     except FileNotFoundError:
         return {}
     except (OSError, configparser.Error) as error:
-        raise SettingsError(f'cannot read {path}: {error}') from None
+        raise SettingsError(f'cannot read {path}: {one_line(error)}') from None
     return dict(parser['scimlite']) if parser.has_section('scimlite') else {}
+
+
+# What Windows editors save: Notepad UTF-8 (with or without a byte-order mark) or
+# UTF-16 with one ("UTF-16 LE"/"BE"); PowerShell 5.1's `>` and Out-File UTF-16 LE with one.
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, 'utf-8-sig'), (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16'))
+
+
+def config_text(data, path):
+    """The text of a config file's bytes: UTF-8, or UTF-8 or UTF-16 after a byte-order
+    mark. Anything else (Notepad's "ANSI", PowerShell 5.1's Set-Content, UTF-16 without
+    a mark) is a SettingsError that says to save it as UTF-8."""
+    encoding = next((name for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), 'utf-8')
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        where = f'byte {error.object[error.start]:#04x} at offset {error.start} is not {error.encoding.upper()}'
+    else:
+        if '\0' not in text:
+            return text
+        where = 'it holds NUL characters (UTF-16 without a byte-order mark?)'
+    raise SettingsError(f'cannot read {path}: {where}; save it as UTF-8 '
+                        '(in Notepad: File > Save as, Encoding: UTF-8)')
+
+
+def one_line(error):
+    """An exception's message on one line (configparser's span several)."""
+    return ' '.join(str(error).split())
 
 
 def load_settings(argv=None, environ=None):
@@ -1506,6 +1538,118 @@ def banner(settings, port):
     return '\n'.join(lines)
 
 
+# ---------------------------------------------------------------------------
+# Listening, and stopping cleanly
+# ---------------------------------------------------------------------------
+
+WINDOWS = sys.platform == 'win32'
+# How long the requests in flight get to finish, and their answers to go out, once
+# the server is asked to stop. A second Ctrl+C stops waiting.
+SHUTDOWN_SECONDS = 10
+STOP_SIGNALS = ('SIGINT', 'SIGTERM', 'SIGBREAK')   # Ctrl+C; `kill`, systemd, docker stop; Ctrl+Break on Windows
+
+
+def listening_options():
+    """The (level, option, value) a listening socket gets before it binds, so that a
+    second server on the same port is refused on every OS. On Windows SO_REUSEADDR
+    would let a second process bind the port too (waitress sets it): the socket is
+    made exclusive instead. Elsewhere SO_REUSEADDR, as waitress sets it, lets a
+    restart bind at once past the last connections' TIME_WAIT, and the OS still
+    refuses a second listener."""
+    if WINDOWS:
+        return [(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)]
+    return [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+
+
+def listening_sockets(host, port):
+    """Sockets bound to each address `host` names (`localhost` may be two), as waitress
+    would bind them but with listening_options(), for waitress's `sockets`. Raises
+    OSError if one cannot be bound."""
+    sockets, seen = [], set()
+    try:
+        for family, kind, protocol, _, address in socket.getaddrinfo(
+                host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE):
+            if family not in (socket.AF_INET, socket.AF_INET6) or address[:2] in seen:
+                continue
+            seen.add(address[:2])
+            listener = socket.socket(family, kind, protocol)
+            sockets.append(listener)
+            for option in listening_options():
+                listener.setsockopt(*option)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+    except OSError:
+        for listener in sockets:
+            listener.close()
+        raise
+    return sockets
+
+
+WSAEACCES = 10013
+
+
+def port_taken(error):
+    """A bind refused because the port is held: EADDRINUSE, or on Windows WSAEACCES,
+    what a port held exclusively by another program (or reserved by Windows) gives."""
+    return error.errno == errno.EADDRINUSE or getattr(error, 'winerror', None) == WSAEACCES
+
+
+def serve_until_stopped(socket_map):
+    """Run waitress's loop over `socket_map` until Ctrl+C, Ctrl+Break or SIGTERM, then
+    stop cleanly: stop accepting, let the requests in flight finish and their answers
+    go out (for SHUTDOWN_SECONDS at most, or until a second signal), then close the
+    connections and waitress's threads. Returns how many requests were still being
+    served, and are left to die with the process.
+
+    waitress's own run() catches KeyboardInterrupt and returns at once, abandoning
+    the answers in flight: hence this loop, the one waitress runs, with a way out."""
+    from waitress import trigger, wasyncore
+    from waitress.server import BaseWSGIServer
+    signals = []
+    triggers = [item for item in socket_map.values() if isinstance(item, trigger.trigger)]
+
+    def stop(number, frame):
+        signals.append(number)
+        for each in triggers:   # wakes the loop now, not at its next timeout
+            each.pull_trigger()
+    previous = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS if hasattr(signal, name)}
+    try:
+        servers = [item for item in socket_map.values() if isinstance(item, BaseWSGIServer)]
+        adjustments = servers[0].adj
+        poll = wasyncore.poll2 if adjustments.asyncore_use_poll and hasattr(select, 'poll') else wasyncore.poll
+        while not signals:
+            poll(adjustments.asyncore_loop_timeout, socket_map)
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+
+        def patience():
+            return max(0.0, deadline - time.monotonic()) if len(signals) == 1 else 0.0
+        # Stop accepting. Not server.close(): that also closes the trigger, which wakes
+        # the loop when an answer is ready to go out.
+        for server in servers:
+            wasyncore.dispatcher.close(server)
+        while patience() and finish_answers(socket_map):
+            poll(min(adjustments.asyncore_loop_timeout, patience()), socket_map)
+        dispatcher = servers[0].task_dispatcher
+        dispatcher.shutdown(timeout=max(0.1, patience()))
+        wasyncore.close_all(socket_map)
+        return len(dispatcher.threads)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def finish_answers(socket_map):
+    """Have the loop close each connection that has no request being served and no
+    answer left to send (idle, or still sending its request); True while any is open."""
+    from waitress.channel import HTTPChannel
+    open_connections = [item for item in socket_map.values() if isinstance(item, HTTPChannel)]
+    for connection in open_connections:
+        if not connection.requests and not connection.total_outbufs_len:
+            connection.will_close = True
+    return bool(open_connections)
+
+
 def main(argv=None):
     import waitress.server
 
@@ -1524,22 +1668,26 @@ def main(argv=None):
     except store.CannotOpen as error:
         die(str(error))
     sys.setswitchinterval(SWITCH_INTERVAL)
+    socket_map = {}
     try:
         server = waitress.server.create_server(
-            application, host=settings['host'], port=settings['port'], threads=settings['threads'],
-            ident='scimlite')
+            application, map=socket_map, sockets=listening_sockets(settings['host'], settings['port']),
+            threads=settings['threads'], ident='scimlite')
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
-            + (' (is another server running? try --port 5001)' if 'in use' in str(error) else ''))
+            + (' (is another server running? try --port 5001)' if port_taken(error) else ''))
     port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
     print(banner(settings, port), flush=True)
+    still_serving = 0
     try:
-        server.run()
-    except KeyboardInterrupt:
-        application.close(finish=True)
+        still_serving = serve_until_stopped(socket_map)
+        if still_serving:
+            log.warning('stopped waiting for %d request(s) still being served', still_serving)
+        application.recorder.close(finish=True)   # the exchanges recorded last are written
         print('scimlite stopped.')
     finally:
-        application.close()
+        if not still_serving:   # closing a connection a request still uses would wait for that request
+            application.close()
 
 
 if __name__ == '__main__':

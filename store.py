@@ -150,8 +150,23 @@ def masked(url):
 BUSY_TIMEOUT_MS = 10000   # how long SQLite waits for another process's write lock
 
 
-def _sqlite(url):
+WINDOWS = os.name == 'nt'
+
+
+def sqlite_path(url):
+    """The file a `sqlite:///` URL names, as SQLite opens it ('' if none): after the
+    third slash, `sqlite:///scim.db` is relative to the working folder,
+    `sqlite:////var/lib/scimlite/scim.db` absolute, `sqlite:///C:/data/scim.db` on a
+    Windows drive. On Windows the four-slash form, `sqlite:////C:/data/scim.db`, names
+    the same drive, not a "/C:/data" that Windows cannot open."""
     path = url[len('sqlite:///'):] if url.startswith('sqlite:///') else ''
+    if WINDOWS and re.match(r'/[A-Za-z]:[/\\]', path):
+        path = path[1:]
+    return path
+
+
+def _sqlite(url):
+    path = sqlite_path(url)
     if not path or path == ':memory:':
         raise CannotOpen(
             f'{url!r} names no database file: use sqlite:///scim.db '

@@ -2,6 +2,7 @@
 
 These start the real server as a subprocess and talk to it over a socket."""
 
+import codecs
 import http.client
 import json
 import socket
@@ -10,6 +11,7 @@ import pytest
 
 import scim_server
 import scimschema
+import store
 from serverprocess import ServerProcess, clean_environment, run_server
 
 TOKEN = 'startup-token-abcdef'
@@ -249,3 +251,78 @@ def test_forwarded_headers_make_the_location_public(make_app):
                                headers={'Authorization': f'Bearer {TOKEN}', 'X-Forwarded-Proto': 'https',
                                         'X-Forwarded-Host': 'abcd.ngrok-free.app'})
     assert created.headers['Location'] == f'https://abcd.ngrok-free.app/scim/v2/Users/{created.json["id"]}'
+
+
+# ---------------------------------------------------------------------------
+# config.ini as Windows editors save it
+# ---------------------------------------------------------------------------
+
+CONFIG_TEXT = '[scimlite]\n# a comment with an accent: café\nport = 7005\ntoken = é-token\n'
+
+
+@pytest.mark.parametrize('saved_as, data', [
+    ('UTF-8 (Notepad, the default)', CONFIG_TEXT.encode('utf-8')),
+    ('UTF-8 with a byte-order mark (Notepad "UTF-8 with BOM", PowerShell 5.1 Out-File -Encoding utf8)',
+     codecs.BOM_UTF8 + CONFIG_TEXT.encode('utf-8')),
+    ('UTF-16 LE with a byte-order mark (Notepad "UTF-16 LE", PowerShell 5.1 ">")',
+     codecs.BOM_UTF16_LE + CONFIG_TEXT.encode('utf-16-le')),
+    ('UTF-16 BE with a byte-order mark (Notepad "UTF-16 BE")', codecs.BOM_UTF16_BE + CONFIG_TEXT.encode('utf-16-be')),
+    ('Windows line ends', CONFIG_TEXT.replace('\n', '\r\n').encode('utf-8')),
+])
+def test_config_file_is_read_as_windows_editors_save_it(saved_as, data, tmp_path):
+    path = tmp_path / 'config.ini'
+    path.write_bytes(data)
+    settings = scim_server.load_settings(['--config', str(path)], environ={})
+    assert (settings['port'], settings['tokens']) == (7005, ('é-token',)), saved_as
+
+
+@pytest.mark.parametrize('saved_as, data', [
+    ('Windows-1252 (Notepad "ANSI", PowerShell 5.1 Set-Content)', CONFIG_TEXT.encode('cp1252')),
+    ('UTF-16 LE without a byte-order mark', CONFIG_TEXT.encode('utf-16-le')),
+    ('UTF-16 LE cut short after its byte-order mark', codecs.BOM_UTF16_LE + CONFIG_TEXT.encode('utf-16-le')[:-1]),
+])
+def test_a_config_file_in_any_other_encoding_is_one_line_naming_utf8(saved_as, data, tmp_path):
+    path = tmp_path / 'config.ini'
+    path.write_bytes(data)
+    with pytest.raises(scim_server.SettingsError) as refused:
+        scim_server.load_settings(['--config', str(path)], environ={})
+    message = str(refused.value)
+    assert '\n' not in message, saved_as
+    assert str(path) in message and 'save it as UTF-8' in message, message
+
+
+def test_a_config_file_in_another_encoding_stops_the_server_with_one_line(tmp_path):
+    (tmp_path / 'config.ini').write_bytes(CONFIG_TEXT.encode('cp1252'))
+    process = run_server('--config', 'config.ini', '--port', '0', cwd=tmp_path)
+    line = one_line_failure(process)
+    assert 'is not UTF-8' in line and 'save it as UTF-8' in line
+
+
+def test_a_config_file_without_a_section_header_is_one_line(tmp_path):
+    (tmp_path / 'config.ini').write_text('port = 7005\n')
+    process = run_server('--config', 'config.ini', '--port', '0', cwd=tmp_path)
+    assert 'no section headers' in one_line_failure(process)
+
+
+# ---------------------------------------------------------------------------
+# sqlite:/// URLs: the path after the third slash, a Windows drive included
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('url, path_on_windows, path_elsewhere', [
+    ('sqlite:///scim.db', 'scim.db', 'scim.db'),
+    ('sqlite:///data/scim.db', 'data/scim.db', 'data/scim.db'),
+    ('sqlite:////var/lib/scimlite/scim.db', '/var/lib/scimlite/scim.db', '/var/lib/scimlite/scim.db'),
+    ('sqlite:///C:/data/scim.db', 'C:/data/scim.db', 'C:/data/scim.db'),
+    ('sqlite:///c:\\data\\scim.db', 'c:\\data\\scim.db', 'c:\\data\\scim.db'),
+    ('sqlite:////C:/data/scim.db', 'C:/data/scim.db', '/C:/data/scim.db'),
+    ('sqlite:////C:', '/C:', '/C:'),
+    ('sqlite://', '', ''),
+])
+@pytest.mark.parametrize('windows', [True, False])
+def test_a_sqlite_url_names_the_file_after_its_third_slash(url, path_on_windows, path_elsewhere, windows,
+                                                          monkeypatch):
+    monkeypatch.setattr(store, 'WINDOWS', windows)
+    path = path_on_windows if windows else path_elsewhere
+    assert store.sqlite_path(url) == path
+    if path:
+        assert store._sqlite(url).database == path, 'the path SQLite is given'
