@@ -112,6 +112,7 @@ def test_past_connection_limit_a_client_waits_which_is_why_the_default_is_high(s
     finally:
         abuse.close_all(idle)
     assert status is None and seconds >= 2
+    assert 'total open connections reached the connection limit' in scim.output, 'as Troubleshooting quotes'
     assert abuse.timed_get(scim.port, '/scim/v2/Users?count=1', TOKEN, timeout=5)[0] == 200, 'and it recovers'
 
 
@@ -249,3 +250,20 @@ def test_bad_connection_settings_are_one_line_errors(key, value, says):
         scim_server.normalise_settings({'token': 't', key: value})
     assert str(raised.value) == says
     assert '\n' not in str(raised.value)
+
+
+def test_the_readmes_waitress_serve_line_gives_the_same_limits():
+    """README, Connections and request bodies: what `waitress-serve` users are told to pass
+    is what `python scim_server.py` gives waitress on SQLite."""
+    import shlex
+
+    from waitress.adjustments import Adjustments
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    start = readme.index('    waitress-serve --listen=*:8080 --threads=1 --connection-limit')
+    line = readme[start:readme.index('scim_server:app', start)].replace('\\\n', ' ')
+    flags, _ = Adjustments.parse_args(shlex.split(line)[1:])
+    flags.pop('help'), flags.pop('call')
+    served = Adjustments(**flags)
+    options = scim_server.waitress_options(scim_server.normalise_settings({'token': 't'}))
+    options.pop('ident')
+    assert {key: getattr(served, key) for key in options} == options
