@@ -140,12 +140,14 @@ def test_headers_past_64_kib_are_refused(server):
 # Bodies past max_body_bytes
 # ---------------------------------------------------------------------------
 
-def test_a_100_mib_upload_is_refused_before_4_mib_is_sent_and_leaves_no_temp_file(server):
+@pytest.mark.parametrize('chunked', [False, True], ids=['content-length', 'chunked'])
+def test_a_100_mib_upload_is_refused_before_4_mib_is_sent_and_leaves_no_temp_file(server, chunked):
     """What send() accepted through a 16 KiB send buffer bounds what the server read:
-    the rest of 100 MiB never left this process."""
+    the rest of 100 MiB never left this process. Chunked, with no length to refuse by,
+    waitress reads up to its limit (max_body_bytes + 64 KiB), then refuses."""
     scim = server()
     status, accepted = abuse.upload_until_refused(scim.port, '/scim/v2/Users', TOKEN, 100 * 2**20,
-                                                  give_up_after=8 * 2**20)
+                                                  give_up_after=8 * 2**20, chunked=chunked)
     assert status == 413
     assert accepted < 4 * 2**20, f'{accepted:,} bytes were taken before the refusal'
     if LINUX_PROC:
