@@ -72,8 +72,8 @@ def post(port, size, timeout=20):
 
 
 def deleted_files_still_open(pid, timeout=2):
-    """The deleted files (spooled bodies) process `pid` still holds after `timeout`
-    seconds: waitress may answer a moment before it closes the request's buffer."""
+    """The deleted files (spooled bodies) process `pid` holds, given up to `timeout`
+    seconds to let them go: waitress may answer a moment before it closes the request's buffer."""
     deadline = time.monotonic() + timeout
     while abuse.open_deleted_files(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -198,7 +198,7 @@ def soft_open_file_limit(pid):
 
 
 @pytest.mark.skipif(not LINUX_PROC, reason='reads /proc/<pid>/limits')
-@pytest.mark.parametrize('hard, serves', [(20000, 2000), (1024, (1024 - scim_server.OTHER_FILES) // 3)])
+@pytest.mark.parametrize('hard, serves', [(8192, 2000), (1024, (1024 - scim_server.OTHER_FILES) // 3)])
 def test_the_open_file_limit_is_raised_toward_the_hard_limit(database_url, hard, serves):
     import resource
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < hard:
