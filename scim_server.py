@@ -93,17 +93,28 @@ DEFAULTS = {
     'max_page_size': 1000,
     'max_body_bytes': 1024 * 1024,
     'threads': '',   # empty: DEFAULT_THREADS for the database
+    'connection_limit': '',   # empty: DEFAULT_CONNECTION_LIMIT for this system
+    'channel_timeout': 30,
     'extensions': '',
     'quiet': False,
     'record_exchanges': True,
     'exchanges_kept': 500,
 }
-INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept')
+INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept',
+                    'connection_limit', 'channel_timeout')
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
 # runs one thread at a time and SQLite writes one at a time, so a second thread mostly
 # adds the handing over of the interpreter lock (README, Performance). PostgreSQL:
 # four, so that requests overlap their round trips to the database server.
 DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
+# Connections held open at once, idle and half-sent ones included: enough that a few
+# hundred held open by a script leave room for the IdP (README, Reliability). Past the
+# limit waitress stops accepting, and every client waits. By how waitress waits on its
+# sockets: poll() (POSIX) has no ceiling but the open-file limit, raised at start;
+# select(), where there is no poll() (Windows), Python builds for 512 sockets at most.
+POLL = hasattr(select, 'poll')
+DEFAULT_CONNECTION_LIMIT = {'poll': 2000, 'select': 400}
+SELECT_CONNECTION_LIMIT = 500
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
 ENVIRONMENT = {
@@ -196,9 +207,7 @@ def normalise_settings(overrides):
     if unknown:
         raise SettingsError(f'unknown setting(s): {", ".join(sorted(unknown))}')
     settings = Settings(DEFAULTS, **overrides)
-    if not str(settings['threads']).strip():
-        settings['threads'] = DEFAULT_THREADS['sqlite' if store.backend(str(settings['database'])) == 'sqlite'
-                                              else 'postgresql']
+    fill_in_defaults(settings)
     for key in INTEGER_SETTINGS:
         try:
             settings[key] = int(settings[key])
@@ -209,8 +218,12 @@ def normalise_settings(overrides):
         settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
         if settings[key] is None:
             raise SettingsError(f'{key} must be on or off, not {value!r}')
-    if settings['threads'] < 1:
-        raise SettingsError(f'threads must be at least 1, not {settings["threads"]}')
+    for key in ('threads', 'connection_limit', 'channel_timeout'):
+        if settings[key] < 1:
+            raise SettingsError(f'{key} must be at least 1, not {settings[key]}')
+    if not POLL and settings['connection_limit'] > SELECT_CONNECTION_LIMIT:
+        raise SettingsError(f'connection_limit must be at most {SELECT_CONNECTION_LIMIT} here (Windows), where '
+                            f'select() handles 512 sockets, not {settings["connection_limit"]}')
     if settings['exchanges_kept'] < 1:
         raise SettingsError('exchanges_kept must be at least 1 (record_exchanges = off records none)')
     if not 0 <= settings['port'] < 65536:
@@ -230,6 +243,15 @@ def normalise_settings(overrides):
     except DeclarationError as error:
         raise SettingsError(str(error)) from None
     return settings
+
+
+def fill_in_defaults(settings):
+    """Settings left empty whose default depends on the database or on the system."""
+    if not str(settings['threads']).strip():
+        settings['threads'] = DEFAULT_THREADS['sqlite' if store.backend(str(settings['database'])) == 'sqlite'
+                                              else 'postgresql']
+    if not str(settings['connection_limit']).strip():
+        settings['connection_limit'] = DEFAULT_CONNECTION_LIMIT['poll' if POLL else 'select']
 
 
 def is_loopback(host):
@@ -1650,6 +1672,65 @@ def finish_answers(socket_map):
     return bool(open_connections)
 
 
+# ---------------------------------------------------------------------------
+# waitress's limits, chosen rather than left at its defaults (README, Reliability)
+# ---------------------------------------------------------------------------
+
+# waitress refuses a body this much past max_body_bytes before reading it; up to
+# there it reads the body, and the app answers its own SCIM 413, which an IdP shows.
+BODY_HEADROOM = 64 * 1024
+# All of a request's headers: a SCIM request needs a few hundred bytes (a long
+# filter in the query a few KiB); waitress's default, 256 KiB, held by each of a
+# thousand half-sent requests, would be 256 MB.
+MAX_HEADER_BYTES = 64 * 1024
+# Open files a connection may hold: its socket, and the temporary files waitress
+# spools a large request body and a large response to.
+FILES_PER_CONNECTION = 3
+# Open files besides the connections': the database, the listening socket, waitress's
+# wake-up pipe, the log, PostgreSQL's connections.
+OTHER_FILES = 100
+
+
+def waitress_options(settings):
+    """The options `waitress.server.create_server` is given for these settings; raises
+    the open-file limit the connection limit needs (and lowers that limit, with a
+    warning, to what the system allows)."""
+    return {
+        'threads': settings['threads'],
+        'connection_limit': connections_that_fit(settings['connection_limit']),
+        'asyncore_use_poll': POLL,   # select() stops at 1024 sockets on POSIX
+        'channel_timeout': settings['channel_timeout'],
+        # How often idle connections are looked for: an idle one closes within
+        # channel_timeout + this.
+        'cleanup_interval': min(5, settings['channel_timeout']),
+        'max_request_body_size': settings['max_body_bytes'] + BODY_HEADROOM,
+        'max_request_header_size': MAX_HEADER_BYTES,
+        'ident': 'scimlite',
+    }
+
+
+def connections_that_fit(connection_limit):
+    """`connection_limit`, after raising this process's open-file soft limit toward
+    what it needs (as far as the hard limit); lower if the system allows fewer files."""
+    try:
+        import resource
+    except ImportError:   # Windows: no such limit, and select() bounds connection_limit
+        return connection_limit
+    wanted = connection_limit * FILES_PER_CONNECTION + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):   # macOS refuses past kern.maxfilesperproc
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return connection_limit
+    fits = max(1, (soft - OTHER_FILES) // FILES_PER_CONNECTION)
+    log.warning('the open-file limit (%d) leaves room for %d connections, not connection_limit = %d: '
+                'serving %d (raise the limit with ulimit -n %d)', soft, fits, connection_limit, fits, wanted)
+    return fits
+
+
 def main(argv=None):
     import waitress.server
 
@@ -1672,7 +1753,7 @@ def main(argv=None):
     try:
         server = waitress.server.create_server(
             application, map=socket_map, sockets=listening_sockets(settings['host'], settings['port']),
-            threads=settings['threads'], ident='scimlite')
+            **waitress_options(settings))
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
             + (' (is another server running? try --port 5001)' if port_taken(error) else ''))
