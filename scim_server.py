@@ -91,6 +91,8 @@ DEFAULTS = {
     'quiet': False,
     'record_exchanges': True,
     'exchanges_kept': 500,
+    'lock_wait': store.LOCK_WAIT,
+    'statement_timeout': store.STATEMENT_TIMEOUT,
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept')
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
@@ -98,6 +100,11 @@ INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_byte
 # adds the handing over of the interpreter lock (README, Performance). PostgreSQL:
 # four, so that requests overlap their round trips to the database server.
 DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
+# On SQLite, threads beyond `threads` for requests that wait for a lock another
+# process holds: they give their turn away while they wait (store.serving), so
+# reads go on being served. Waits end at `lock_wait` seconds: a 503.
+LOCK_WAITERS = 3
+SECONDS_SETTINGS = ('lock_wait', 'statement_timeout')   # seconds, fractions allowed
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
 ENVIRONMENT = {
@@ -177,6 +184,8 @@ def normalise_settings(overrides):
         settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
         if settings[key] is None:
             raise SettingsError(f'{key} must be on or off, not {value!r}')
+    for key in SECONDS_SETTINGS:
+        settings[key] = seconds_setting(key, settings[key])
     if settings['threads'] < 1:
         raise SettingsError(f'threads must be at least 1, not {settings["threads"]}')
     if settings['exchanges_kept'] < 1:
@@ -198,6 +207,16 @@ def normalise_settings(overrides):
     except DeclarationError as error:
         raise SettingsError(str(error)) from None
     return settings
+
+
+def seconds_setting(key, value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f'{key} must be a number of seconds, not {value!r}') from None
+    if not 0 < seconds < 86400:
+        raise SettingsError(f'{key} must be more than 0 seconds and less than a day, not {value}')
+    return seconds
 
 
 def is_loopback(host):
@@ -1370,9 +1389,11 @@ class ScimApp(bottle.Bottle):
         return self.recorder(environ, start_response)
 
     def serve(self, environ, start_response):
-        """Bottle's answer, the request's database connection released after it."""
+        """Bottle's answer, in the request's turn with the database and within its
+        deadline for locks (store.serving); its database connection released after it."""
         try:
-            return super().__call__(environ, start_response)
+            with store.serving():
+                return super().__call__(environ, start_response)
         finally:
             store.release_connection()
 
@@ -1395,7 +1416,8 @@ def make_app(overrides=None):
     if current_app is not None:
         current_app.close()
     app = current_app = ScimApp(settings)
-    store.open_database(settings['database'])
+    store.open_database(settings['database'], lock_wait=settings['lock_wait'],
+                        statement_timeout=settings['statement_timeout'], serving=settings['threads'])
     for method, path, handler, type_name in SCIM_ROUTES:
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
         app.route(settings['base_path'] + path, method, scim_endpoint(handler, *bound))
@@ -1471,6 +1493,13 @@ def banner(settings, port):
     return '\n'.join(lines)
 
 
+def server_threads(settings):
+    """waitress's threads: `threads`, and on SQLite LOCK_WAITERS more, for requests
+    that wait for another process's lock while the others are served."""
+    sqlite = store.backend(settings['database']) == 'sqlite'
+    return settings['threads'] + (LOCK_WAITERS if sqlite else 0)
+
+
 def main(argv=None):
     import waitress.server
 
@@ -1491,7 +1520,7 @@ def main(argv=None):
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         server = waitress.server.create_server(
-            application, host=settings['host'], port=settings['port'], threads=settings['threads'],
+            application, host=settings['host'], port=settings['port'], threads=server_threads(settings),
             ident='scimlite')
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
