@@ -30,7 +30,7 @@ from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, FloatField, ForeignKeyField,
     JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
     SqliteDatabase, TextField, Value, fn)
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 import scimfilter as F
 from scimschema import utc_time
@@ -162,7 +162,12 @@ def _sqlite(url, lock_wait):
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
     # lock too, which another process starting at the same moment may hold.
-    db = SqliteDatabase(path, timeout=lock_wait, pragmas={
+    # Pooled, not one connection per thread: the server runs more threads than serve
+    # at once (store.serving), and waitress hands requests to its threads in turn.
+    # The pool gives out its oldest free connection, so one warm connection (its
+    # page cache, its compiled statements) serves nearly every request, as one
+    # thread did. A connection moves between threads, never used by two at once.
+    db = PooledSqliteDatabase(path, max_connections=None, check_same_thread=False, timeout=lock_wait, pragmas={
         'busy_timeout': round(lock_wait * 1000),   # each write sets what is left of its request's
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
@@ -319,15 +324,15 @@ def close_database():
         return
     if not database.is_closed():
         database.close()
-    if isinstance(database.obj, PooledPostgresqlDatabase):
+    if isinstance(database.obj, PooledDatabase):
         database.obj.close_all()
 
 
 def release_connection():
-    """At the end of a request: a PostgreSQL connection goes back to the pool, so
-    that a broken one is replaced. SQLite keeps one connection per thread."""
+    """At the end of a request: its connection goes back to the pool (a PostgreSQL
+    one that broke is replaced), for whichever thread serves next."""
     db = database.obj
-    if isinstance(db, PooledPostgresqlDatabase) and not db.is_closed() and not db.in_transaction():
+    if isinstance(db, PooledDatabase) and not db.is_closed() and not db.in_transaction():
         db.close()
 
 
@@ -1207,11 +1212,11 @@ def writer_turn():
         return
     with _turn_given_away():
         if not _writer.acquire(timeout=max(0, _seconds_left())):
-            raise Busy('the database is being written by another request; try again')
+            raise Busy('another writer holds the database; try again')
         try:
             left = _seconds_left()
             if left <= 0:
-                raise Busy('the database is being written by another request; try again')
+                raise Busy('another writer holds the database; try again')
             database.connection().execute(f'PRAGMA busy_timeout = {max(1, round(left * 1000))}')
             yield
         finally:
