@@ -1389,13 +1389,10 @@ class ScimApp(bottle.Bottle):
         return self.recorder(environ, start_response)
 
     def serve(self, environ, start_response):
-        """Bottle's answer, in the request's turn with the database and within its
-        deadline for locks (store.serving); its database connection released after it."""
-        try:
-            with store.serving():
-                return super().__call__(environ, start_response)
-        finally:
-            store.release_connection()
+        """Bottle's answer, in the request's turn with the database, within its
+        deadline for locks, its connection released after it (store.serving)."""
+        with store.serving():
+            return super().__call__(environ, start_response)
 
     def close(self, finish=False):
         """Stop recording and printing, and close the database. With `finish`, what

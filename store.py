@@ -1146,9 +1146,10 @@ _this_thread = threading.local()   # .deadline, and .serving: whether it holds a
 
 @contextlib.contextmanager
 def serving():
-    """A request's time with the database: its turn (SQLite), and the deadline by
-    which it stops waiting for locks others hold, LOCK_WAIT (the `lock_wait`
-    setting) from now, however many waits and retries it makes."""
+    """A request's time with the database: its turn (SQLite), the deadline by which
+    it stops waiting for locks others hold, LOCK_WAIT (the `lock_wait` setting)
+    from now, however many waits and retries it makes, and its connection, given
+    back to the pool at the end."""
     turn = _serving
     if turn is not None:
         turn.acquire()
@@ -1157,6 +1158,8 @@ def serving():
         with lock_deadline(_lock_wait):
             yield
     finally:
+        # Within the turn: the next request then finds this connection, the warm one, free.
+        release_connection()
         if turn is not None and _this_thread.serving:
             _this_thread.serving = False
             turn.release()
