@@ -99,6 +99,8 @@ DEFAULTS = {
     'quiet': False,
     'record_exchanges': True,
     'exchanges_kept': 500,
+    'lock_wait': store.LOCK_WAIT,
+    'statement_timeout': store.STATEMENT_TIMEOUT,
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept',
                     'connection_limit', 'channel_timeout')
@@ -115,6 +117,11 @@ DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
 POLL = hasattr(select, 'poll')
 DEFAULT_CONNECTION_LIMIT = {'poll': 2000, 'select': 400}
 SELECT_CONNECTION_LIMIT = 500
+# On SQLite, threads beyond `threads` for requests that wait for a lock another
+# process holds: they give their turn away while they wait (store.serving), so
+# reads go on being served. Waits end at `lock_wait` seconds: a 503.
+LOCK_WAITERS = 3
+SECONDS_SETTINGS = ('lock_wait', 'statement_timeout')   # seconds, fractions allowed
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
 ENVIRONMENT = {
@@ -218,6 +225,8 @@ def normalise_settings(overrides):
         settings[key] = value if isinstance(value, bool) else BOOLEANS.get(str(value).strip().lower())
         if settings[key] is None:
             raise SettingsError(f'{key} must be on or off, not {value!r}')
+    for key in SECONDS_SETTINGS:
+        settings[key] = seconds_setting(key, settings[key])
     for key in ('threads', 'connection_limit', 'channel_timeout'):
         if settings[key] < 1:
             raise SettingsError(f'{key} must be at least 1, not {settings[key]}')
@@ -252,6 +261,16 @@ def fill_in_defaults(settings):
                                               else 'postgresql']
     if not str(settings['connection_limit']).strip():
         settings['connection_limit'] = DEFAULT_CONNECTION_LIMIT['poll' if POLL else 'select']
+
+
+def seconds_setting(key, value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f'{key} must be a number of seconds, not {value!r}') from None
+    if not 0 < seconds < 86400:
+        raise SettingsError(f'{key} must be more than 0 seconds and less than a day, not {value}')
+    return seconds
 
 
 def is_loopback(host):
@@ -1459,11 +1478,10 @@ class ScimApp(bottle.Bottle):
         return self.recorder(environ, start_response)
 
     def serve(self, environ, start_response):
-        """Bottle's answer, the request's database connection released after it."""
-        try:
+        """Bottle's answer, in the request's turn with the database, within its
+        deadline for locks, its connection released after it (store.serving)."""
+        with store.serving():
             return super().__call__(environ, start_response)
-        finally:
-            store.release_connection()
 
     def close(self, finish=False):
         """Stop recording and printing, and close the database. With `finish`, what
@@ -1484,7 +1502,8 @@ def make_app(overrides=None):
     if current_app is not None:
         current_app.close()
     app = current_app = ScimApp(settings)
-    store.open_database(settings['database'])
+    store.open_database(settings['database'], lock_wait=settings['lock_wait'],
+                        statement_timeout=settings['statement_timeout'], serving=settings['threads'])
     for method, path, handler, type_name in SCIM_ROUTES:
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
         app.route(settings['base_path'] + path, method, scim_endpoint(handler, *bound))
@@ -1696,7 +1715,7 @@ def waitress_options(settings):
     the open-file limit the connection limit needs (and lowers that limit, with a
     warning, to what the system allows)."""
     return {
-        'threads': settings['threads'],
+        'threads': server_threads(settings),
         'connection_limit': connections_that_fit(settings['connection_limit']),
         'asyncore_use_poll': POLL,   # select() stops at 1024 sockets on POSIX
         'channel_timeout': settings['channel_timeout'],
@@ -1729,6 +1748,13 @@ def connections_that_fit(connection_limit):
     log.warning('the open-file limit (%d) leaves room for %d connections, not connection_limit = %d: '
                 'serving %d (raise the limit with ulimit -n %d)', soft, fits, connection_limit, fits, wanted)
     return fits
+
+
+def server_threads(settings):
+    """waitress's threads: `threads`, and on SQLite LOCK_WAITERS more, for requests
+    that wait for another process's lock while the others are served."""
+    sqlite = store.backend(settings['database']) == 'sqlite'
+    return settings['threads'] + (LOCK_WAITERS if sqlite else 0)
 
 
 def main(argv=None):

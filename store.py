@@ -32,7 +32,7 @@ from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, FloatField, ForeignKeyField,
     JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
     SqliteDatabase, TextField, Value, fn)
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 import scimfilter as F
 from scimschema import utc_time
@@ -106,16 +106,37 @@ class StorageFailed(StoreError):
 # Database
 # ---------------------------------------------------------------------------
 
-def open_database(url):
+BUSY_TIMEOUT_MS = 10000   # how long start-up waits for another process opening the same SQLite file
+# The seconds a request may wait, counted across the store's retries, for locks
+# another process or session holds, before it gives up (Busy, or the database's own
+# "locked" / lock_timeout error: a 503 with Retry-After). Our own writes take
+# milliseconds; a lock held longer is someone else's long transaction.
+LOCK_WAIT = 5.0
+# PostgreSQL's statement_timeout, seconds: far above the slowest legitimate query
+# (a value-path search through 100,000 users, README, Reliability), and a cap on
+# any other wait a statement meets.
+STATEMENT_TIMEOUT = 60.0
+
+
+def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT, serving=1):
     """Open the database named by `url`, apply the schema, return it.
 
     `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
-    (pooled connections). Raises CannotOpen with a one-line reason."""
+    (pooled connections). `lock_wait`: the seconds a request may wait, in all, for
+    locks others hold (see serving()); `statement_timeout`: PostgreSQL's, seconds;
+    `serving`: how many requests use SQLite at once. Raises CannotOpen with a
+    one-line reason."""
+    global _lock_wait, _serving
+    _lock_wait = lock_wait
     name = backend(url)
     if name == 'postgresql':
-        db = _postgresql(url)
+        db = _postgresql(url, lock_wait, statement_timeout)
+        _serving = None
     elif name == 'sqlite':
-        db = _sqlite(url)
+        db = _sqlite(url, lock_wait)
+        # A plain lock for one at a time: taken and given back at every write, and a
+        # semaphore costs several times as much in Python.
+        _serving = threading.Lock() if serving == 1 else threading.BoundedSemaphore(serving)
     else:
         raise CannotOpen(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
                          'or postgresql://user@host:5432/dbname')
@@ -147,9 +168,6 @@ def masked(url):
     return re.sub(r'([?&]password=)[^&]*', r'\1***', url, flags=re.IGNORECASE)
 
 
-BUSY_TIMEOUT_MS = 10000   # how long SQLite waits for another process's write lock
-
-
 WINDOWS = os.name == 'nt'
 
 
@@ -165,7 +183,7 @@ def sqlite_path(url):
     return path
 
 
-def _sqlite(url):
+def _sqlite(url, lock_wait):
     path = sqlite_path(url)
     if not path or path == ':memory:':
         raise CannotOpen(
@@ -173,8 +191,13 @@ def _sqlite(url):
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
     # lock too, which another process starting at the same moment may hold.
-    db = WatchedSqliteDatabase(path, timeout=BUSY_TIMEOUT_MS / 1000, pragmas={
-        'busy_timeout': BUSY_TIMEOUT_MS,
+    # Pooled, not one connection per thread: the server runs more threads than serve
+    # at once (store.serving), and waitress hands requests to its threads in turn.
+    # The pool gives out its oldest free connection, so one warm connection (its
+    # page cache, its compiled statements) serves nearly every request, as one
+    # thread did. A connection moves between threads, never used by two at once.
+    db = WatchedSqliteDatabase(path, max_connections=None, check_same_thread=False, timeout=lock_wait, pragmas={
+        'busy_timeout': round(lock_wait * 1000),   # each write sets what is left of its request's
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
         'foreign_keys': 1,
@@ -189,7 +212,7 @@ def _sqlite(url):
     return db
 
 
-class WatchedSqliteDatabase(SqliteDatabase):
+class WatchedSqliteDatabase(PooledSqliteDatabase):
     """A SQLite file that notices being deleted or replaced while it is open.
 
     A file deleted (or renamed over) under an open connection still takes every
@@ -201,8 +224,9 @@ class WatchedSqliteDatabase(SqliteDatabase):
     on from the open file, which holds every write acknowledged until then.
 
     SQLite deletes the -wal when the last connection to the file closes: that
-    happens here only at start-up (a retry of the schema) and shutdown, so a
-    close() forgets the files, and the next connection notes them again."""
+    happens here only at start-up (a retry of the schema) and shutdown (the pool
+    keeps its connections open between requests), so closing the last one forgets
+    the files, and the next connection notes them again."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -218,9 +242,10 @@ class WatchedSqliteDatabase(SqliteDatabase):
         if self.files is None:
             self.files = [(path, _file_identity(path)) for path in (self.database, self.database + '-wal')]
 
-    def close(self):
-        self.files = None
-        return super().close()
+    def _close_raw(self, conn):
+        super()._close_raw(conn)
+        if not self._in_use and not self._connections:
+            self.files = None
 
     def check_files(self):
         """Raise StorageFailed if the database file or its -wal is no longer the one opened."""
@@ -246,7 +271,7 @@ def _file_identity(path):
     return found.st_dev, found.st_ino
 
 
-def _postgresql(url):
+def _postgresql(url, lock_wait, statement_timeout):
     try:
         from psycopg2.extensions import parse_dsn
         import psycopg2
@@ -261,6 +286,11 @@ def _postgresql(url):
     if not name:
         raise CannotOpen(f'{masked(url)!r} names no database: use postgresql://user@host:5432/dbname')
     params.setdefault('connect_timeout', '10')
+    # Set as the connection starts, no round trip of their own: a row lock another
+    # session holds, or a statement gone wrong, cannot hold a thread for ever.
+    params['options'] = ' '.join(filter(None, (
+        params.get('options'), f'-c lock_timeout={round(lock_wait * 1000)}',
+        f'-c statement_timeout={round(statement_timeout * 1000)}')))
     # Each request takes a connection from the pool and gives it back when it ends
     # (release_connection); one that broke is not given out again. No cap of our
     # own: a thread holds one connection at a time, so the WSGI server's threads
@@ -296,9 +326,13 @@ def apply_schema():
     """Create the tables, or bring a database an older scimlite made up to date.
 
     Idempotent, and one process at a time (SQLite's write lock, a PostgreSQL
-    advisory lock), so several servers may start at once on one database."""
-    with writing():
+    advisory lock), so several servers may start at once on one database. Start-up
+    waits as long as it takes for the process upgrading before it: not bound by
+    the requests' LOCK_WAIT or PostgreSQL's statement_timeout."""
+    with lock_deadline(BUSY_TIMEOUT_MS / 1000), writing():
         if not is_sqlite():
+            database.execute_sql('SET LOCAL lock_timeout = 0')
+            database.execute_sql('SET LOCAL statement_timeout = 0')
             database.execute_sql('SELECT pg_advisory_xact_lock(%s)', (SCHEMA_LOCK,))
         tables = set(database.get_tables())
         if 'scimlite_schema' in tables:   # which came with version 2
@@ -328,11 +362,11 @@ def _write_once():
         database.execute_sql('UPDATE scimlite_schema SET version = version')
 
 
-def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
+def _apply_schema_when_unlocked(seconds=None):
     """apply_schema, waiting out another process that is opening the same SQLite file:
     turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
     answer "database is locked" at once instead of calling its busy handler."""
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + (BUSY_TIMEOUT_MS / 1000 if seconds is None else seconds)
     while True:
         try:
             return apply_schema()
@@ -363,9 +397,10 @@ def is_sqlite():
 
 
 # PostgreSQL's SQLSTATE classes that say "try again": the connection (08), the
-# server shutting down (57P), a deadlock or serialization failure (40), and
-# insufficient resources such as too many connections (53).
-RETRYABLE_SQLSTATES = ('08', '57P', '40', '53')
+# server shutting down (57P), a deadlock or serialization failure (40),
+# insufficient resources such as too many connections (53), and our own bounds:
+# lock_timeout (55P03, a lock another session holds) and statement_timeout (57014).
+RETRYABLE_SQLSTATES = ('08', '57P', '40', '53', '55P03', '57014')
 
 
 def is_unavailable(error):
@@ -445,15 +480,15 @@ def close_database():
         return
     if not database.is_closed():
         database.close()
-    if isinstance(database.obj, PooledPostgresqlDatabase):
+    if isinstance(database.obj, PooledDatabase):
         database.obj.close_all()
 
 
 def release_connection():
-    """At the end of a request: a PostgreSQL connection goes back to the pool, so
-    that a broken one is replaced. SQLite keeps one connection per thread."""
+    """At the end of a request: its connection goes back to the pool (a PostgreSQL
+    one that broke is replaced), for whichever thread serves next."""
     db = database.obj
-    if isinstance(db, PooledPostgresqlDatabase) and not db.is_closed() and not db.in_transaction():
+    if isinstance(db, PooledDatabase) and not db.is_closed() and not db.in_transaction():
         db.close()
 
 
@@ -1256,22 +1291,96 @@ USER_UPDATE = Prepared(lambda: User.update(
 MAX_WRITE_ATTEMPTS = 20
 
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
+_lock_wait = LOCK_WAIT   # open_database sets it
+# On SQLite, how many requests use the database at once (open_database: the
+# `threads` setting, one by default: README, Performance). The WSGI server may run
+# more threads than that: a request that waits for a lock gives its turn to them,
+# so reads go on while a write waits for another process. None on PostgreSQL.
+_serving = None
+_this_thread = threading.local()   # .deadline, and .serving: whether it holds a turn
 
 
-_NO_TURN = contextlib.nullcontext()
+@contextlib.contextmanager
+def serving():
+    """A request's time with the database: its turn (SQLite), the deadline by which
+    it stops waiting for locks others hold, LOCK_WAIT (the `lock_wait` setting)
+    from now, however many waits and retries it makes, and its connection, given
+    back to the pool at the end."""
+    turn = _serving
+    if turn is not None:
+        turn.acquire()
+        _this_thread.serving = True
+    try:
+        with lock_deadline(_lock_wait):
+            yield
+    finally:
+        # Within the turn: the next request then finds this connection, the warm one, free.
+        release_connection()
+        if turn is not None and _this_thread.serving:
+            _this_thread.serving = False
+            turn.release()
 
 
+@contextlib.contextmanager
+def lock_deadline(seconds):
+    """This thread stops waiting for locks others hold `seconds` from now."""
+    before = getattr(_this_thread, 'deadline', None)
+    _this_thread.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _this_thread.deadline = before
+
+
+def _seconds_left():
+    """What this thread's request may still wait for a lock; outside a request (the
+    exchange log's writer), a whole LOCK_WAIT each time."""
+    deadline = getattr(_this_thread, 'deadline', None)
+    return _lock_wait if deadline is None else deadline - time.monotonic()
+
+
+@contextlib.contextmanager
+def _turn_given_away():
+    """While this thread may wait for a lock, another request has its turn."""
+    turn = _serving
+    if turn is None or not getattr(_this_thread, 'serving', False):
+        yield
+        return
+    _this_thread.serving = False
+    turn.release()
+    try:
+        yield
+    finally:
+        turn.acquire()
+        _this_thread.serving = True
+
+
+@contextlib.contextmanager
 def writer_turn():
-    """This process's turn to write (a context manager).
+    """This process's turn to write (a context manager), waited for no longer than
+    the request's deadline: Busy after it.
 
     SQLite has one writer. Threads of this process queue here, on a Python lock,
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
-    threads then spent more time asleep than writing. Other processes still wait
-    in busy_timeout. PostgreSQL takes writers concurrently: no turn to wait for."""
+    threads then spent more time asleep than writing. Other processes' writers are
+    waited for in busy_timeout, set to what is left of the deadline. The request's
+    serving turn is given away meanwhile. PostgreSQL takes writers concurrently: no
+    turn to wait for (its lock_timeout bounds the waits for rows)."""
     if not is_sqlite():
-        return _NO_TURN
+        yield
+        return
     database.obj.check_files()
-    return _writer
+    with _turn_given_away():
+        if not _writer.acquire(timeout=max(0, _seconds_left())):
+            raise Busy('another writer holds the database; try again')
+        try:
+            left = _seconds_left()
+            if left <= 0:
+                raise Busy('another writer holds the database; try again')
+            database.connection().execute(f'PRAGMA busy_timeout = {max(1, round(left * 1000))}')
+            yield
+        finally:
+            _writer.release()
 
 
 @contextlib.contextmanager
@@ -1289,12 +1398,17 @@ def _retry_turn(model, resource_id):
     """The turn of a write that lost an optimistic race: with it, it cannot lose again.
     SQLite: this process's writer turn, held from the read to the write (other
     processes wait in SQLite's own lock). PostgreSQL: the row locked (FOR NO KEY
-    UPDATE, what an UPDATE of it takes) in one transaction, so retries take turns."""
+    UPDATE, what an UPDATE of it takes) in one transaction, so retries take turns,
+    each waiting only for what is left of the request's deadline."""
     if is_sqlite():
-        with _writer:
+        with writer_turn():
             yield
     else:
         with database.atomic():
+            left = _seconds_left()
+            if left <= 0:
+                raise Busy(f'{resource_id} is being changed by other writers; try again')
+            database.execute_sql(f'SET LOCAL lock_timeout = {max(1, round(left * 1000))}')
             list(model.select(model.id).where(model.id == resource_id).for_update('FOR NO KEY UPDATE').tuples())
             yield
 

@@ -7,7 +7,6 @@ import sqlite3
 import pytest
 import webtest
 
-import store
 from conftest import BASE, ON_POSTGRESQL, TOKEN, USER_SCHEMA, assert_scim_error, postgresql
 
 HEADERS = {'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/scim+json'}
@@ -23,10 +22,8 @@ def total(client):
 
 
 @pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's file lock, held by another process")
-def test_sqlite_locked_by_another_process_past_the_busy_timeout_is_503_then_works(database_url, make_app,
-                                                                                  monkeypatch):
-    monkeypatch.setattr(store, 'BUSY_TIMEOUT_MS', 200)
-    client = webtest.TestApp(make_app())
+def test_sqlite_locked_by_another_process_past_the_lock_wait_is_503_then_works(database_url, make_app):
+    client = webtest.TestApp(make_app(lock_wait=0.2))
     assert create(client, 'before@example.com').status_int == 201
     other = sqlite3.connect(database_url[len('sqlite:///'):], isolation_level=None)
     other.execute('BEGIN IMMEDIATE')   # another process holds the write lock
