@@ -325,4 +325,4 @@ def test_a_sqlite_url_names_the_file_after_its_third_slash(url, path_on_windows,
     path = path_on_windows if windows else path_elsewhere
     assert store.sqlite_path(url) == path
     if path:
-        assert store._sqlite(url).database == path, 'the path SQLite is given'
+        assert store._sqlite(url, store.LOCK_WAIT).database == path, 'the path SQLite is given'
