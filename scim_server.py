@@ -117,9 +117,10 @@ DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
 POLL = hasattr(select, 'poll')
 DEFAULT_CONNECTION_LIMIT = {'poll': 2000, 'select': 400}
 SELECT_CONNECTION_LIMIT = 500
-# On SQLite, threads beyond `threads` for requests that wait for a lock another
-# process holds: they give their turn away while they wait (store.serving), so
-# reads go on being served. Waits end at `lock_wait` seconds: a 503.
+# On SQLite, threads added beyond `threads` while requests wait for a lock another
+# process holds (one per waiting request, at most this many): they give their turn
+# away while they wait (store.watch_long_waits), so reads go on being served. Waits
+# end at `lock_wait` seconds: a 503. Added only then: each thread costs every request.
 LOCK_WAITERS = 3
 SECONDS_SETTINGS = ('lock_wait', 'statement_timeout')   # seconds, fractions allowed
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
@@ -1715,7 +1716,7 @@ def waitress_options(settings):
     the open-file limit the connection limit needs (and lowers that limit, with a
     warning, to what the system allows)."""
     return {
-        'threads': server_threads(settings),
+        'threads': settings['threads'],
         'connection_limit': connections_that_fit(settings['connection_limit']),
         'asyncore_use_poll': POLL,   # select() stops at 1024 sockets on POSIX
         'channel_timeout': settings['channel_timeout'],
@@ -1750,11 +1751,13 @@ def connections_that_fit(connection_limit):
     return fits
 
 
-def server_threads(settings):
-    """waitress's threads: `threads`, and on SQLite LOCK_WAITERS more, for requests
-    that wait for another process's lock while the others are served."""
-    sqlite = store.backend(settings['database']) == 'sqlite'
-    return settings['threads'] + (LOCK_WAITERS if sqlite else 0)
+def threads_while_waiting(settings, dispatcher):
+    """On SQLite, waitress's threads follow the requests waiting for a lock: `threads`,
+    and one more for each (LOCK_WAITERS at most), while they wait."""
+    if store.backend(settings['database']) != 'sqlite':
+        return
+    store.watch_long_waits(lambda waiting: dispatcher.set_thread_count(
+        settings['threads'] + min(waiting, LOCK_WAITERS)))
 
 
 def main(argv=None):
@@ -1783,6 +1786,7 @@ def main(argv=None):
     except OSError as error:
         die(f'cannot listen on {settings["host"]}:{settings["port"]}: {error.strerror or error}'
             + (' (is another server running? try --port 5001)' if port_taken(error) else ''))
+    threads_while_waiting(settings, server.task_dispatcher)
     port = server.effective_port if hasattr(server, 'effective_port') else settings['port']
     print(banner(settings, port), flush=True)
     still_serving = 0

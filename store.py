@@ -32,7 +32,7 @@ from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, FloatField, ForeignKeyField,
     JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
     SqliteDatabase, TextField, Value, fn)
-from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 import scimfilter as F
 from scimschema import utc_time
@@ -191,12 +191,9 @@ def _sqlite(url, lock_wait):
             '(relative) or sqlite:////absolute/path/scim.db')
     # The busy timeout first, and in the connection itself: turning WAL on takes a
     # lock too, which another process starting at the same moment may hold.
-    # Pooled, not one connection per thread: the server runs more threads than serve
-    # at once (store.serving), and waitress hands requests to its threads in turn.
-    # The pool gives out its oldest free connection, so one warm connection (its
-    # page cache, its compiled statements) serves nearly every request, as one
-    # thread did. A connection moves between threads, never used by two at once.
-    db = WatchedSqliteDatabase(path, max_connections=None, check_same_thread=False, timeout=lock_wait, pragmas={
+    # One connection per thread: one thread serves (and a few more only while requests
+    # wait for a lock, store.watch_long_waits), so one warm connection serves nearly all.
+    db = WatchedSqliteDatabase(path, timeout=lock_wait, pragmas={
         'busy_timeout': round(lock_wait * 1000),   # each write sets what is left of its request's
         'journal_mode': 'wal',      # readers never wait for the writer
         'synchronous': 'normal',    # WAL + NORMAL: a killed process loses nothing committed
@@ -212,7 +209,7 @@ def _sqlite(url, lock_wait):
     return db
 
 
-class WatchedSqliteDatabase(PooledSqliteDatabase):
+class WatchedSqliteDatabase(SqliteDatabase):
     """A SQLite file that notices being deleted or replaced while it is open.
 
     A file deleted (or renamed over) under an open connection still takes every
@@ -224,9 +221,8 @@ class WatchedSqliteDatabase(PooledSqliteDatabase):
     on from the open file, which holds every write acknowledged until then.
 
     SQLite deletes the -wal when the last connection to the file closes: that
-    happens here only at start-up (a retry of the schema) and shutdown (the pool
-    keeps its connections open between requests), so closing the last one forgets
-    the files, and the next connection notes them again."""
+    happens here only at start-up (a retry of the schema) and shutdown, so a
+    close forgets the files, and the next connection notes them again."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -242,10 +238,10 @@ class WatchedSqliteDatabase(PooledSqliteDatabase):
         if self.files is None:
             self.files = [(path, _file_identity(path)) for path in (self.database, self.database + '-wal')]
 
-    def _close_raw(self, conn):
-        super()._close_raw(conn)
-        if not self._in_use and not self._connections:
-            self.files = None
+    def _close(self, conn):
+        _busy_timeouts.pop(id(conn), None)
+        self.files = None
+        return super()._close(conn)
 
     def check_files(self):
         """Raise StorageFailed if the database file or its -wal is no longer the one opened."""
@@ -1300,25 +1296,33 @@ _serving = None
 _this_thread = threading.local()   # .deadline, and .serving: whether it holds a turn
 
 
-@contextlib.contextmanager
-def serving():
+class _Serving:
     """A request's time with the database: its turn (SQLite), the deadline by which
     it stops waiting for locks others hold, LOCK_WAIT (the `lock_wait` setting)
-    from now, however many waits and retries it makes, and its connection, given
-    back to the pool at the end."""
-    turn = _serving
-    if turn is not None:
-        turn.acquire()
-        _this_thread.serving = True
-    try:
-        with lock_deadline(_lock_wait):
-            yield
-    finally:
-        # Within the turn: the next request then finds this connection, the warm one, free.
-        release_connection()
-        if turn is not None and _this_thread.serving:
-            _this_thread.serving = False
-            turn.release()
+    from now, however many waits and retries it makes, and its connection released
+    at the end. A class, not a generator: it wraps every request."""
+
+    def __enter__(self):
+        self.turn = turn = _serving
+        if turn is not None:
+            turn.acquire()
+            _this_thread.serving = True
+        self.before = getattr(_this_thread, 'deadline', None)
+        _this_thread.deadline = time.monotonic() + _lock_wait
+
+    def __exit__(self, *exc):
+        _this_thread.deadline = self.before
+        try:
+            release_connection()
+        finally:
+            if self.turn is not None and _this_thread.serving:
+                _this_thread.serving = False
+                self.turn.release()
+
+
+def serving():
+    """with serving(): a request's time with the database (see _Serving)."""
+    return _Serving()
 
 
 @contextlib.contextmanager
@@ -1339,24 +1343,34 @@ def _seconds_left():
     return _lock_wait if deadline is None else deadline - time.monotonic()
 
 
-@contextlib.contextmanager
-def _turn_given_away():
-    """While this thread may wait for a lock, another request has its turn."""
-    turn = _serving
-    if turn is None or not getattr(_this_thread, 'serving', False):
-        yield
-        return
-    _this_thread.serving = False
-    turn.release()
-    try:
-        yield
-    finally:
-        turn.acquire()
-        _this_thread.serving = True
+# Threads whose request has given its turn away while its write may wait for a lock, and
+# since when (_WriterTurn): while it waits, another request has the turn, if a thread is
+# there to take it (watch_long_waits).
+_waiting_since = {}
+LONG_WAIT = 0.05   # seconds: a write still waiting after this is probably waiting for a lock
 
 
-@contextlib.contextmanager
-def writer_turn():
+def watch_long_waits(threads_for):
+    """Call `threads_for(n)` whenever the number n of requests that have given their
+    turn away for longer than LONG_WAIT changes: the server then runs more threads,
+    so that reads go on while writes wait for another process's lock, and only then.
+
+    One thread serves SQLite fastest (README, Performance): each added thread costs
+    every request its hand-overs, about half the throughput of a GET. A watchdog
+    thread looks every LONG_WAIT; a write that waits for nothing is done long before."""
+    def watch():
+        known = 0
+        while True:
+            time.sleep(LONG_WAIT)
+            now = time.monotonic()
+            waiting = sum(1 for since in list(_waiting_since.values()) if now - since > LONG_WAIT)
+            if waiting != known:
+                known = waiting
+                threads_for(waiting)
+    threading.Thread(target=watch, name='scimlite-lock-waits', daemon=True).start()
+
+
+class _WriterTurn:
     """This process's turn to write (a context manager), waited for no longer than
     the request's deadline: Busy after it.
 
@@ -1364,23 +1378,67 @@ def writer_turn():
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes' writers are
     waited for in busy_timeout, set to what is left of the deadline. The request's
-    serving turn is given away meanwhile. PostgreSQL takes writers concurrently: no
-    turn to wait for (its lock_timeout bounds the waits for rows)."""
-    if not is_sqlite():
-        yield
-        return
-    database.obj.check_files()
-    with _turn_given_away():
-        if not _writer.acquire(timeout=max(0, _seconds_left())):
-            raise Busy('another writer holds the database; try again')
+    serving turn is given away meanwhile (_waiting_since). A class, not a
+    generator: it wraps every write."""
+
+    def __enter__(self):
+        database.obj.check_files()
+        self.turn = turn = _serving   # given away while this write may wait
+        self.gave = turn is not None and getattr(_this_thread, 'serving', False)
+        if self.gave:
+            _this_thread.serving = False
+            _waiting_since[threading.get_ident()] = time.monotonic()
+            turn.release()
         try:
-            left = _seconds_left()
-            if left <= 0:
+            if not _writer.acquire(timeout=max(0, _seconds_left())):
                 raise Busy('another writer holds the database; try again')
-            database.connection().execute(f'PRAGMA busy_timeout = {max(1, round(left * 1000))}')
-            yield
-        finally:
+            try:
+                left = _seconds_left()
+                if left <= 0:
+                    raise Busy('another writer holds the database; try again')
+                _busy_timeout(max(1, round(left * 1000)))
+            except BaseException:
+                _writer.release()
+                raise
+        except BaseException:
+            self.take_turn_back()
+            raise
+
+    def __exit__(self, *exc):
+        try:
             _writer.release()
+        finally:
+            self.take_turn_back()
+
+    def take_turn_back(self):
+        if self.gave:
+            _waiting_since.pop(threading.get_ident(), None)
+            self.turn.acquire()
+            _this_thread.serving = True
+
+
+_NO_TURN = contextlib.nullcontext()
+
+
+def writer_turn():
+    """This process's turn to write (see _WriterTurn); PostgreSQL takes writers
+    concurrently: no turn to wait for (its lock_timeout bounds the waits for rows)."""
+    return _WriterTurn() if is_sqlite() else _NO_TURN
+
+
+BUSY_TIMEOUT_SLACK_MS = 50
+_busy_timeouts = {}   # id(connection) -> the busy_timeout set on it, in ms (until it closes)
+
+
+def _busy_timeout(milliseconds):
+    """Give this thread's connection a busy_timeout of about `milliseconds` (within
+    BUSY_TIMEOUT_SLACK_MS): a PRAGMA only when it is off by more, as it is only when
+    this request or the connection's last one has waited. A PRAGMA on every write
+    cost a tenth of the creates per second."""
+    connection = database.connection()
+    if abs(_busy_timeouts.get(id(connection), -BUSY_TIMEOUT_SLACK_MS * 2) - milliseconds) > BUSY_TIMEOUT_SLACK_MS:
+        connection.execute(f'PRAGMA busy_timeout = {milliseconds}')
+        _busy_timeouts[id(connection)] = milliseconds
 
 
 @contextlib.contextmanager

@@ -261,7 +261,7 @@ def test_the_readmes_waitress_serve_line_gives_the_same_limits():
 
     from waitress.adjustments import Adjustments
     readme = (ROOT / 'README.md').read_text(encoding='utf-8')
-    start = readme.index('    waitress-serve --listen=*:8080 --threads=4 --connection-limit')
+    start = readme.index('    waitress-serve --listen=*:8080 --threads=1 --connection-limit')
     line = readme[start:readme.index('scim_server:app', start)].replace('\\\n', ' ')
     flags, _ = Adjustments.parse_args(shlex.split(line)[1:])
     flags.pop('help'), flags.pop('call')

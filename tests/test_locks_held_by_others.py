@@ -179,8 +179,8 @@ def test_the_default_bounds_are_the_readmes():
     settings = scim_server.normalise_settings({'token': TOKEN})
     assert settings['lock_wait'] == store.LOCK_WAIT == 5
     assert settings['statement_timeout'] == store.STATEMENT_TIMEOUT == 60
-    assert scim_server.server_threads(settings) == 1 + scim_server.LOCK_WAITERS == 4
-    assert scim_server.server_threads(dict(settings, database='postgresql://db/scim', threads=4)) == 4
+    assert scim_server.waitress_options(settings)['threads'] == settings['threads'] == 1
+    assert scim_server.LOCK_WAITERS == 3
 
 
 @pytest.mark.parametrize('value', ['0', '-1', 'soon', '86400'])
