@@ -121,8 +121,8 @@ STATEMENT_TIMEOUT = 60.0
 def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT, serving=1):
     """Open the database named by `url`, apply the schema, return it.
 
-    `sqlite:///path/to/file.db`, or `postgresql://user:password@host:port/dbname`
-    (pooled connections). `lock_wait`: the seconds a request may wait, in all, for
+    `sqlite:///path/to/file.db` (a connection per thread), or
+    `postgresql://user:password@host:port/dbname` (pooled connections). `lock_wait`: the seconds a request may wait, in all, for
     locks others hold (see serving()); `statement_timeout`: PostgreSQL's, seconds;
     `serving`: how many requests use SQLite at once. Raises CannotOpen with a
     one-line reason."""
