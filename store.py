@@ -122,10 +122,10 @@ def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT,
     """Open the database named by `url`, apply the schema, return it.
 
     `sqlite:///path/to/file.db` (a connection per thread), or
-    `postgresql://user:password@host:port/dbname` (pooled connections). `lock_wait`: the seconds a request may wait, in all, for
-    locks others hold (see serving()); `statement_timeout`: PostgreSQL's, seconds;
-    `serving`: how many requests use SQLite at once. Raises CannotOpen with a
-    one-line reason."""
+    `postgresql://user:password@host:port/dbname` (pooled connections).
+    `lock_wait`: the seconds a request may wait, in all, for locks others hold (see
+    serving()); `statement_timeout`: PostgreSQL's, seconds; `serving`: how many
+    requests use SQLite at once. Raises CannotOpen with a one-line reason."""
     global _lock_wait, _serving
     _lock_wait = lock_wait
     name = backend(url)
