@@ -363,8 +363,7 @@ class Patcher:
                 raise ScimError(400, 'noTarget', f'No value of {key} matches the filter, and its values '
                                 f'cannot make one: {error.detail}') from None
         written = dict(made)
-        set_key(written, *sub_value(key, sub, sub_attributes(definition).get(sub.lower()) if definition else None,
-                                    value))
+        set_key(written, *sub_value(key, sub, sub_attributes(definition).get(sub.lower()), value))
         if not matches_filter(value_filter, written):
             raise ScimError(400, 'noTarget', f'No value of {key} matches the filter, and writing {sub} to the '
                             'value it describes would make one it does not match.')

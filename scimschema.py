@@ -420,7 +420,7 @@ def check_value(definition, value, where, one=False):
                 checked[sub['name']] = check_value(sub, item, f'{where}.{sub["name"]}')
         return checked
     if type_ == 'boolean':
-        value = BOOLEAN_STRINGS.get(value.lower(), value) if isinstance(value, str) else value
+        value = comparable(definition, value)   # Entra's "True"/"False"
         if not isinstance(value, bool):
             raise ScimError(400, 'invalidValue', f'{where} must be true or false.')
         return value
