@@ -1659,7 +1659,7 @@ def serve_until_stopped(socket_map):
     try:
         servers = [item for item in socket_map.values() if isinstance(item, BaseWSGIServer)]
         adjustments = servers[0].adj
-        poll = wasyncore.poll2 if adjustments.asyncore_use_poll and hasattr(select, 'poll') else wasyncore.poll
+        poll = wasyncore.poll2 if adjustments.asyncore_use_poll and POLL else wasyncore.poll
         while not signals:
             poll(adjustments.asyncore_loop_timeout, socket_map)
         deadline = time.monotonic() + SHUTDOWN_SECONDS

@@ -481,8 +481,9 @@ def close_database():
 
 
 def release_connection():
-    """At the end of a request: its connection goes back to the pool (a PostgreSQL
-    one that broke is replaced), for whichever thread serves next."""
+    """At the end of a request: a PostgreSQL connection goes back to the pool (one
+    that broke is replaced), for whichever thread serves next. SQLite keeps one
+    connection per thread."""
     db = database.obj
     if isinstance(db, PooledDatabase) and not db.is_closed() and not db.in_transaction():
         db.close()
