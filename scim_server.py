@@ -117,11 +117,11 @@ DEFAULT_THREADS = {'sqlite': 1, 'postgresql': 4}
 POLL = hasattr(select, 'poll')
 DEFAULT_CONNECTION_LIMIT = {'poll': 2000, 'select': 400}
 SELECT_CONNECTION_LIMIT = 500
-# On SQLite, threads added beyond `threads` while requests wait for a lock another
-# process holds (one per waiting request, at most this many): they give their turn
-# away while they wait (store.watch_long_waits), so reads go on being served. Waits
-# end at `lock_wait` seconds: a 503. Added only then: each thread costs every request.
-LOCK_WAITERS = 3
+# Threads added beyond `threads` while any request waits for a lock another process
+# or session holds (store.watch_long_waits): reads go on while up to this many writes
+# wait (on SQLite they give their turn away meanwhile). Waits end at `lock_wait`
+# seconds: a 503. Added only then: on SQLite each thread costs every request.
+LOCK_WAITERS = 16
 SECONDS_SETTINGS = ('lock_wait', 'statement_timeout')   # seconds, fractions allowed
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
@@ -1752,12 +1752,11 @@ def connections_that_fit(connection_limit):
 
 
 def threads_while_waiting(settings, dispatcher):
-    """On SQLite, waitress's threads follow the requests waiting for a lock: `threads`,
-    and one more for each (LOCK_WAITERS at most), while they wait."""
-    if store.backend(settings['database']) != 'sqlite':
-        return
+    """waitress runs `threads`, and LOCK_WAITERS more while any request waits for a
+    lock, so that reads go on. All at once: added one per waiting write, the writes
+    queued behind the first took a thread each a watchdog's tick after another."""
     store.watch_long_waits(lambda waiting: dispatcher.set_thread_count(
-        settings['threads'] + min(waiting, LOCK_WAITERS)))
+        settings['threads'] + (LOCK_WAITERS if waiting else 0)))
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -132,6 +133,7 @@ def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT,
     if name == 'postgresql':
         db = _postgresql(url, lock_wait, statement_timeout)
         _serving = None
+        _start_watchdog()
     elif name == 'sqlite':
         db = _sqlite(url, lock_wait)
         # A plain lock for one at a time: taken and given back at every write, and a
@@ -325,7 +327,7 @@ def apply_schema():
     advisory lock), so several servers may start at once on one database. Start-up
     waits as long as it takes for the process upgrading before it: not bound by
     the requests' LOCK_WAIT or PostgreSQL's statement_timeout."""
-    with lock_deadline(BUSY_TIMEOUT_MS / 1000), writing():
+    with lock_deadline(BUSY_TIMEOUT_MS / 1000 if is_sqlite() else math.inf), writing():
         if not is_sqlite():
             database.execute_sql('SET LOCAL lock_timeout = 0')
             database.execute_sql('SET LOCAL statement_timeout = 0')
@@ -1344,9 +1346,10 @@ def _seconds_left():
     return _lock_wait if deadline is None else deadline - time.monotonic()
 
 
-# Threads whose request has given its turn away while its write may wait for a lock, and
-# since when (_WriterTurn): while it waits, another request has the turn, if a thread is
-# there to take it (watch_long_waits).
+# Threads whose request has given its turn away while its write may wait for a lock
+# (_WriterTurn, SQLite), or whose write is in progress (_PostgresqlWrite), and since
+# when: while it waits, another request is served, if a thread is there to take it
+# (watch_long_waits).
 _waiting_since = {}
 LONG_WAIT = 0.05   # seconds: a write still waiting after this is probably waiting for a lock
 
@@ -1418,13 +1421,94 @@ class _WriterTurn:
             _this_thread.serving = True
 
 
-_NO_TURN = contextlib.nullcontext()
+# PostgreSQL's writes in progress: thread -> [deadline, connection, cancelled]. Its
+# lock_timeout bounds each lock one statement queues for, not a request's waits in
+# all: a write queued behind another for one locked row queues twice (the row's
+# tuple lock, then the holder's transaction), and a longer queue longer. A watchdog
+# (_watch_deadlines) cancels the statement of a write still waiting for a lock when
+# its request's deadline has passed.
+_writes = {}
+_writes_lock = threading.Lock()   # a cancel is sent only to a write still in progress
+DEADLINE_TICK = 0.1   # seconds between the watchdog's looks: what a write may overrun its deadline by
+_watchdog = []   # the watchdog's thread, once started
+
+
+class _PostgresqlWrite:
+    """A PostgreSQL write (a context manager) whose waits for locks end at its
+    request's deadline, however many statements wait: past it, the watchdog cancels
+    the one waiting, and the write fails as Busy. Nested writes share the outermost's."""
+
+    def __enter__(self):
+        ident = threading.get_ident()
+        self.entry = None
+        if ident not in _writes:
+            started = _waiting_since[ident] = time.monotonic()
+            self.entry = _writes[ident] = [started + _seconds_left(), database.connection(), False]
+
+    def __exit__(self, kind, error, traceback):
+        if self.entry is None:
+            return
+        ident = threading.get_ident()
+        with _writes_lock:
+            del _writes[ident]
+        _waiting_since.pop(ident, None)
+        if self.entry[2] and isinstance(error, OperationalError):
+            raise Busy('waited lock_wait for a lock another session holds; try again') from None
+
+
+def _watch_deadlines():
+    """Every DEADLINE_TICK: cancel the statement of each PostgreSQL write past its
+    deadline that is waiting for a lock (pg_stat_activity, asked on a connection of
+    the watchdog's own, only when a write is late). A write that is late while it
+    works, not waiting, is left to finish: the bound is on waiting for others."""
+    asker = None
+    while True:
+        time.sleep(DEADLINE_TICK)
+        now = time.monotonic()
+        late = [(ident, entry) for ident, entry in list(_writes.items()) if entry[0] <= now and not entry[2]]
+        if not late:
+            continue
+        try:
+            asker = asker if asker is not None and not asker.closed else _asking_connection()
+            for ident, entry in late:
+                if _waits_for_lock(asker, entry[1]):
+                    with _writes_lock:
+                        if _writes.get(ident) is entry:
+                            entry[2] = True
+                            entry[1].cancel()
+        except Exception as error:   # the database out of reach: the writes' own errors say so
+            log.debug('the lock watchdog could not look: %s', first_line(error))
+            if asker is not None:
+                asker.close()
+            asker = None
+
+
+def _asking_connection():
+    import psycopg2
+    connection = psycopg2.connect(dbname=database.obj.database, **database.obj.connect_params)
+    connection.autocommit = True
+    return connection
+
+
+def _waits_for_lock(asker, connection):
+    with asker.cursor() as cursor:
+        cursor.execute('SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s',
+                       (connection.get_backend_pid(),))
+        row = cursor.fetchone()
+    return row is not None and row[0] == 'Lock'
+
+
+def _start_watchdog():
+    if not _watchdog:
+        _watchdog.append(threading.Thread(target=_watch_deadlines, name='scimlite-deadlines', daemon=True))
+        _watchdog[0].start()
 
 
 def writer_turn():
     """This process's turn to write (see _WriterTurn); PostgreSQL takes writers
-    concurrently: no turn to wait for (its lock_timeout bounds the waits for rows)."""
-    return _WriterTurn() if is_sqlite() else _NO_TURN
+    concurrently: no turn to wait for, and its waits for rows end at the request's
+    deadline (_PostgresqlWrite)."""
+    return _WriterTurn() if is_sqlite() else _PostgresqlWrite()
 
 
 BUSY_TIMEOUT_SLACK_MS = 50
@@ -1463,7 +1547,7 @@ def _retry_turn(model, resource_id):
         with writer_turn():
             yield
     else:
-        with database.atomic():
+        with _PostgresqlWrite(), database.atomic():
             left = _seconds_left()
             if left <= 0:
                 raise Busy(f'{resource_id} is being changed by other writers; try again')
