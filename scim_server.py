@@ -1479,8 +1479,8 @@ class ScimApp(bottle.Bottle):
         return self.recorder(environ, start_response)
 
     def serve(self, environ, start_response):
-        """Bottle's answer, in the request's turn with the database, within its
-        deadline for locks, its connection released after it (store.serving)."""
+        """Bottle's answer, within the request's deadline for locks, its connection
+        released after it (store.serving)."""
         with store.serving():
             return super().__call__(environ, start_response)
 
@@ -1504,7 +1504,7 @@ def make_app(overrides=None):
         current_app.close()
     app = current_app = ScimApp(settings)
     store.open_database(settings['database'], lock_wait=settings['lock_wait'],
-                        statement_timeout=settings['statement_timeout'], serving=settings['threads'])
+                        statement_timeout=settings['statement_timeout'])
     for method, path, handler, type_name in SCIM_ROUTES:
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
         app.route(settings['base_path'] + path, method, scim_endpoint(handler, *bound))

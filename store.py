@@ -119,26 +119,22 @@ LOCK_WAIT = 5.0
 STATEMENT_TIMEOUT = 60.0
 
 
-def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT, serving=1):
+def open_database(url, lock_wait=LOCK_WAIT, statement_timeout=STATEMENT_TIMEOUT):
     """Open the database named by `url`, apply the schema, return it.
 
     `sqlite:///path/to/file.db` (a connection per thread), or
     `postgresql://user:password@host:port/dbname` (pooled connections).
     `lock_wait`: the seconds a request may wait, in all, for locks others hold (see
-    serving()); `statement_timeout`: PostgreSQL's, seconds; `serving`: how many
-    requests use SQLite at once. Raises CannotOpen with a one-line reason."""
-    global _lock_wait, _serving
+    serving()); `statement_timeout`: PostgreSQL's, seconds. Raises CannotOpen with
+    a one-line reason."""
+    global _lock_wait
     _lock_wait = lock_wait
     name = backend(url)
     if name == 'postgresql':
         db = _postgresql(url, lock_wait, statement_timeout)
-        _serving = None
         _start_watchdog()
     elif name == 'sqlite':
         db = _sqlite(url, lock_wait)
-        # A plain lock for one at a time: taken and given back at every write, and a
-        # semaphore costs several times as much in Python.
-        _serving = threading.Lock() if serving == 1 else threading.BoundedSemaphore(serving)
     else:
         raise CannotOpen(f'unsupported database URL {masked(url)!r}: use sqlite:///path/to/file.db '
                          'or postgresql://user@host:5432/dbname')
@@ -211,16 +207,22 @@ def _sqlite(url, lock_wait):
     return db
 
 
+FILE_CHECK_SECONDS = 0.1
+
+
 class WatchedSqliteDatabase(SqliteDatabase):
     """A SQLite file that notices being deleted or replaced while it is open.
 
     A file deleted (or renamed over) under an open connection still takes every
     write, and nobody sees them again: the next start finds another file, or none.
     So the first connection notes which files the path and its -wal name (device
-    and inode; the -wal once it exists), and every write first checks, two stat()
-    calls (about 5 µs), that they still name the same files. If not, the write is
-    refused, and every later one until a restart: StorageFailed, a 503. Reads go
-    on from the open file, which holds every write acknowledged until then.
+    and inode; the -wal once it exists), and a write first checks, two stat()
+    calls, that they still name the same files, if FILE_CHECK_SECONDS have passed
+    since the last check (at every write, they took 6 to 12 µs of a create's
+    260). If they do not, the write is refused, and every later
+    one until a restart: StorageFailed, a 503. Reads go on from the open file.
+    The writes acknowledged in the 0.1 s after the file vanished are lost with
+    the file, as are the ones acknowledged just before it did.
 
     SQLite deletes the -wal when the last connection to the file closes: that
     happens here only at start-up (a retry of the schema) and shutdown, so a
@@ -230,6 +232,7 @@ class WatchedSqliteDatabase(SqliteDatabase):
         super().__init__(*args, **kwargs)
         self.files = None   # [(path, (device, inode) or None)]
         self.vanished = None
+        self.checked = 0.0   # time.monotonic() of the last check
 
     def _connect(self):
         connection = super()._connect()
@@ -246,17 +249,23 @@ class WatchedSqliteDatabase(SqliteDatabase):
         return super()._close(conn)
 
     def check_files(self):
-        """Raise StorageFailed if the database file or its -wal is no longer the one opened."""
-        if self.vanished is None:
+        """Raise StorageFailed if the database file or its -wal is no longer the one
+        opened, as found by the last check, made if FILE_CHECK_SECONDS have passed."""
+        now = time.monotonic()
+        if self.vanished is None and now - self.checked >= FILE_CHECK_SECONDS:
             self._note_files()   # if a close() forgot them
+            known = True   # both files' identities: until then, every write looks
             for number, (path, identity) in enumerate(self.files):
                 found = _file_identity(path)
-                if identity is None:   # made since (the -wal: by the first write since the last close)
+                if identity is None:   # made since (a new file, or the -wal: by the first write since a close)
                     self.files[number] = (path, found)
+                    known = known and found is not None
                 elif found != identity:
                     self.vanished = (f'{path} was deleted or replaced while scimlite had it open: writes are '
                                      'refused until scimlite is restarted, so that none is lost')
                     log.error('THE DATABASE FILE %s', self.vanished)
+            if known:
+                self.checked = now
         if self.vanished is not None:
             raise StorageFailed(self.vanished)
 
@@ -1291,36 +1300,22 @@ MAX_WRITE_ATTEMPTS = 20
 
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
 _lock_wait = LOCK_WAIT   # open_database sets it
-# On SQLite, how many requests use the database at once (open_database: the
-# `threads` setting, one by default: README, Performance). The WSGI server may run
-# more threads than that: a request that waits for a lock gives its turn to them,
-# so reads go on while a write waits for another process. None on PostgreSQL.
-_serving = None
-_this_thread = threading.local()   # .deadline, and .serving: whether it holds a turn
+_this_thread = threading.local()   # .deadline
 
 
 class _Serving:
-    """A request's time with the database: its turn (SQLite), the deadline by which
-    it stops waiting for locks others hold, LOCK_WAIT (the `lock_wait` setting)
-    from now, however many waits and retries it makes, and its connection released
-    at the end. A class, not a generator: it wraps every request."""
+    """A request's time with the database: the deadline by which it stops waiting
+    for locks others hold, LOCK_WAIT (the `lock_wait` setting) from now, however
+    many waits and retries it makes, and its connection released at the end. A
+    class, not a generator: it wraps every request."""
 
     def __enter__(self):
-        self.turn = turn = _serving
-        if turn is not None:
-            turn.acquire()
-            _this_thread.serving = True
         self.before = getattr(_this_thread, 'deadline', None)
         _this_thread.deadline = time.monotonic() + _lock_wait
 
     def __exit__(self, *exc):
         _this_thread.deadline = self.before
-        try:
-            release_connection()
-        finally:
-            if self.turn is not None and _this_thread.serving:
-                _this_thread.serving = False
-                self.turn.release()
+        release_connection()
 
 
 def serving():
@@ -1346,22 +1341,22 @@ def _seconds_left():
     return _lock_wait if deadline is None else deadline - time.monotonic()
 
 
-# Threads whose request has given its turn away while its write may wait for a lock
-# (_WriterTurn, SQLite), or whose write is in progress (_PostgresqlWrite), and since
-# when: while it waits, another request is served, if a thread is there to take it
-# (watch_long_waits).
+# Threads whose write is in progress, and since when (_WriterTurn, _PostgresqlWrite):
+# one in progress longer than LONG_WAIT is probably waiting for a lock, and the server
+# then runs more threads, so that other requests are served meanwhile (watch_long_waits).
 _waiting_since = {}
-LONG_WAIT = 0.05   # seconds: a write still waiting after this is probably waiting for a lock
+LONG_WAIT = 0.05   # seconds: a write still going after this is probably waiting for a lock
 
 
 def watch_long_waits(threads_for):
-    """Call `threads_for(n)` whenever the number n of requests that have given their
-    turn away for longer than LONG_WAIT changes: the server then runs more threads,
-    so that reads go on while writes wait for another process's lock, and only then.
+    """Call `threads_for(n)` whenever the number n of writes in progress for longer
+    than LONG_WAIT changes: the server then runs more threads, so that reads go on
+    while writes wait for another process's lock, and only then.
 
-    One thread serves SQLite fastest (README, Performance): each added thread costs
-    every request its hand-overs, about half the throughput of a GET. A watchdog
-    thread looks every LONG_WAIT; a write that waits for nothing is done long before."""
+    One thread serves SQLite fastest (README, Performance): a standing second
+    thread costs every request its hand-overs, about half the throughput of a GET.
+    A watchdog thread looks every LONG_WAIT; a write that waits for nothing is done
+    long before."""
     def watch():
         known = 0
         while True:
@@ -1381,44 +1376,31 @@ class _WriterTurn:
     SQLite has one writer. Threads of this process queue here, on a Python lock,
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes' writers are
-    waited for in busy_timeout, set to what is left of the deadline. The request's
-    serving turn is given away meanwhile (_waiting_since). A class, not a
-    generator: it wraps every write."""
+    waited for in busy_timeout, set to what is left of the deadline. Noted in
+    _waiting_since meanwhile. A class, not a generator: it wraps every write."""
 
     def __enter__(self):
         database.obj.check_files()
-        self.turn = turn = _serving   # given away while this write may wait
-        self.gave = turn is not None and getattr(_this_thread, 'serving', False)
-        if self.gave:
-            _this_thread.serving = False
-            _waiting_since[threading.get_ident()] = time.monotonic()
-            turn.release()
+        self.ident = ident = threading.get_ident()
+        _waiting_since[ident] = time.monotonic()
         try:
-            if not _writer.acquire(timeout=max(0, _seconds_left())):
+            if not _writer.acquire(False) and not _writer.acquire(timeout=max(0, _seconds_left())):
                 raise Busy('another writer holds the database; try again')
             try:
                 left = _seconds_left()
                 if left <= 0:
                     raise Busy('another writer holds the database; try again')
-                _busy_timeout(max(1, round(left * 1000)))
+                _busy_timeout(left)
             except BaseException:
                 _writer.release()
                 raise
         except BaseException:
-            self.take_turn_back()
+            _waiting_since.pop(ident, None)
             raise
 
     def __exit__(self, *exc):
-        try:
-            _writer.release()
-        finally:
-            self.take_turn_back()
-
-    def take_turn_back(self):
-        if self.gave:
-            _waiting_since.pop(threading.get_ident(), None)
-            self.turn.acquire()
-            _this_thread.serving = True
+        _writer.release()
+        _waiting_since.pop(self.ident, None)
 
 
 # PostgreSQL's writes in progress: thread -> [deadline, connection, cancelled]. Its
@@ -1512,18 +1494,29 @@ def writer_turn():
 
 
 BUSY_TIMEOUT_SLACK_MS = 50
-_busy_timeouts = {}   # id(connection) -> the busy_timeout set on it, in ms (until it closes)
+# id(connection) -> the busy_timeout set on it, in ms, for the connections set to
+# less than lock_wait (until they close or are set back): the others have the
+# lock_wait they were opened with.
+_busy_timeouts = {}
 
 
-def _busy_timeout(milliseconds):
-    """Give this thread's connection a busy_timeout of about `milliseconds` (within
+def _busy_timeout(seconds):
+    """Give this thread's connection a busy_timeout of about `seconds` (within
     BUSY_TIMEOUT_SLACK_MS): a PRAGMA only when it is off by more, as it is only when
     this request or the connection's last one has waited. A PRAGMA on every write
-    cost a tenth of the creates per second."""
+    cost a tenth of the creates per second. A write with all of lock_wait left, when
+    no connection has less, does nothing at all: nearly every write."""
+    milliseconds = max(1, round(seconds * 1000))
+    full = round(_lock_wait * 1000)
+    if not _busy_timeouts and milliseconds > full - BUSY_TIMEOUT_SLACK_MS:
+        return
     connection = database.connection()
-    if abs(_busy_timeouts.get(id(connection), -BUSY_TIMEOUT_SLACK_MS * 2) - milliseconds) > BUSY_TIMEOUT_SLACK_MS:
+    if abs(_busy_timeouts.get(id(connection), full) - milliseconds) > BUSY_TIMEOUT_SLACK_MS:
         connection.execute(f'PRAGMA busy_timeout = {milliseconds}')
-        _busy_timeouts[id(connection)] = milliseconds
+        if milliseconds < full - BUSY_TIMEOUT_SLACK_MS:
+            _busy_timeouts[id(connection)] = milliseconds
+        else:
+            _busy_timeouts.pop(id(connection), None)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -216,6 +217,8 @@ def test_a_database_file_deleted_under_the_server_refuses_writes(tmp_path, serve
     else:
         shutil.copy(database, tmp_path / 'copy.db')
         os.replace(tmp_path / 'copy.db', database)
+    # The files are looked at before a write at most every FILE_CHECK_SECONDS.
+    time.sleep(store.FILE_CHECK_SECONDS + 0.05)
     for user_name in ('after@example.com', 'again@example.com'):
         assert_storage_error(client.create(user_name), 503)
     client.close()
