@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS users (
     user_name_key TEXT        NOT NULL,
     external_id   TEXT,
     display_name  TEXT,
-    active        BOOLEAN     NOT NULL DEFAULT TRUE,
+    active        BOOLEAN     DEFAULT TRUE,  -- NULL: unassigned, after a PATCH remove (version 5)
     resource      TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/groups
     version       INTEGER     NOT NULL DEFAULT 1,  -- meta.version and the ETag
     created       TEXT        NOT NULL,  -- UTC, fixed width, so text order is time order

@@ -21,7 +21,7 @@ import dataclasses
 import scimfilter as F
 from scimschema import (
     ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, READ_ONLY_COMMON, USER_SCHEMA, ScimError, check_value,
-    clean_resource, comparable, find_key, member_ids, sub_attributes)
+    clean_resource, comparable, drop_schema, find_key, member_ids, sub_attributes)
 
 # ===========================================================================
 # The IdP dialects
@@ -575,5 +575,8 @@ def patched_resource(kind, record, operations, change_types):
         patcher.apply(operation)
     if patcher.resource.get(kind.required) is None:
         raise ScimError(400, 'mutability', f'{kind.required} is required: it can be replaced, not removed.')
+    for urn in kind.extensions:   # an extension removed whole takes its URN with it (emptied: clean_resource)
+        if urn in record['resource'] and urn not in patcher.resource:
+            drop_schema(patcher.resource, urn)
     # Re-validate the whole result as if it had been sent in full.
-    return clean_resource(patcher.resource, kind), patcher.member_changes
+    return clean_resource(patcher.resource, kind, defaults=False), patcher.member_changes

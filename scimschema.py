@@ -275,7 +275,8 @@ class Catalog:
         self.users = ResourceType(
             'User', '/Users', USER_SCHEMA, USER_ATTRIBUTES, extensions('User', ENTERPRISE_SCHEMA),
             Membership('groups', writable=False, other_endpoint='/Groups', value_type='direct'),
-            required='userName', defaults={'active': True})   # unassigned is active: as filters see it
+            # A user created or replaced without `active` is active; removed by a PATCH, unassigned.
+            required='userName', defaults={'active': True})
         self.groups = ResourceType(
             'Group', '/Groups', GROUP_SCHEMA, GROUP_ATTRIBUTES, extensions('Group'),
             Membership('members', writable=True, other_endpoint='/Users', value_type='User'),
@@ -458,14 +459,17 @@ def check_schemas(body, kind):
     return list(dict.fromkeys(known))
 
 
-def clean_resource(body, kind):
+def clean_resource(body, kind, defaults=True):
     """A request body -> the resource we store, or a 400.
 
     Read-only attributes (`id`, `meta`, a user's `groups`) are ignored, as Okta
     sends back what it read; `password` is dropped; nulls mean "not set"; known
     attributes are type-checked and take their schema's spelling; anything else
-    an IdP sends (its own extensions) is kept as sent. `members` of a group are
-    not part of the stored resource: they live in link rows."""
+    an IdP sends (its own extensions) is kept as sent. An extension with nothing
+    in it (`{}`, or emptied by a PATCH) is unassigned: dropped, and its URN with
+    it from `schemas`. `members` of a group are not part of the stored resource:
+    they live in link rows. With `defaults` (POST and PUT, a whole resource; not
+    a PATCH's result), what the resource type gives an attribute left out."""
     schemas = check_schemas(body, kind)
     resource = {'schemas': schemas}
     core = kind.definition(None)
@@ -474,10 +478,16 @@ def clean_resource(body, kind):
         lowered = key.lower()
         if value is None or lowered in not_stored:
             continue
-        urn = kind.known_urn(key) if lowered.startswith('urn:') else None
-        if urn and urn != kind.schema:
-            resource[urn] = check_extension(kind, urn, value)
-            continue
+        if lowered.startswith('urn:'):
+            urn = kind.known_urn(key)
+            if urn != kind.schema:
+                value = check_extension(kind, urn, value) if urn else value
+                if value == {}:
+                    drop_schema(resource, urn or key)
+                    continue
+                if urn:
+                    resource[urn] = value
+                    continue
         definition = core.get(lowered)
         if definition is None:
             resource[key] = value
@@ -489,9 +499,15 @@ def clean_resource(body, kind):
     required = resource.get(kind.required)
     if not isinstance(required, str) or not required.strip():
         raise ScimError(400, 'invalidValue', f'{kind.required} is required and must be a non-empty string.')
-    for name, value in kind.defaults.items():
-        resource.setdefault(name, value)
+    if defaults:
+        for name, value in kind.defaults.items():
+            resource.setdefault(name, value)
     return resource
+
+
+def drop_schema(resource, urn):
+    """An extension left out: its URN leaves `schemas` too."""
+    resource['schemas'] = [schema for schema in resource['schemas'] if schema.lower() != urn.lower()]
 
 
 def check_extension(kind, urn, value):

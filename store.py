@@ -305,7 +305,7 @@ def _postgresql(url, lock_wait, statement_timeout):
     return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -316,6 +316,8 @@ SCHEMA_VERSION = 4
 #    Of the groups an older scimlite let share a name, the oldest (by created, id)
 #    holds it; the others keep it too, "grandfathered", with NULL here (NULLs never
 #    collide), so nothing is lost or renamed and the index can be made at once.
+# 5: users.active may be NULL: a user's `active` removed by a PATCH is unassigned
+#    (RFC 7644 §3.5.2.2), answered as absent, not as true (_active_may_be_unassigned).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -325,7 +327,32 @@ MIGRATIONS = {
         'SELECT 1 FROM "groups" AS older WHERE older.display_name_key = "groups".display_name_key '
         'AND (older.created < "groups".created OR (older.created = "groups".created AND older.id < "groups".id)))',
     ],
+    5: [lambda: _active_may_be_unassigned()],
 }
+NOT_NULL_ACTIVE = re.compile(r'(\bactive\s+BOOLEAN\s+)NOT\s+NULL\s+', re.IGNORECASE)
+
+
+def _active_may_be_unassigned():
+    """Drop users.active's NOT NULL. PostgreSQL alters the column. SQLite cannot, short
+    of copying the table (and its foreign keys would cascade the copy's DROP into the
+    link rows): its documented way to remove a NOT NULL constraint, which changes no
+    stored row, is to edit the table's CREATE statement in sqlite_schema and bump
+    schema_version, in this transaction (https://sqlite.org/lang_altertable.html,
+    "Making Other Kinds Of Table Schema Changes")."""
+    if not is_sqlite():
+        database.execute_sql('ALTER TABLE users ALTER COLUMN active DROP NOT NULL')
+        return
+    sql = database.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'").fetchone()[0]
+    relaxed = NOT_NULL_ACTIVE.sub(r'\1', sql, count=1)
+    if relaxed == sql:
+        return   # already nullable
+    version = database.execute_sql('PRAGMA schema_version').fetchone()[0]
+    database.execute_sql('PRAGMA writable_schema = ON')
+    try:
+        database.execute_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'users'", (relaxed,))
+        database.execute_sql(f'PRAGMA schema_version = {int(version) + 1}')
+    finally:
+        database.execute_sql('PRAGMA writable_schema = OFF')
 SCHEMA_LOCK = 0x5c1a11e   # PostgreSQL advisory lock: one process upgrades at a time
 
 
@@ -351,7 +378,7 @@ def apply_schema():
                              f'this one knows {SCHEMA_VERSION}): upgrade scimlite')
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
-                database.execute_sql(statement)
+                statement() if callable(statement) else database.execute_sql(statement)
         for statement in _schema_statements():
             database.execute_sql(statement)
         if found < SCHEMA_VERSION or 'scimlite_schema' not in tables:
@@ -540,7 +567,7 @@ class User(BaseModel):
     user_name_key = TextField(unique=True)
     external_id = TextField(null=True, index=True)
     display_name = TextField(null=True)
-    active = BooleanField(default=True)
+    active = BooleanField(null=True, default=True)   # None: unassigned
     resource = TextField()
     version = IntegerField(default=1)
     created = TextField()
@@ -1283,7 +1310,7 @@ def _user_columns(resource):
         'user_name_key': _indexed('userName', user_name.lower()),
         'external_id': _indexed('externalId', resource.get('externalId')),
         'display_name': resource.get('displayName'),
-        'active': resource.get('active', True) is not False,
+        'active': resource.get('active'),   # None: unassigned
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
     }
 

@@ -251,10 +251,15 @@ USER_ROWS = [
     # The boolean active.
     ok('replace/active', 'jane', [replace('active', False)], {'active': False}),
     ok('add/active', 'jane', [add('active', False)], {'active': False}),
-    # RFC 7644 §3.5.2.2 makes a removed attribute unassigned, and RFC 7643 gives active no default:
-    # scimlite answers an unassigned active as true, which is what filters see (README, by design).
-    ok('remove/active/unassigned-reads-as-active', 'jane', [replace('active', False), remove('active')],
-       {'active': True}, version=UNCHECKED),
+    # RFC 7644 §3.5.2.2: "If the target location is a single-value attribute, the attribute and its
+    # associated value is removed, and the attribute SHALL be considered unassigned." RFC 7643 gives
+    # active no default, so an unassigned active is answered as absent (a create or a PUT without it
+    # still makes the user active: RFC 7644 §3.5.1 lets a PUT "assign default values").
+    ok('remove/active/is-unassigned', 'jane', [remove('active')], {'active': ABSENT}),
+    ok('remove/active/unassigned-after-false', 'jane', [replace('active', False), remove('active')],
+       {'active': ABSENT}, version=UNCHECKED),
+    ok('replace/active/null-is-unassigned', 'jane', [replace('active', None)], {'active': ABSENT}),
+    ok('add/active/after-remove', 'jane', [remove('active'), add('active', False)], {'active': False}),
     refused('replace/active/string', 'jane', [replace('active', 'yes')], 400, 'invalidValue'),
     refused('add/active/number', 'jane', [add('active', 0)], 400, 'invalidValue'),
     refused('replace/active/object', 'jane', [replace('active', {'value': False})], 400, 'invalidValue'),
@@ -327,6 +332,16 @@ USER_ROWS = [
        [replace(f'{ENT}:manager', {'value': '{other}'})],
        {ENT: dict(EXTENSION, manager=dict(MANAGER, value='{other}'))}),
     ok('remove/ext:manager', 'jane', [remove(f'{ENT}:manager')], {ENT: without(EXTENSION, 'manager')}),
+    # RFC 7643 §2.5: "Unassigned attributes, the null value, or empty array (in the case of a
+    # multi-valued attribute) SHALL be considered to be equivalent in 'state'." An extension
+    # with nothing left in it is unassigned: it goes, and its URN leaves schemas with it.
+    ok('remove/ext:every-attribute/the-empty-extension-goes-with-its-urn', 'jane',
+       [remove(f'{ENT}:{name}') for name in EXTENSION], {ENT: ABSENT, 'schemas': [USER_SCHEMA]}),
+    ok('remove/ext:manager/the-last-attribute-empties-the-extension', 'bare',
+       [add(f'{ENT}:manager', {'value': '{boss}'}), remove(f'{ENT}:manager')],
+       {ENT: ABSENT, 'schemas': [USER_SCHEMA]}),
+    ok('remove/ext-urn/whole-extension-goes-with-its-urn', 'jane', [remove(ENT)],
+       {ENT: ABSENT, 'schemas': [USER_SCHEMA]}),
     ok('add/ext-urn/whole-extension-sets-the-given-attributes', 'jane', [add(ENT, {'employeeNumber': '702'})],
        {ENT: dict(EXTENSION, employeeNumber='702')}),
     ok('replace/ext-urn/whole-extension-keeps-unspecified-attributes', 'jane',

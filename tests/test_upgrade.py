@@ -16,7 +16,7 @@ import test_concurrency
 from test_concurrency import Servers, call
 
 # schema.sql as older scimlites shipped it, by schema version.
-OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3)}
+OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3, 4)}
 STAMP = '2025-01-02T03:04:05.000000Z'
 USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
@@ -33,7 +33,7 @@ def run_sql(database_url, statements):
 
 
 def make_old_database(database_url, version=1, groups=()):
-    """The tables of schema `version` (1 or 3), and rows written the way that scimlite
+    """The tables of schema `version` (1, 3 or 4), and rows written the way that scimlite
     wrote them: three users, a group of two of them, and `groups`, each
     (id, displayName, created, the numbers of the users who are its members)."""
     if ON_POSTGRESQL:
@@ -228,3 +228,29 @@ def test_groups_an_older_scimlite_let_share_a_name_are_kept_and_keep_working(dat
             'Marketing', 'OPS', 'Old Group', 'ops', 'sales']
     finally:
         servers.stop()
+
+
+@pytest.mark.parametrize('version', [1, 4])
+def test_an_older_database_takes_an_unassigned_active_after_the_upgrade(database_url, version):
+    """Schema version 5: users.active may be NULL, so that a PATCH `remove` of active
+    leaves it unassigned (RFC 7644 §3.5.2.2) on a database an older scimlite made,
+    where the column was NOT NULL, with every row and link kept."""
+    make_old_database(database_url, version=version)
+    servers = start_at_once(database_url)
+    try:
+        status, patched = call(servers, 'PATCH', '/Users/old-user-1', {
+            'schemas': ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+            'Operations': [{'op': 'remove', 'path': 'active'}]})
+        assert status == 200 and 'active' not in patched, patched
+        status, read = call(servers, 'GET', '/Users/old-user-1', via=1)
+        assert status == 200 and 'active' not in read and read['title'] == 'Title 1'
+        status, found = call(servers, 'GET', '/Users?filter=not%20(active%20pr)', via=1)
+        assert [user['id'] for user in found['Resources']] == ['old-user-1']
+    finally:
+        servers.stop()
+    assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
+    assert run_sql(database_url, [('SELECT id FROM users WHERE active IS NULL', ())]) == [('old-user-1',)]
+    assert run_sql(database_url, [('SELECT COUNT(*) FROM users', ())]) == [(3,)]
+    assert run_sql(database_url, [('SELECT COUNT(*) FROM link', ())]) == [(2,)]
+    if not ON_POSTGRESQL:
+        assert run_sql(database_url, [('PRAGMA integrity_check', ())]) == [('ok',)]
