@@ -762,10 +762,13 @@ class _SqliteJson(_Json):
         return fn.json_type(document, _json_path(*keys))
 
     def present(self, document, keys):
+        """json_type is NULL for a missing key, and every test of NULL is NULL, which
+        `not (...)` keeps NULL: the first term makes the whole false instead."""
         json_type, found = self._type(document, keys), self.text(document, keys)
-        return ((json_type.in_(['integer', 'real', 'true', 'false']))
-                | ((json_type == 'text') & (found != ''))
-                | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
+        return json_type.is_null(False) & (
+            (json_type.in_(['integer', 'real', 'true', 'false']))
+            | ((json_type == 'text') & (found != ''))
+            | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
 
     def missing(self, document, keys):
         json_type = self._type(document, keys)
