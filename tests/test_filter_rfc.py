@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import USER_SCHEMA, ScimClient
+from conftest import BASE, USER_SCHEMA, ScimClient, assert_scim_error
 
 ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
 OKTA = 'urn:okta:scimlite:1.0:user:custom'
@@ -146,3 +146,157 @@ COMPARISONS = [
 def test_a_comparison_and_its_negation_split_the_users(world, text, expected):
     assert users_matching(world, text) == expected
     assert users_matching(world, f'not ({text})') == sorted({'d1', 'd2', 'd3'} - set(expected))
+
+
+# ---------------------------------------------------------------------------
+# schemas and meta (RFC 7643 §3.1), and extension attributes that are multi-valued
+# ---------------------------------------------------------------------------
+
+# RFC 7644 §3.4.2.2 gives `filter=schemas eq "urn:ietf:params:scim:schemas:extension:
+# enterprise:2.0:User"` as an example; "If the specified attribute in a filter
+# expression is a multi-valued attribute, the filter matches if any of the values
+# of the specified attribute match the specified criterion".
+SCHEMAS_AND_META = [
+    (f'schemas eq "{ENTERPRISE}"', ['d3']),
+    (f'schemas eq "{ENTERPRISE.upper()}"', ['d3']),
+    (f'schemas eq "{USER_SCHEMA}"', ['d1', 'd2', 'd3']),
+    (f'schemas ne "{ENTERPRISE}"', ['d1', 'd2', 'd3']),   # every user has a value that is not it
+    ('schemas co "okta"', ['d3']),
+    ('schemas sw "urn:ietf:params:scim:schemas:extension"', ['d3']),
+    ('schemas ew ":core:2.0:User"', ['d1', 'd2', 'd3']),
+    ('schemas pr', ['d1', 'd2', 'd3']),
+    ('meta.resourceType eq "User"', ['d1', 'd2', 'd3']),
+    ('meta.resourceType eq "user"', ['d1', 'd2', 'd3']),   # caseExact false
+    ('meta.resourceType eq "Group"', []),
+    ('meta.resourceType ne "Group"', ['d1', 'd2', 'd3']),
+    ('meta.resourceType sw "Us"', ['d1', 'd2', 'd3']),
+    ('meta.resourceType pr', ['d1', 'd2', 'd3']),
+    ('meta.created gt "2000-01-01T00:00:00Z"', ['d1', 'd2', 'd3']),
+    ('meta.created lt "2000-01-01T00:00:00Z"', []),
+    ('meta.lastModified ge "2000-01-01T00:00:00Z"', ['d1', 'd2', 'd3']),
+    ('meta.lastModified le "2000-01-01T00:00:00Z"', []),
+    # a declared extension's multi-valued attributes: simple (tags) and complex (badges)
+    (f'{OKTA}:tags eq "red"', ['d3']),
+    (f'{OKTA}:tags eq "RED"', ['d3']),
+    (f'{OKTA}:tags eq "green"', []),
+    (f'{OKTA}:tags sw "bl"', ['d3']),
+    (f'{OKTA}:badges pr', ['d3']),
+    (f'{OKTA}:badges eq "B1"', ['d3']),                  # a complex value compares by its value
+    (f'{OKTA}:badges.kind eq "door"', ['d3']),
+    (f'{OKTA}:badges[kind eq "door" and value eq "B1"]', ['d3']),
+    (f'{OKTA}:badges[kind eq "door" and value eq "B2"]', []),
+    (f'{OKTA}:badges[not (kind pr)]', []),
+]
+
+
+@pytest.mark.parametrize('text, expected', SCHEMAS_AND_META, ids=[row[0] for row in SCHEMAS_AND_META])
+def test_schemas_meta_and_extension_lists_are_searchable(world, text, expected):
+    assert users_matching(world, text) == expected
+    assert users_matching(world, f'not ({text})') == sorted({'d1', 'd2', 'd3'} - set(expected))
+
+
+@pytest.mark.parametrize('text', [
+    'schemas.value eq "x"',                      # simple values have no sub-attributes
+    f'schemas[value eq "{USER_SCHEMA}"]',
+    f'{OKTA}:tags[value eq "red"]',
+    'meta.resourceType eq 1',
+    'meta.location pr',
+])
+def test_what_cannot_be_asked_of_schemas_and_meta_is_400(world, text):
+    assert_scim_error(world.get('/Users?filter=' + quote(text)), 400, 'invalidFilter')
+
+
+def test_sort_by_schemas_sorts_by_the_first(world):
+    listing = world.get('/Users?sortBy=schemas&sortOrder=descending', status=200).json
+    assert len(listing['Resources']) == 3
+
+
+# ---------------------------------------------------------------------------
+# The server root: POST /.search and GET / (RFC 7644 §3.4.2.1, §3.4.3)
+# ---------------------------------------------------------------------------
+
+# §3.4.2.1: "A query against a server root indicates that all resources within the
+# server SHALL be included, subject to filtering." An attribute a type lacks is
+# absent on its resources, so `or`, `not`, `ne` and `pr` treat it as a missing value;
+# an attribute no type has is an error, "invalidFilter: The specified filter syntax
+# was invalid ... or the specified attribute and filter comparison combination is
+# not supported" (§3.12).
+ALL = ['d1', 'd2', 'd2-group', 'd3']
+ROOT = [
+    ('displayName eq "d2-group" or userName eq "nobody"', ['d2-group']),
+    ('displayName sw "d2" and not (userName pr)', ['d2-group']),
+    ('userName eq "d1" or members pr', ['d1', 'd2-group']),
+    ('not (userName pr)', ['d2-group']),
+    ('userName pr', ['d1', 'd2', 'd3']),
+    ('userName ne "d1"', ['d2', 'd2-group', 'd3']),
+    ('userName eq "d1"', ['d1']),
+    ('not (members pr)', ['d1', 'd2', 'd3']),
+    ('title eq "Boss" or displayName eq "d2-group"', ['d2-group', 'd3']),
+    ('emails[type eq "work"] or members pr', ['d2-group']),
+    ('not (emails[type eq "work"])', ALL),
+    (f'{USER_SCHEMA}:userName eq "d2"', ['d2']),
+    (f'{OKTA}:tags eq "red" or displayName pr', ['d2-group', 'd3']),
+    ('meta.resourceType eq "Group"', ['d2-group']),
+    ('meta.resourceType eq "User"', ['d1', 'd2', 'd3']),
+    ('meta.resourceType ne "User" or userName eq "d1"', ['d1', 'd2-group']),
+    (f'schemas eq "{ENTERPRISE}"', ['d3']),
+    ('schemas ew ":Group"', ['d2-group']),
+    ('id pr', ALL),
+]
+
+
+def root_matches(client, text, method):
+    if method == 'POST':
+        listing = client.post('/.search', {'schemas': [SEARCH], 'filter': text, 'count': 100}, status=200).json
+    else:
+        listing = client.get('/?count=100&filter=' + quote(text), status=200).json
+    assert listing['totalResults'] == len(listing['Resources'])
+    return sorted(client.names[resource['id']] for resource in listing['Resources'])
+
+
+@pytest.mark.parametrize('method', ['POST', 'GET'])
+@pytest.mark.parametrize('text, expected', ROOT, ids=[row[0] for row in ROOT])
+def test_root_query_treats_a_lacked_attribute_as_absent(world, method, text, expected):
+    assert root_matches(world, text, method) == expected
+    assert root_matches(world, f'not ({text})', method) == sorted(set(ALL) - set(expected))
+
+
+@pytest.mark.parametrize('method', ['POST', 'GET'])
+@pytest.mark.parametrize('text', ['nosuch eq "x"', 'userName eq "d1" or nosuch pr', 'not (nosuch pr)',
+                                  'name.nosuch eq "x"', 'emails[nosuch eq "x"]'])
+def test_root_query_on_an_attribute_no_type_has_is_400(world, method, text):
+    if method == 'POST':
+        response = world.post('/.search', {'schemas': [SEARCH], 'filter': text})
+    else:
+        response = world.get('/?filter=' + quote(text))
+    assert_scim_error(response, 400, 'invalidFilter')
+
+
+def test_get_at_the_base_path_takes_the_list_parameters(world):
+    listing = world.get('/?filter=' + quote('userName pr') + '&sortBy=userName&sortOrder=descending'
+                        '&startIndex=2&count=1&attributes=userName', status=200).json
+    assert listing['totalResults'] == 3 and listing['startIndex'] == 2
+    [found] = listing['Resources']
+    assert set(found) == {'schemas', 'id', 'meta', 'userName'} and found['userName'] == 'd2'
+    assert world.get('/', status=200).json['totalResults'] == 4   # no filter: everything
+    assert world.test_app.get(BASE + '/', status=401).content_type == 'application/scim+json'
+
+
+@pytest.fixture
+def at_root(make_app):
+    """The SCIM API at the server root (base_path "/"), where the dashboard has GET / too."""
+    client = ScimClient(make_app(base_path='/'))
+    client.test_app.post('/Users', json.dumps({'schemas': [USER_SCHEMA], 'userName': 'd1'}),
+                         headers={**client.headers, 'Content-Type': 'application/scim+json'}, status=201)
+    return client
+
+
+def test_at_the_root_a_scim_get_is_the_root_query_and_a_browser_gets_the_dashboard(at_root):
+    app = at_root.test_app
+    headers = at_root.headers
+    assert app.get('/?filter=' + quote('userName eq "d1"'), headers=headers).json['totalResults'] == 1
+    assert app.get('/', headers=headers).json['totalResults'] == 1            # Accept: application/scim+json
+    assert app.get('/?count=5', headers={'Authorization': headers['Authorization']}).json['totalResults'] == 1
+    assert app.get('/?count=5', status=401).content_type == 'application/scim+json'
+    browser = app.get('/', headers={'Accept': 'text/html,application/xhtml+xml,*/*;q=0.8'}, status=200)
+    assert browser.content_type == 'text/html' and 'name="token"' in browser.text
