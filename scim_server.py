@@ -532,9 +532,11 @@ class ListRequest:
     count, attributes/excludedAttributes. From the query string of a GET, or from
     the SearchRequest body of a POST .search (§3.4.3): the same rules for both."""
 
-    def __init__(self, kind, parameters, settings):
+    def __init__(self, kind, parameters, settings, across_types=False):
         self.kind = kind
         self.parameters = parameters
+        # At the server root, the UnknownAttributes of the filter's attributes `kind` lacks.
+        self.lacking = [] if across_types else None
         self.start_index = max(1, self.integer('startIndex', 1))
         count = self.integer('count', settings['default_page_size'])
         self.count = min(max(0, count), settings['max_page_size'])
@@ -543,19 +545,21 @@ class ListRequest:
         self.projection = (self.parse_projection() if 'attributes' in parameters or 'excludedAttributes' in parameters
                            else None)
 
+    NAMES = ('filter', 'startIndex', 'count', 'sortBy', 'sortOrder', 'attributes', 'excludedAttributes')
+
     @classmethod
     def from_query(cls, kind):
-        names = ('filter', 'startIndex', 'count', 'sortBy', 'sortOrder', 'attributes', 'excludedAttributes')
+        return cls(kind, cls.query(), request.app.settings)
+
+    @classmethod
+    def query(cls):
+        """The list parameters of the query string."""
         query = query_parameters()
-        parameters = {name: query_parameter(name) for name in names if name in query} if query else {}
-        return cls(kind, parameters, request.app.settings)
+        return {name: query_parameter(name) for name in cls.NAMES if name in query} if query else {}
 
     @classmethod
     def from_body(cls, kind, body):
-        schemas = body.get('schemas')
-        if not isinstance(schemas, list) or SEARCH_SCHEMA not in schemas:
-            raise ScimError(400, 'invalidSyntax', f'schemas must be ["{SEARCH_SCHEMA}"].')
-        return cls(kind, body, request.app.settings)
+        return cls(kind, search_body(body), request.app.settings)
 
     def text(self, name):
         value = self.parameters.get(name)
@@ -593,7 +597,7 @@ class ListRequest:
             expr = F.parse_filter(text)
         except F.FilterSyntaxError as error:
             raise ScimError(400, 'invalidFilter', f'Bad filter: {error}.') from None
-        return canonical_filter(expr, self.kind)
+        return canonical_filter(expr, self.kind, lacking=self.lacking)
 
     def parse_sort(self):
         """(AttrPath in schema spelling, descending) or None."""
@@ -622,6 +626,14 @@ class ListRequest:
         return projection_of(self.kind, self.comma_list('attributes'), self.comma_list('excludedAttributes'))
 
 
+def search_body(body):
+    """A SearchRequest body (RFC 7644 §3.4.3), once its schemas say it is one."""
+    schemas = body.get('schemas')
+    if not isinstance(schemas, list) or SEARCH_SCHEMA not in schemas:
+        raise ScimError(400, 'invalidSyntax', f'schemas must be ["{SEARCH_SCHEMA}"].')
+    return body
+
+
 def projection_of(kind, wanted, unwanted):
     if wanted and unwanted:
         raise ScimError(400, 'invalidValue', 'Give attributes or excludedAttributes, not both.')
@@ -630,40 +642,90 @@ def projection_of(kind, wanted, unwanted):
     return Projection(kind, wanted or unwanted, include=bool(wanted))
 
 
-def canonical_filter(expr, kind, within=None):
+class UnknownAttribute(ScimError):
+    """A filter names an attribute the resource type does not have (`path`, as written)."""
+
+    def __init__(self, path, detail):
+        super().__init__(400, 'invalidFilter', detail)
+        self.path = str(path).lower()
+
+
+def canonical_filter(expr, kind, within=None, lacking=None):
     """The filter with every attribute spelled as its schema spells it (SCIM names are
     case-insensitive, the stored JSON is not), and a boolean's "true"/"false" strings
     as booleans (Entra's `roles[primary eq "True"]`); an unknown core attribute is a 400.
-    `within` is the multi-valued attribute whose sub-attributes a [filter] names."""
+    `within` is the multi-valued attribute whose sub-attributes a [filter] names.
+
+    `meta.resourceType` is the same for every resource of `kind`: its terms become
+    constants. With a list `lacking` (a query at the server root, across types), a
+    term naming an attribute `kind` lacks is answered as for an absent value, and
+    the UnknownAttribute is appended to `lacking` instead of raised."""
     if isinstance(expr, (F.And, F.Or)):
-        return type(expr)(canonical_filter(expr.left, kind, within), canonical_filter(expr.right, kind, within))
+        return type(expr)(canonical_filter(expr.left, kind, within, lacking),
+                          canonical_filter(expr.right, kind, within, lacking))
     if isinstance(expr, F.Not):
-        return F.Not(canonical_filter(expr.expr, kind, within))
+        return F.Not(canonical_filter(expr.expr, kind, within, lacking))
+    if within is None:
+        try:
+            path, definition = canonical_attr_path(expr.path, kind)
+        except UnknownAttribute as error:
+            if lacking is None:
+                raise
+            lacking.append(error)
+            return F.Constant(absent_matches(expr))
     if isinstance(expr, F.ValuePath):
-        path, definition = canonical_attr_path(expr.path, kind)
         return F.ValuePath(path, canonical_filter(expr.filter, kind, definition))
     if within is not None:
         path = canonical_sub_path(expr.path, within)
         leaf = sub_attributes(within)[path.attr.lower()]
     else:
-        path, definition = canonical_attr_path(expr.path, kind)
         leaf = sub_attributes(definition)[path.sub.lower()] if definition and path.sub else definition
     if isinstance(expr, F.Present):
-        return F.Present(path)
+        return F.Constant(True) if path == RESOURCE_TYPE else F.Present(path)
+    if path == RESOURCE_TYPE:
+        return F.Constant(resource_type_matches(kind, expr.op, expr.value))
     return F.Compare(path, expr.op, comparable(leaf, expr.value))
 
 
+RESOURCE_TYPE = F.AttrPath('meta', 'resourceType')
+
+
+def absent_matches(term):
+    """Whether a comparison, `pr` or value path matches a resource without the attribute
+    it names: RFC 7644 §3.4.2.2, "pr: If the attribute has a non-empty value ...
+    there is a match", and eq wants "identical" values; so only `ne` a value, and
+    `eq null`, match it."""
+    if not isinstance(term, F.Compare):
+        return False
+    return term.value is not None if term.op == 'ne' else term.op == 'eq' and term.value is None
+
+
+STRING_OPERATORS = {
+    'eq': str.__eq__, 'ne': str.__ne__, 'co': str.__contains__, 'sw': str.startswith, 'ew': str.endswith,
+    'gt': str.__gt__, 'ge': str.__ge__, 'lt': str.__lt__, 'le': str.__le__,
+}
+
+
+def resource_type_matches(kind, op, value):
+    """`meta.resourceType op value` for every resource of `kind`, ignoring case, as the
+    store compares a caseExact=false string."""
+    if not isinstance(value, str):
+        raise ScimError(400, 'invalidFilter', 'meta.resourceType is compared with a "string".')
+    return STRING_OPERATORS[op](kind.name.lower(), value.lower())
+
+
 def canonical_attr_path(path, kind):
-    """(AttrPath in schema spelling, the attribute's definition or None)."""
+    """(AttrPath in schema spelling, the attribute's definition or None); an attribute
+    `kind` does not have is an UnknownAttribute."""
     urn = kind.known_urn(path.urn) if path.urn else None
     if path.urn and urn is None:
         if path.urn.lower() in (USER_SCHEMA.lower(), GROUP_SCHEMA.lower()):
-            raise ScimError(400, 'invalidFilter', f'{path} belongs to another resource type.')
+            raise UnknownAttribute(path, f'{path} belongs to another resource type.')
         return path, None    # an extension we do not know (Okta custom attributes): as sent
     definitions = kind.definition(urn) if urn and urn != kind.schema else kind.searchable
     definition = definitions.get(path.attr.lower())
     if definition is None:
-        raise ScimError(400, 'invalidFilter', f'Unknown attribute {path} in the filter.')
+        raise UnknownAttribute(path, f'Unknown attribute {path} in the filter.')
     sub = None
     if path.sub:
         sub = canonical_sub_path(F.AttrPath(path.sub), definition).attr
@@ -1103,13 +1165,24 @@ def resource_delete(kind, storage, resource_id):
 
 
 def root_search():
-    """POST /.search: users, then groups, as one list.
+    """POST /.search: users, then groups, as one list (RFC 7644 §3.4.3)."""
+    return reply_root_list(search_requests(search_body(read_json())))
 
-    The filter applies to each type; a type that lacks an attribute the filter
-    names has no matches (the filter is refused only if every type lacks it).
-    sortBy sorts within each type (users still come first); a type that lacks
-    the attribute keeps its stable order."""
-    asked = search_requests(read_json())
+
+def root_list():
+    """GET at the base path with list parameters: the same as POST /.search (RFC 7644
+    §3.4.2.1: "a query against a server root indicates that all resources within the
+    server SHALL be included, subject to filtering")."""
+    return reply_root_list(search_requests(ListRequest.query()))
+
+
+def reply_root_list(asked):
+    """The ListResponse of a query at the server root: users, then groups, as one list.
+
+    The filter applies to each type; on a type that lacks an attribute the filter
+    names, that attribute is absent (canonical_filter). sortBy sorts within each
+    type (users still come first); a type that lacks the attribute keeps its
+    stable order."""
     first = next(iter(asked.values()))
     start_index, count = first.start_index, first.count
     totals = {kind: list_total(kind, STORAGE[kind.name], each) for kind, each in asked.items()}
@@ -1124,35 +1197,32 @@ def root_search():
     return scim_reply(list_document(resources, sum(totals.values()), start_index))
 
 
-def search_requests(body):
-    """{resource type: its ListRequest} of a root SearchRequest: the types whose
-    attributes the filter names. A type that lacks the sortBy attribute is listed
-    unsorted; the search is refused if every type refuses it."""
-    asked, refused, unsortable = {}, None, []
+def search_requests(parameters):
+    """{resource type: its ListRequest} of a query at the server root. A filter naming
+    an attribute no type has is refused, as is a sortBy no type has; a type that
+    lacks the sortBy attribute is listed unsorted."""
+    asked, unsortable = {}, []
     for kind in request.app.catalog.resource_types:
-        try:
-            asked[kind], sort_error = search_request(kind, body)
-        except ScimError as error:
-            if error.scim_type != 'invalidFilter':
-                raise
-            refused = error
-            continue
+        asked[kind], sort_error = search_request(kind, parameters)
         if sort_error is not None:
             unsortable.append(sort_error)
-    if not asked:
-        raise refused
-    if len(unsortable) == len(request.app.catalog.resource_types):
+    lacked_by_all = set.intersection(*({error.path for error in each.lacking} for each in asked.values()))
+    if lacked_by_all:
+        raise next(error for error in next(iter(asked.values())).lacking if error.path in lacked_by_all)
+    if len(unsortable) == len(asked):
         raise unsortable[0]
     return asked
 
 
-def search_request(kind, body):
+def search_request(kind, parameters):
     """(ListRequest, None), or (the request unsorted, UnknownSortAttribute) when this
     type lacks the sortBy attribute."""
+    settings = request.app.settings
     try:
-        return ListRequest.from_body(kind, body), None
+        return ListRequest(kind, parameters, settings, across_types=True), None
     except UnknownSortAttribute as error:
-        return ListRequest.from_body(kind, {k: v for k, v in body.items() if k != 'sortBy'}), error
+        unsorted = {name: value for name, value in parameters.items() if name != 'sortBy'}
+        return ListRequest(kind, unsorted, settings, across_types=True), error
 
 
 def me_not_implemented():
@@ -1186,6 +1256,7 @@ SCIM_ROUTES = (
     ('POST', '/Groups', resource_create, 'Group'),
     ('POST', '/Groups/.search', resources_search, 'Group'),
     ('POST', '/.search', root_search, None),
+    ('GET', '', root_list, None),   # the base path itself (a trailing slash is dropped)
     ('GET', '/Groups/<resource_id>', resource_get, 'Group'),
     ('PUT', '/Groups/<resource_id>', resource_replace, 'Group'),
     ('PATCH', '/Groups/<resource_id>', resource_patch, 'Group'),
@@ -1507,9 +1578,26 @@ def make_app(overrides=None):
                         statement_timeout=settings['statement_timeout'])
     for method, path, handler, type_name in SCIM_ROUTES:
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
-        app.route(settings['base_path'] + path, method, scim_endpoint(handler, *bound))
+        app.route(settings['base_path'] + path or '/', method, scim_endpoint(handler, *bound))
     dashboard.install(app, settings, accept_token=token_accepted, scim_url=base_url)
+    if not settings['base_path']:
+        # the dashboard's page: the last GET / installed (the SCIM one came first)
+        page = next(route.callback for route in reversed(app.routes) if route.rule == '/' and route.method == 'GET')
+        app.route('/', 'GET', root_query_or_dashboard(scim_endpoint(root_list), page))
     return app
+
+
+def root_query_or_dashboard(scim_root, dashboard_page):
+    """GET / where base_path is the server root, and the dashboard's page and the SCIM
+    root query share the address: a request that asks for SCIM, with a list parameter
+    (`?filter=...`) or `Accept: application/scim+json`, gets the SCIM answer (and
+    needs the token); a browser's plain GET / gets the dashboard."""
+    def root():
+        asks_for_scim = (any(name in query_parameters() for name in ListRequest.NAMES)
+                         or 'application/scim+json' in request.environ.get('HTTP_ACCEPT', '').lower())
+        return scim_root() if asks_for_scim else dashboard_page()
+    root.__doc__ = root_query_or_dashboard.__doc__
+    return root
 
 
 current_app = None

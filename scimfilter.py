@@ -82,7 +82,15 @@ class ValuePath:
     filter: 'Expr'
 
 
-Expr = Union[Compare, Present, And, Or, Not, ValuePath]
+@dataclass(frozen=True)
+class Constant:
+    """A term the parser never makes: the server puts it in place of one whose answer
+    it knows without looking at a resource (`meta.resourceType eq "User"`, or an
+    attribute the resource type lacks, searched from the server root)."""
+    matches: bool
+
+
+Expr = Union[Compare, Present, And, Or, Not, ValuePath, Constant]
 
 
 @dataclass(frozen=True)

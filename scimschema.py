@@ -205,6 +205,10 @@ COMMON_ATTRIBUTES = {
 
 
 READ_ONLY_COMMON = ('id', 'meta')   # attributes every resource has, set by the server
+# RFC 7643 §3: every resource lists its schema URNs; a filter may ask which
+# (RFC 7644 §3.4.2.2: `filter=schemas eq "urn:...:enterprise:2.0:User"`).
+SCHEMAS = attribute('schemas', 'reference', 'The URNs of the schemas the resource holds.', multi=True,
+                    mutability='readOnly', returned='always')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,13 +236,12 @@ class ResourceType:
         self.schema = schema
         self.attributes = {a['name'].lower(): a for a in attributes}
         self.writable = {**self.attributes, 'externalid': COMMON_ATTRIBUTES['externalid']}
-        self.searchable = {**COMMON_ATTRIBUTES, **self.attributes}
+        self.searchable = {**COMMON_ATTRIBUTES, 'schemas': SCHEMAS, **self.attributes}
         self.membership = membership
         self.required = required
         self.defaults = dict(defaults or {})
         self.patch_body_by_default = patch_body_by_default
-        self.multi_valued = frozenset(a['name'] for a in attributes
-                                      if a['multiValued'] and a['name'] != membership.attribute)
+        self.multi_valued = multi_valued_paths(attributes, extensions, membership.attribute)
         # Keys of a body that are never stored as sent (see clean_resource).
         self.not_stored = frozenset(('schemas', 'password', membership.attribute, *READ_ONLY_COMMON))
         # `extensions`: {urn: [Definition]} of the extension schemas this type takes
@@ -256,6 +259,18 @@ class ResourceType:
 
     def known_urn(self, urn):
         return self.urns.get(urn.lower())
+
+
+def multi_valued_paths(attributes, extensions, membership):
+    """{path as a filter names it: whether its values are complex} of the multi-valued
+    attributes the store keeps in a resource's JSON: `emails`, `schemas`, and an
+    extension's as `urn:...:name`. Membership lives in link rows, not here."""
+    paths = {a['name']: a['type'] == 'complex' for a in attributes
+             if a['multiValued'] and a['name'] != membership}
+    paths['schemas'] = False
+    for urn, definitions in extensions.items():
+        paths.update({f'{urn}:{a["name"]}': a['type'] == 'complex' for a in definitions if a['multiValued']})
+    return paths
 
 
 class Catalog:

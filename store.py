@@ -786,13 +786,18 @@ class _SqliteJson(_Json):
 
     @staticmethod
     def _type(document, keys):
+        if document is ITEM and not keys:   # a simple value of an array: json_each says its type
+            return SQL('scim_item.type')
         return fn.json_type(document, _json_path(*keys))
 
     def present(self, document, keys):
+        """json_type is NULL for a missing key, and every test of NULL is NULL, which
+        `not (...)` keeps NULL: the first term makes the whole false instead."""
         json_type, found = self._type(document, keys), self.text(document, keys)
-        return ((json_type.in_(['integer', 'real', 'true', 'false']))
-                | ((json_type == 'text') & (found != ''))
-                | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
+        return json_type.is_null(False) & (
+            (json_type.in_(['integer', 'real', 'true', 'false']))
+            | ((json_type == 'text') & (found != ''))
+            | ((json_type.in_(['array', 'object'])) & found.not_in(['[]', '{}'])))
 
     def missing(self, document, keys):
         json_type = self._type(document, keys)
@@ -809,14 +814,16 @@ class _SqliteJson(_Json):
         return Case(None, [(self._type(document, keys).in_(['integer', 'real']), self.text(document, keys))], None)
 
     def text(self, document, keys):
+        if document is ITEM and not keys:   # json_each's value is the SQL value, not JSON text
+            return ITEM
         return fn.json_extract(document, _json_path(*keys))
 
-    def elements(self, document, attr):
-        """The elements of the array `attr`, as a table `scim_item` (value, key)."""
-        return NodeList((SQL('json_each('), document, SQL(','), _json_path(attr), SQL(') AS scim_item')))
+    def elements(self, document, keys):
+        """The elements of the array at `keys`, as a table `scim_item` (value, key)."""
+        return NodeList((SQL('json_each('), document, SQL(','), _json_path(*keys), SQL(') AS scim_item')))
 
-    def has_elements(self, document, attr):
-        return fn.COALESCE(fn.json_array_length(document, _json_path(attr)), 0) > 0
+    def has_elements(self, document, keys):
+        return fn.COALESCE(fn.json_array_length(document, _json_path(*keys)), 0) > 0
 
     def is_primary(self, item):
         return NodeList((fn.json_extract(item, '$.primary'), SQL('IS 1')))
@@ -833,24 +840,29 @@ class _PostgresJson(_Json):
     def document(self, column):
         return Cast(column, 'jsonb')
 
+    @staticmethod
+    def _at(document, keys):
+        """The jsonb value at `keys`: the document itself for none (a simple value of an
+        array), as jsonb_extract_path takes at least one key."""
+        return fn.jsonb_extract_path(document, *keys) if keys else document
+
     def present(self, document, keys):
-        found = fn.jsonb_extract_path(document, *keys)
+        found = self._at(document, keys)
         return found.is_null(False) & found.not_in(['null', '""', '[]', '{}'])
 
     def missing(self, document, keys):
-        found = fn.jsonb_extract_path(document, *keys)
+        found = self._at(document, keys)
         return found.is_null() | (found == 'null')
 
     def boolean(self, document, keys):
-        return fn.jsonb_extract_path(document, *keys)   # compared with the jsonb 'true' or 'false'
+        return self._at(document, keys)   # compared with the jsonb 'true' or 'false'
 
     def compare_string(self, document, keys, op, value):
-        text = self._typed(fn.jsonb_extract_path(document, *keys), 'string', self.text(document, keys))
+        text = self._typed(self._at(document, keys), 'string', self.text(document, keys))
         return _compare_text(lower(text), op, value, sql_lower=True)
 
     def number(self, document, keys):
-        return Cast(self._typed(fn.jsonb_extract_path(document, *keys), 'number', self.text(document, keys)),
-                    'numeric')
+        return Cast(self._typed(self._at(document, keys), 'number', self.text(document, keys)), 'numeric')
 
     @staticmethod
     def _typed(found, json_type, expression):
@@ -858,15 +870,17 @@ class _PostgresJson(_Json):
         return Case(None, [(fn.jsonb_typeof(found) == json_type, expression)], None)
 
     def text(self, document, keys):
+        if not keys:
+            return NodeList((document, SQL("#>> '{}'")))
         return fn.jsonb_extract_path_text(document, *keys)
 
-    def elements(self, document, attr):
-        array = fn.jsonb_extract_path(document, attr)
+    def elements(self, document, keys):
+        array = fn.jsonb_extract_path(document, *keys)
         return NodeList((fn.jsonb_array_elements(self._typed(array, 'array', array)),
                          SQL('WITH ORDINALITY AS scim_item (value, key)')))
 
-    def has_elements(self, document, attr):
-        array = fn.jsonb_extract_path(document, attr)
+    def has_elements(self, document, keys):
+        array = fn.jsonb_extract_path(document, *keys)
         return fn.COALESCE(fn.jsonb_array_length(self._typed(array, 'array', array)), 0) > 0
 
     def is_primary(self, item):
@@ -907,13 +921,15 @@ class _FilterTranslator:
         self.model = model
         self.columns = columns
         self.membership = membership      # (attribute, link column of the other side, own id)
-        self.multi_valued = multi_valued  # names of multi-valued attributes, as the schema spells them
+        self.multi_valued = multi_valued  # {path, as the schema spells it: whether its values are complex}
         self.json = _json()
         self.document = self.json.document(model.resource)
 
     def translate(self, expr):
         if isinstance(expr, (F.And, F.Or, F.Not)):
             return _logical(expr, self.translate)
+        if isinstance(expr, F.Constant):
+            return SQL('1 = 1') if expr.matches else SQL('1 = 0')
         if isinstance(expr, F.ValuePath):
             return self.value_path(expr)
         op, value = _op_and_value(expr)
@@ -925,27 +941,32 @@ class _FilterTranslator:
         if core and key in self.columns:
             return self.columns[key].expression(op, value, str(path))
         if core and path.attr == 'meta':
-            raise UnsupportedFilter(f'{path} cannot be searched: only meta.created and meta.lastModified')
-        if core and path.attr in self.multi_valued and op == 'pr' and not path.sub:
-            return self.json.has_elements(self.document, path.attr)
-        if core and path.attr in self.multi_valued:
-            # `emails.value eq "x"` / `emails eq "x"`: some email's value is x.
-            return self.any_item(path.attr, self.json.compare(ITEM, [path.sub or 'value'], op, value))
-        keys = ([] if core else [path.urn]) + [path.attr] + ([path.sub] if path.sub else [])
+            raise UnsupportedFilter(f'{path} cannot be searched: only meta.resourceType, meta.created '
+                                    'and meta.lastModified')
+        attr_keys = _stored_keys(path)
+        complex_values = self.multi_valued.get(_multi_valued_key(path))
+        if complex_values is not None and op == 'pr' and not path.sub:
+            return self.json.has_elements(self.document, attr_keys)
+        if complex_values is not None:
+            # `emails.value eq "x"` / `emails eq "x"`: some email's value is x;
+            # `schemas eq "urn:..."`: some of its values (strings) is that URN.
+            if path.sub and not complex_values:
+                raise UnsupportedFilter(f'{path} has no sub-attributes: its values are simple')
+            item_keys = [path.sub or 'value'] if complex_values else []
+            return self.any_item(attr_keys, self.json.compare(ITEM, item_keys, op, value))
+        keys = attr_keys + ([path.sub] if path.sub else [])
         return self.json.compare(self.document, keys, op, value)
 
     def value_path(self, expr):
         path = expr.path
-        if path.urn:
-            raise UnsupportedFilter(f'{path} is not multi-valued: it takes no [filter]')
-        if path.attr == self.membership[0]:
+        if not path.urn and path.attr == self.membership[0]:
             inner = expr.filter
             if isinstance(inner, (F.Compare, F.Present)):
                 return self.membership_exists(inner.path.attr, *_op_and_value(inner), f'{path}[...]')
             raise UnsupportedFilter(f'inside {self.membership[0]}[...] give one comparison')
-        if path.attr not in self.multi_valued:
-            raise UnsupportedFilter(f'{path} is not multi-valued: it takes no [filter]')
-        return self.any_item(path.attr, self.item_filter(expr.filter))
+        if not self.multi_valued.get(_multi_valued_key(path)):
+            raise UnsupportedFilter(f'{path} is not a multi-valued complex attribute: it takes no [filter]')
+        return self.any_item(_stored_keys(path), self.item_filter(expr.filter))
 
     def item_filter(self, expr):
         """A filter inside `attr[...]`: its names are sub-attributes of one element."""
@@ -956,9 +977,9 @@ class _FilterTranslator:
         op, value = _op_and_value(expr)
         return self.json.compare(ITEM, [expr.path.attr], op, value)
 
-    def any_item(self, attr, condition):
-        """EXISTS an element of the JSON array `attr` for which `condition` holds."""
-        return NodeList((SQL('EXISTS (SELECT 1 FROM'), self.json.elements(self.document, attr),
+    def any_item(self, keys, condition):
+        """EXISTS an element of the JSON array at `keys` for which `condition` holds."""
+        return NodeList((SQL('EXISTS (SELECT 1 FROM'), self.json.elements(self.document, keys),
                          SQL('WHERE'), condition, SQL(')')))
 
     def membership_exists(self, sub, op, value, name):
@@ -984,6 +1005,16 @@ class _FilterTranslator:
         return fn.EXISTS(links.join(other).where(column.expression(op, value, name)))
 
 
+def _stored_keys(path):
+    """Where the resource's JSON keeps the attribute `path` names (without its sub)."""
+    return [path.urn, path.attr] if path.urn else [path.attr]
+
+
+def _multi_valued_key(path):
+    """`path`'s attribute as `multi_valued` names it: `emails`, `urn:...:name`."""
+    return f'{path.urn}:{path.attr}' if path.urn else path.attr
+
+
 def _logical(expr, translate):
     """and / or / not, with each operand translated by `translate`."""
     if isinstance(expr, F.Not):
@@ -999,9 +1030,10 @@ def _op_and_value(expr):
     return expr.op, expr.value
 
 
-def filter_expression(expr, columns, membership, multi_valued=frozenset()):
-    """Translate a filter AST into one Peewee expression with bound parameters."""
-    return _FilterTranslator(membership[2].model, columns, membership, multi_valued).translate(expr)
+def filter_expression(expr, columns, membership, multi_valued=None):
+    """Translate a filter AST into one Peewee expression with bound parameters.
+    `multi_valued`: {path: whether its values are complex} (ResourceType.multi_valued)."""
+    return _FilterTranslator(membership[2].model, columns, membership, multi_valued or {}).translate(expr)
 
 
 USER_MEMBERSHIP = ('groups', Link.group, User.id)
@@ -1216,10 +1248,13 @@ def sort_expression(model, columns, multi_valued, path):
         return in_code_point_order(column.key_field if column.key_field is not None else lower(column.field))
     json_ = _json()
     document = json_.document(model.resource)
-    if not path.urn and path.attr in multi_valued:
+    complex_values = multi_valued.get(_multi_valued_key(path))
+    if complex_values is not None:   # simple values (schemas) have no primary: the first
+        item_keys = [path.sub or 'value'] if complex_values else []
+        primary = json_.is_primary(ITEM) if complex_values else SQL('FALSE')
         return in_code_point_order(lower(NodeList((
-            SQL('(SELECT'), json_.text(ITEM, [path.sub or 'value']), SQL('FROM'),
-            json_.elements(document, path.attr), SQL('ORDER BY ('), json_.is_primary(ITEM),
+            SQL('(SELECT'), json_.text(ITEM, item_keys), SQL('FROM'),
+            json_.elements(document, _stored_keys(path)), SQL('ORDER BY ('), primary,
             SQL(') IS NOT TRUE, scim_item.key LIMIT 1)')))))
     keys = ([path.urn] if path.urn else []) + [path.attr] + ([path.sub] if path.sub else [])
     return json_.sort_key(document, keys)
@@ -1254,7 +1289,7 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
         total = (counting.where(where) if where is not None else counting).scalar()
         rows = []
         if count and total >= start_index:
-            sort_key = sort_expression(model, columns, multi_valued, sort[0]) if sort else None
+            sort_key = sort_expression(model, columns, multi_valued or {}, sort[0]) if sort else None
             descending = bool(sort and sort[1])
             rows = Prepared(lambda: _page_query(model, where, sort_key, descending)).rows(
                 limit=count, offset=start_index - 1)
@@ -1274,13 +1309,13 @@ def _by_resource(rows):
     return list(found.values())
 
 
-def list_users(filter_ast, start_index, count, multi_valued=frozenset(), sort=None):
+def list_users(filter_ast, start_index, count, multi_valued=None, sort=None):
     """(totalResults, records of one page); `sort` is (AttrPath, descending) or None."""
     total, rows = _page(User, USER_COLUMNS, USER_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
     return total, [_record(row, groups) for row, groups in rows]
 
 
-def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=frozenset(), sort=None):
+def list_groups(filter_ast, start_index, count, with_members=True, multi_valued=None, sort=None):
     total, rows = _page(Group, GROUP_COLUMNS, GROUP_MEMBERSHIP, filter_ast, start_index, count, multi_valued, sort)
     # Members stay a query of their own: a group may have 100,000 of them.
     members = _members_of([row[0] for row, _ in rows]) if with_members else {}
