@@ -60,6 +60,7 @@ def world(tmp_path, make_app):
                                               'badges': [{'kind': 'door', 'value': 'B1'}]}})['id']}
     ids['d2-group'] = client.create_group('d2-group', [ids['d2']])['id']
     client.names = {resource_id: name for name, resource_id in ids.items()}
+    client.ids = ids
     return client
 
 
@@ -146,6 +147,33 @@ COMPARISONS = [
 def test_a_comparison_and_its_negation_split_the_users(world, text, expected):
     assert users_matching(world, text) == expected
     assert users_matching(world, f'not ({text})') == sorted({'d1', 'd2', 'd3'} - set(expected))
+
+
+# ---------------------------------------------------------------------------
+# An unassigned active: removed by a PATCH
+# ---------------------------------------------------------------------------
+
+# RFC 7644 §3.5.2.2: "If the target location is a single-value attribute, the attribute
+# and its associated value is removed, and the attribute SHALL be considered
+# unassigned." Unassigned, active has no value: it is not `eq true` nor `eq false`,
+# not present, and every `not` of those matches it.
+UNASSIGNED_ACTIVE = [
+    ('active eq true', ['d1']),
+    ('active eq false', ['d3']),
+    ('active ne true', ['d2', 'd3']),
+    ('not (active eq true)', ['d2', 'd3']),
+    ('not (active eq false)', ['d1', 'd2']),
+    ('active pr', ['d1', 'd3']),
+    ('not (active pr)', ['d2']),
+    ('active eq true or not (active pr)', ['d1', 'd2']),
+]
+
+
+@pytest.mark.parametrize('text, expected', UNASSIGNED_ACTIVE, ids=[row[0] for row in UNASSIGNED_ACTIVE])
+def test_an_unassigned_active_has_no_value(world, text, expected):
+    world.patch(f'/Users/{world.ids["d2"]}', [{'op': 'remove', 'path': 'active'}], status=200)
+    assert 'active' not in world.get(f'/Users/{world.ids["d2"]}', status=200).json
+    assert users_matching(world, text) == expected
 
 
 # ---------------------------------------------------------------------------
