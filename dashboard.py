@@ -16,18 +16,19 @@ as WSGI passes them, and reads users, groups and exchanges through the store.
 """
 
 import collections
+import functools
 import hashlib
 import hmac
 import itertools
 import json
 import logging
 import math
+import pkgutil
 import re
 import secrets
 import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import unquote
 
 import bottle
@@ -408,7 +409,6 @@ class TeeInput:
 # SameSite=Strict, given for the server's token. The token itself never
 # reaches the page.
 
-VIEWS = Path(__file__).with_name('views')
 SESSION_COOKIE = 'scimlite_session'
 SESSION_SECONDS = 12 * 3600   # a workshop day
 SHOWN = 100   # users, groups and exchanges on the page: the newest
@@ -495,9 +495,21 @@ def dashboard_route(callback, public=False):
     return route
 
 
+@functools.lru_cache(maxsize=None)
+def view(name):
+    """A file of views/, read once through this module's loader: from the checkout,
+    and from inside scimlite.pyz, where there is no folder to look in."""
+    return pkgutil.get_data(__name__, f'views/{name}')
+
+
+@functools.lru_cache(maxsize=None)
+def template(name):
+    return bottle.SimpleTemplate(view(f'{name}.tpl').decode('utf-8'))
+
+
 def page(name, **values):
     response.content_type = 'text/html; charset=utf-8'
-    return bottle.template(name, template_lookup=[str(VIEWS)], **values)
+    return template(name).render(**values)
 
 
 def same_origin():
@@ -597,13 +609,13 @@ def dashboard_exchange(exchange_id):
 def dashboard_script():
     """The page's script: it fills the page from /dashboard/data."""
     response.content_type = 'text/javascript; charset=utf-8'
-    return (VIEWS / 'dashboard.js').read_bytes()
+    return view('dashboard.js')
 
 
 def dashboard_stylesheet():
     """The stylesheet of the page and of the login form."""
     response.content_type = 'text/css; charset=utf-8'
-    return (VIEWS / 'dashboard.css').read_bytes()
+    return view('dashboard.css')
 
 # (method, path, callback, public): only the login form and its stylesheet are public.
 DASHBOARD_ROUTES = (

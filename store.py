@@ -20,13 +20,13 @@ import json
 import logging
 import math
 import os
+import pkgutil
 import re
 import secrets
 import threading
 import time
 import types
 import uuid
-from pathlib import Path
 from urllib.parse import urlparse
 
 from peewee import (
@@ -38,7 +38,6 @@ from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 import scimfilter as F
 from scimschema import utc_time
 
-SCHEMA_FILE = Path(__file__).with_name('schema.sql')
 # Time-stamps are stored as fixed-width UTC text, so they sort as they compare.
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%S.%fZ'
 
@@ -412,7 +411,8 @@ def _apply_schema_when_unlocked(seconds=None):
 
 
 def _schema_statements():
-    text = re.sub(r'--[^\n]*', '', SCHEMA_FILE.read_text(encoding='utf-8'))
+    # Read through this module's loader: from the checkout, and from inside scimlite.pyz.
+    text = re.sub(r'--[^\n]*', '', pkgutil.get_data(__name__, 'schema.sql').decode('utf-8'))
     return [statement.strip() for statement in text.split(';') if statement.strip()]
 
 
