@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import os
+import pkgutil
 import re
 import select
 import signal
@@ -53,6 +54,7 @@ import socket
 import sys
 import threading
 import time
+import zipimport
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -74,7 +76,11 @@ log = logging.getLogger('scimlite')
 # Settings
 # ===========================================================================
 
-CONFIG_FILE = Path(__file__).with_name('config.ini')
+# Run from the zip application (tools/build_pyz.py makes scimlite.pyz) there is no
+# folder beside the code to keep settings in: config.ini is kept in the working
+# folder, with scim.db, and written there on first start (config_file_written_once).
+FROM_ZIP = isinstance(__loader__, zipimport.zipimporter)
+CONFIG_FILE = Path('config.ini') if FROM_ZIP else Path(__file__).with_name('config.ini')
 DEMO_TOKEN = '123456789'
 # While serving, let a thread that waited on a socket or on SQLite get the GIL back
 # within 20 µs, not CPython's default 5 ms: each request waits a dozen times, and
@@ -187,8 +193,10 @@ def one_line(error):
 def load_settings(argv=None, environ=None):
     """Settings from flags > environment > config.ini > DEFAULTS."""
     environ = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(prog='scim_server.py', description='scimlite: a SCIM 2.0 server.')
-    parser.add_argument('--config', help='ini file (default: config.ini beside this script)')
+    parser = argparse.ArgumentParser(prog='scimlite.pyz' if FROM_ZIP else 'scim_server.py',
+                                     description='scimlite: a SCIM 2.0 server.')
+    parser.add_argument('--config', help='ini file (default: config.ini beside scim_server.py; '
+                                         'for scimlite.pyz, in the working folder)')
     parser.add_argument('--host', help='address to listen on (default 127.0.0.1)')
     parser.add_argument('--port', help='port to listen on (default 5000)')
     parser.add_argument('--database', help='sqlite:///scim.db (default) or a PostgreSQL URL')
@@ -200,6 +208,8 @@ def load_settings(argv=None, environ=None):
     config_path = args.config or environ.get('SCIM_CONFIG')
     if config_path and not Path(config_path).is_file():
         raise SettingsError(f'config file not found: {config_path}')
+    if not config_path and FROM_ZIP:
+        config_file_written_once()
     from_file = read_config_file(config_path or CONFIG_FILE)
     from_environment = {key: environ[name] for name, key in ENVIRONMENT.items() if environ.get(name)}
     from_flags = {key: value for key, value in vars(args).items()
@@ -207,6 +217,21 @@ def load_settings(argv=None, environ=None):
     if 'token' in from_flags:
         from_flags['token'] = ','.join(from_flags['token'])
     return normalise_settings({**from_file, **from_environment, **from_flags})
+
+
+def config_file_written_once():
+    """scimlite.pyz's config.ini: if the working folder has none, the commented one
+    shipped inside is written there, so that an attendee has every setting to read
+    and edit where scim.db is (and gets the demo token the handouts use)."""
+    try:
+        with open(CONFIG_FILE, 'xb') as file:
+            file.write(pkgutil.get_data(__name__, 'config.ini'))
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise SettingsError(f'cannot write {CONFIG_FILE.resolve()}: {error.strerror}; '
+                            'start scimlite.pyz from a folder you can write to') from None
+    log.info('wrote %s: every setting, with a comment', CONFIG_FILE.resolve())
 
 
 def normalise_settings(overrides):

@@ -23,10 +23,12 @@ import os
 import pkgutil
 import re
 import secrets
+import sys
 import threading
 import time
 import types
 import uuid
+from pathlib import Path
 from urllib.parse import urlparse
 
 from peewee import (
@@ -282,7 +284,9 @@ def _postgresql(url, lock_wait, statement_timeout):
         from psycopg2.extensions import parse_dsn
         import psycopg2
     except ImportError:
-        raise CannotOpen('PostgreSQL needs the psycopg2 driver: pip install -r requirements.txt') from None
+        # Not pure Python, so scimlite.pyz cannot hold it: it comes from the Python that runs scimlite.
+        raise CannotOpen('PostgreSQL needs the psycopg2 driver, which this Python does not have: '
+                         f'{Path(sys.executable).name} -m pip install psycopg2-binary') from None
     try:
         params = parse_dsn(url)
     except psycopg2.Error:
