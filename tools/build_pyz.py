@@ -6,7 +6,7 @@ the step people get lost in.
 Run it with the Python of a checkout's virtual environment (`pip install -r
 requirements.txt` done). The file holds scimlite's modules, schema.sql, config.ini
 and views/, and the pure-Python libraries it runs on: bottle, peewee (with the one
-playhouse module scimlite uses) and waitress, with their licences. They are taken
+playhouse module scimlite uses) and waitress, with their METADATA and licences. They are taken
 from this Python's site-packages, and only at requirements.txt's pins, each file
 checked against the hash its wheel recorded, so the .pyz holds exactly the pinned
 releases. It does not hold psycopg2 (compiled, one build per platform): with a
@@ -97,15 +97,18 @@ def dependency_files(name, wanted, pinned):
     files = {}
     for packaged in installed.files:
         path = packaged.as_posix()
-        is_licence = '.dist-info/' in path and Path(path).name.upper().startswith(('LICENSE', 'LICENCE'))
+        # Its METADATA says which release this is (importlib.metadata reads it from the
+        # zip too); its licence travels with the code.
+        is_about = '.dist-info/' in path and (Path(path).name == 'METADATA'
+                                              or Path(path).name.upper().startswith(('LICENSE', 'LICENCE')))
         is_code = path.endswith('.py') and any(path == w or (w.endswith('/') and path.startswith(w)) for w in wanted)
-        if not (is_code or is_licence) or '__pycache__' in path:
+        if not (is_code or is_about) or '__pycache__' in path:
             continue
         data = Path(packaged.locate()).read_bytes()
         if hashlib.sha256(data).digest() != recorded_digest(packaged):
             raise BuildError(f'{packaged.locate()} differs from {name} {pinned} as released: '
                              'pip install --force-reinstall -r requirements.txt')
-        files[f'licenses/{name}-{Path(path).name}' if is_licence else path] = data
+        files[path] = data
     missing = [w for w in wanted if not any(p == w or p.startswith(w) for p in files)]
     if missing:
         raise BuildError(f'{name} {pinned} has no {", ".join(missing)}')
