@@ -1292,6 +1292,42 @@ SCIM_ROUTES = (
 
 
 # ===========================================================================
+# Health: GET /healthz, for a load balancer or a process manager
+# ===========================================================================
+
+HEALTH_PATH = '/healthz'
+
+
+class HealthLog:
+    """What /healthz found last, so that its cause is logged once when the answer
+    changes, not at every poll of a load balancer."""
+
+    def __init__(self):
+        self.problem = None   # the database answered
+
+    def note(self, problem):
+        if problem == self.problem:
+            return
+        if problem:
+            log.warning('%s: the database does not answer: %s', HEALTH_PATH, problem)
+        else:
+            log.info('%s: the database answers again', HEALTH_PATH)
+        self.problem = problem
+
+
+def healthz():
+    """200 {"status": "ok"} if the database answers, else 503 {"status": "unavailable"}.
+    No token: it tells nothing else (the cause goes to the log, not to whoever asks).
+    Neither printed nor recorded (ScimApp.is_scim): a load balancer asks every second."""
+    problem = store.health_problem()
+    request.app.health_log.note(problem)
+    response.status = 503 if problem else 200
+    response.content_type = 'application/json'
+    response.set_header('Cache-Control', 'no-store')
+    return json.dumps({'status': 'unavailable' if problem else 'ok'})
+
+
+# ===========================================================================
 # The application
 # ===========================================================================
 
@@ -1549,11 +1585,12 @@ class ScimApp(bottle.Bottle):
         self.install(scim_errors_answered)
         self.scim_prefix = settings['base_path'].rstrip('/') + '/'
         self.recorder = dashboard.Recorder(self.serve, settings, self.is_scim)
+        self.health_log = HealthLog()
 
     def is_scim(self, path):
         """A path of the SCIM API (what the console prints and the dashboard records)."""
         return ((path + '/').startswith(self.scim_prefix)
-                and not (path == '/' or path.startswith('/dashboard/')))
+                and not (path in ('/', HEALTH_PATH) or path.startswith('/dashboard/')))
 
     def default_error_handler(self, error):
         if isinstance(error, ScimHTTPError):
@@ -1605,6 +1642,7 @@ def make_app(overrides=None):
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
         app.route(settings['base_path'] + path or '/', method, scim_endpoint(handler, *bound))
     dashboard.install(app, settings, accept_token=token_accepted, scim_url=base_url)
+    app.route(HEALTH_PATH, 'GET', healthz)
     if not settings['base_path']:
         # the dashboard's page: the last GET / installed (the SCIM one came first)
         page = next(route.callback for route in reversed(app.routes) if route.rule == '/' and route.method == 'GET')

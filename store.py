@@ -513,6 +513,20 @@ def first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def health_problem():
+    """Why the database does not answer now, in one line, or None if it does: for
+    /healthz, which a load balancer may call every second, so one read of a one-row
+    table and no write. On SQLite the file must also still be the one opened (a file
+    deleted or replaced under the server takes no more writes: WatchedSqliteDatabase)."""
+    try:
+        if is_sqlite():
+            database.obj.check_files()
+        database.execute_sql('SELECT version FROM scimlite_schema').fetchone()
+    except (StoreError, DatabaseError, InterfaceError) as error:
+        return first_line(storage_fault(error) or error)
+    return None
+
+
 def close_database():
     if database.obj is None:
         return
