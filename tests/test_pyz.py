@@ -7,6 +7,7 @@ PYTHON* variables, no working folder on sys.path) and talk to it over a socket."
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -37,9 +38,12 @@ def pyz(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def bare_python(tmp_path_factory):
-    """A fresh virtual environment's python, without pip and without scimlite's libraries."""
+    """A fresh virtual environment's python, without pip and without scimlite's libraries:
+    made from the Python running the tests, or from SCIMLITE_PYZ_PYTHON (to try the
+    .pyz with the Python an audience has)."""
     venv = tmp_path_factory.mktemp('venv') / 'bare'
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=120)
+    base = os.environ.get('SCIMLITE_PYZ_PYTHON', sys.executable)
+    subprocess.run([base, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=120)
     python = venv / ('Scripts/python.exe' if sys.platform == 'win32' else 'bin/python')
     for module in (*EMBEDDED, 'playhouse', 'pip'):
         found = subprocess.run([str(python), '-I', '-c', f'import {module}'], capture_output=True)
@@ -115,6 +119,20 @@ def assert_provisioned(server, user_ids, group_id):
     assert sorted(member['value'] for member in group['members']) == sorted(user_ids)
 
 
+def assert_dashboard_and_health_answer(server):
+    """The files read from inside the zip: views/ for the dashboard's login page and
+    stylesheet (schema.sql made the tables)."""
+    connection = http.client.HTTPConnection('127.0.0.1', server.port, timeout=20)
+    try:
+        for path, expected in (('/', b'name="token"'), ('/dashboard/dashboard.css', b'{'),
+                               ('/healthz', b'{"status": "ok"}')):
+            connection.request('GET', path)
+            answer = connection.getresponse()
+            assert answer.status == 200 and expected in answer.read(), path
+    finally:
+        connection.close()
+
+
 def test_the_pyz_serves_okta_from_an_empty_folder_and_keeps_its_data_across_a_restart(bare_python, folder):
     """The README's workshop steps: copy scimlite.pyz alone, `python scimlite.pyz`. It
     writes its commented config.ini and its scim.db beside itself, in the working folder."""
@@ -123,6 +141,7 @@ def test_the_pyz_serves_okta_from_an_empty_folder_and_keeps_its_data_across_a_re
         assert 'SCIM base URL:   http://127.0.0.1:' in server.output
         user_ids, group_id = okta_provisions(server)
         assert_provisioned(server, user_ids, group_id)
+        assert_dashboard_and_health_answer(server)
     finally:
         server.stop()
     assert 'Traceback' not in server.output
