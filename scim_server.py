@@ -15,13 +15,15 @@ as `Bearer <token>`, and in every other form Okta or Entra can be made to send
 (bare, `Bearer Bearer`, HTTP Basic's password), those flagged. At / a
 dashboard, behind a login with the token, shows the users, the groups and the
 recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
-line per SCIM request.
+line per SCIM request. GET /healthz, without a token, says whether the database
+answers (200 or 503), for a load balancer.
 
 What it deliberately does not: bulk operations, password changes, nested
 groups (members are users), and authenticating end users: the password an IdP
 sends is accepted and dropped, never stored, never returned.
 
-Needs: bottle, peewee, waitress (see requirements.txt). `app` is a WSGI
+Needs: Python 3.10+, bottle, peewee, waitress (see requirements.txt); or, as
+scimlite.pyz (tools/build_pyz.py), which holds them, Python alone. `app` is a WSGI
 application for other servers (`waitress-serve scim_server:app`); `main()` is
 the command line.
 
