@@ -9,7 +9,8 @@ ngrok) and users and groups arrive in a SQLite file, scim.db.
 What it supports: /Users and /Groups with POST, GET (by id, and lists with
 the whole filter language, sortBy, startIndex, count, attributes and
 excludedAttributes), POST .search, PUT, PATCH (RFC 7644 §3.5.2, with Okta's
-and Entra's dialects), DELETE; the discovery endpoints /ServiceProviderConfig,
+and Entra's dialects), DELETE; POST /Bulk (RFC 7644 §3.7: those operations,
+bulkId references in any order, failOnErrors); the discovery endpoints /ServiceProviderConfig,
 /ResourceTypes and /Schemas; ETags with If-Match / If-None-Match; the token
 as `Bearer <token>`, and in every other form Okta or Entra can be made to send
 (bare, `Bearer Bearer`, HTTP Basic's password), those flagged. At / a
@@ -18,8 +19,8 @@ recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
 line per SCIM request. GET /healthz, without a token, says whether the database
 answers (200 or 503), for a load balancer.
 
-What it deliberately does not: bulk operations, password changes, nested
-groups (members are users), and authenticating end users: the password an IdP
+What it deliberately does not: password changes, nested groups (members are
+users), /Me, and authenticating end users: the password an IdP
 sends is accepted and dropped, never stored, never returned.
 
 Needs: Python 3.10+, bottle, peewee, waitress (see requirements.txt); or, as
@@ -100,6 +101,8 @@ DEFAULTS = {
     'default_page_size': 100,
     'max_page_size': 1000,
     'max_body_bytes': 1024 * 1024,
+    'bulk_max_operations': 1000,
+    'bulk_max_payload_bytes': 1024 * 1024,
     'threads': '',   # empty: DEFAULT_THREADS for the database
     'connection_limit': '',   # empty: DEFAULT_CONNECTION_LIMIT for this system
     'channel_timeout': 30,
@@ -111,7 +114,7 @@ DEFAULTS = {
     'statement_timeout': store.STATEMENT_TIMEOUT,
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept',
-                    'connection_limit', 'channel_timeout')
+                    'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes')
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
 # runs one thread at a time and SQLite writes one at a time, so a second thread mostly
 # adds the handing over of the interpreter lock (README, Performance). PostgreSQL:
@@ -255,7 +258,7 @@ def normalise_settings(overrides):
             raise SettingsError(f'{key} must be on or off, not {value!r}')
     for key in SECONDS_SETTINGS:
         settings[key] = seconds_setting(key, settings[key])
-    for key in ('threads', 'connection_limit', 'channel_timeout'):
+    for key in ('threads', 'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes'):
         if settings[key] < 1:
             raise SettingsError(f'{key} must be at least 1, not {settings[key]}')
     if not POLL and settings['connection_limit'] > SELECT_CONNECTION_LIMIT:
@@ -339,17 +342,20 @@ BOTTLE_ERROR_DETAILS = {
 SCIM_MEDIA_TYPE = 'application/scim+json; charset=utf-8'
 
 
-def read_json():
+def read_json(limit=None, too_large=None):
     """The request body as a JSON object, or a SCIM 4xx.
 
     Bottle's `request.json` ignores application/scim+json, so the body is read
-    here, whatever the Content-Type, up to the configured size."""
-    limit = request.app.settings['max_body_bytes']
+    here, whatever the Content-Type, up to `limit` bytes (the configured
+    max_body_bytes unless given); a larger body is a 413 with the `too_large`
+    detail, if given."""
+    limit = request.app.settings['max_body_bytes'] if limit is None else limit
+    too_large = too_large or f'The body is larger than {limit} bytes.'
     if request.content_length > limit:
-        raise ScimError(413, None, f'The body is larger than {limit} bytes.')
+        raise ScimError(413, None, too_large)
     body = request.environ['wsgi.input'].read(request.content_length if request.content_length >= 0 else limit + 1)
     if len(body) > limit:
-        raise ScimError(413, None, f'The body is larger than {limit} bytes.')
+        raise ScimError(413, None, too_large)
     try:
         document = json.loads(body.decode('utf-8'), parse_constant=_refuse_constant, parse_float=_finite_float)
         # "\ud800" is valid JSON but no text: it could be neither stored nor answered.
@@ -379,13 +385,12 @@ MAX_JSON_DEPTH = 32   # SCIM needs 4 (an extension's complex multi-valued attrib
 def json_depth(document):
     """How deeply objects and lists nest in `document` (walked without recursion)."""
     deepest, pending = 0, [(document, 1)]
-    while pending:
+    while pending:   # only objects and lists are queued: a bulk request holds thousands of values
         value, depth = pending.pop()
         deepest = max(deepest, depth)
-        if isinstance(value, dict):
-            pending.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            pending.extend((item, depth + 1) for item in value)
+        for item in value.values() if isinstance(value, dict) else value:
+            if isinstance(item, (dict, list)):
+                pending.append((item, depth + 1))
     return deepest
 
 
@@ -438,11 +443,16 @@ def etag(version):
 
 
 def if_match():
-    """If-Match as the set of stored versions it accepts: None when absent or `*`.
+    """If-Match as the set of stored versions it accepts (see accepted_versions)."""
+    return accepted_versions(request.environ.get('HTTP_IF_MATCH'))   # raw: Bottle's get_header fails on non-UTF-8
+
+
+def accepted_versions(header):
+    """An If-Match header (or a bulk operation's `version`) as the set of stored
+    versions it accepts: None when absent or `*`.
 
     Tags that name no version of ours (`"abc"`) match nothing, so a set of only
     such tags ends in 412."""
-    header = request.environ.get('HTTP_IF_MATCH')   # raw: Bottle's get_header fails on non-UTF-8
     if not header or header.strip() == '*':
         return None
     versions = set()
@@ -907,7 +917,8 @@ def service_provider_config():
     return scim_reply({
         'schemas': [SPC_SCHEMA],
         'patch': {'supported': True},
-        'bulk': {'supported': False, 'maxOperations': 0, 'maxPayloadSize': 0},
+        'bulk': {'supported': True, 'maxOperations': settings['bulk_max_operations'],
+                 'maxPayloadSize': settings['bulk_max_payload_bytes']},
         'filter': {'supported': True, 'maxResults': settings['max_page_size']},
         'changePassword': {'supported': False},
         'sort': {'supported': True},
@@ -1135,14 +1146,49 @@ def resources_search(kind, storage):
     return reply_list(kind, storage, ListRequest.from_body(kind, read_json()))
 
 
-def resource_create(kind, storage):
-    """POST /Users, /Groups (a group with its members)."""
-    projection = projection_from_query(kind)
-    body = read_json()
+# What each verb does, the same for a single request and for an operation of a bulk
+# request: parse the body, call the store, turn its errors into SCIM errors. The
+# routes add only what the HTTP request says (query, headers) and the reply.
+
+def create_resource(kind, storage, body):
+    """POST's work: the stored record (a group with its members)."""
     resource = clean_resource(body, kind)
     members = body_members(body, kind)
     with scim_errors_from_store:
-        record = storage.create(resource, members or ())
+        return storage.create(resource, members or ())
+
+
+def replace_resource(kind, storage, resource_id, body, expected, with_members):
+    """PUT's work: a full replace, a group's whole member list too; read-only
+    attributes in the body are ignored. `expected`: the versions If-Match accepts."""
+    resource = clean_resource(body, kind)
+    members = body_members(body, kind)
+    changes = [] if members is None else [store.SetMembers(members)]
+    with scim_errors_from_store:
+        return storage.update(resource_id, lambda _: (resource, changes), expected, with_members)
+
+
+def patch_resource(kind, storage, resource_id, body, expected, with_members):
+    """PATCH's work, the IdP dialects normalised first: member changes touch only the
+    link rows involved."""
+    operations = scimpatch.read_patch_operations(body, kind, resource_id)
+
+    def change(current):
+        return scimpatch.patched_resource(kind, current, operations, store.MEMBER_CHANGES)
+    with scim_errors_from_store:
+        return storage.update(resource_id, change, expected, with_members)
+
+
+def delete_resource(kind, storage, resource_id, expected):
+    """DELETE's work."""
+    with scim_errors_from_store:
+        storage.delete(resource_id, expected)
+
+
+def resource_create(kind, storage):
+    """POST /Users, /Groups (a group with its members)."""
+    projection = projection_from_query(kind)
+    record = create_resource(kind, storage, read_json())
     return reply_resource(record, kind, 201, projection)
 
 
@@ -1155,29 +1201,19 @@ def resource_get(kind, storage, resource_id):
 
 
 def resource_replace(kind, storage, resource_id):
-    """PUT /Users/{id}, /Groups/{id}: a full replace, a group's whole member list
-    too; read-only attributes in the body are ignored."""
+    """PUT /Users/{id}, /Groups/{id}."""
     projection = projection_from_query(kind)
-    body = read_json()
-    resource = clean_resource(body, kind)
-    members = body_members(body, kind)
-    changes = [] if members is None else [store.SetMembers(members)]
-    with scim_errors_from_store:
-        record = storage.update(resource_id, lambda _: (resource, changes), if_match(),
-                                members_wanted(projection, kind))
+    record = replace_resource(kind, storage, resource_id, read_json(), if_match(), members_wanted(projection, kind))
     return reply_resource(record, kind, projection=projection)
 
 
 def resource_patch(kind, storage, resource_id):
-    """PATCH /Users/{id}, /Groups/{id}: member changes touch only the link rows involved."""
+    """PATCH /Users/{id}, /Groups/{id}: 200 with the resource or 204 (choose_patch_answer)."""
     projection = projection_from_query(kind)
-    operations = scimpatch.read_patch_operations(read_json(), kind, resource_id)
+    body = read_json()
     with_body = choose_patch_answer(projection, kind.patch_body_by_default)
-
-    def change(current):
-        return scimpatch.patched_resource(kind, current, operations, store.MEMBER_CHANGES)
-    with scim_errors_from_store:
-        record = storage.update(resource_id, change, if_match(), with_body and members_wanted(projection, kind))
+    record = patch_resource(kind, storage, resource_id, body, if_match(),
+                            with_body and members_wanted(projection, kind))
     if not with_body:
         return reply_no_content(record)
     return reply_resource(record, kind, projection=projection)
@@ -1185,8 +1221,7 @@ def resource_patch(kind, storage, resource_id):
 
 def resource_delete(kind, storage, resource_id):
     """DELETE /Users/{id}, /Groups/{id}."""
-    with scim_errors_from_store:
-        storage.delete(resource_id, if_match())
+    delete_resource(kind, storage, resource_id, if_match())
     response.status = 204
     return b''
 
@@ -1259,10 +1294,283 @@ def me_not_implemented():
                     'Use /Users/{id}.')
 
 
-def bulk_not_implemented():
-    """/Bulk (RFC 7644 §3.7): ServiceProviderConfig says bulk is not supported."""
-    raise ScimError(501, None, '/Bulk is not implemented (ServiceProviderConfig: bulk.supported is false): '
-                    'send each operation as its own request.')
+# ===========================================================================
+# Routes: bulk (RFC 7644 §3.7)
+# ===========================================================================
+#
+# Each operation goes through the same create/replace/patch/delete_resource as its
+# single request, and is as atomic as that request: one that fails leaves nothing
+# half-written and undoes no other (the RFC's "disregard partial failures"). The
+# operations are written in one transaction, each in a savepoint of its own: a
+# commit a request, not one an operation, more than doubled the users a bulk
+# request creates per second on SQLite (README, Bulk). Only a fault of the database
+# itself (a full disk, a lost connection) fails the request as a whole, and then
+# none of it is written.
+
+BULK_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest'
+BULK_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse'
+BULK_ID_PREFIX = 'bulkId:'
+BULK_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
+
+
+@dataclasses.dataclass
+class BulkOperation:
+    """One operation of a BulkRequest, as read. `problem` is the ScimError that fails
+    it before it runs (a bad method, path or data); `resource_id` may still be a
+    `bulkId:` reference, and `references` are the bulkIds its data names."""
+    method: str
+    bulk_id: str | None
+    version: str | None
+    kind: object = None
+    resource_id: str | None = None
+    data: object = None
+    references: frozenset = frozenset()
+    problem: ScimError | None = None
+
+    def echo(self):
+        """What the response repeats of the request: method, and bulkId if given."""
+        return {'method': self.method, **({'bulkId': self.bulk_id} if self.bulk_id is not None else {})}
+
+
+def bulk_limits_detail(settings):
+    """The limits a 413 states, in the form RFC 7644 §3.7.4's example gives them."""
+    return (f'{{"maxOperations":{settings["bulk_max_operations"]},'
+            f'"maxPayloadSize":{settings["bulk_max_payload_bytes"]}}}')
+
+
+def read_bulk_request(settings):
+    """(the operations, failOnErrors or None) of the BulkRequest body, or a 4xx for
+    the whole request: too large (413), not JSON, not a BulkRequest, Operations not
+    a list of objects, a bulkId given to two POSTs."""
+    limits = bulk_limits_detail(settings)
+    body = read_json(settings['bulk_max_payload_bytes'],
+                     f'The bulk request is larger than maxPayloadSize ({settings["bulk_max_payload_bytes"]} bytes). '
+                     f'Limits: {limits}')
+    schemas = body.get('schemas')
+    if not isinstance(schemas, list) or BULK_REQUEST_SCHEMA not in schemas:
+        raise ScimError(400, 'invalidSyntax', f'schemas must be ["{BULK_REQUEST_SCHEMA}"].')
+    operations = body.get(find_key(body, 'Operations') or 'Operations')
+    if not isinstance(operations, list) or not all(isinstance(operation, dict) for operation in operations):
+        raise ScimError(400, 'invalidSyntax', 'Operations must be a list of objects.')
+    if len(operations) > settings['bulk_max_operations']:
+        raise ScimError(413, None, f'The bulk request has {len(operations)} operations, more than maxOperations '
+                                   f'({settings["bulk_max_operations"]}). Limits: {limits}')
+    fail_on_errors = body.get(find_key(body, 'failOnErrors') or 'failOnErrors')
+    if fail_on_errors is not None and (not isinstance(fail_on_errors, int) or isinstance(fail_on_errors, bool)
+                                       or fail_on_errors < 1):
+        raise ScimError(400, 'invalidValue', 'failOnErrors must be a whole number of at least 1.')
+    parsed = [read_bulk_operation(operation) for operation in operations]
+    defined = [operation.bulk_id for operation in parsed if operation.method == 'POST' and operation.bulk_id]
+    twice = sorted({bulk_id for bulk_id in defined if defined.count(bulk_id) > 1})
+    if twice:
+        raise ScimError(400, 'invalidValue', f'bulkId {twice[0]!r} is given to more than one POST.')
+    return parsed, fail_on_errors
+
+
+def read_bulk_operation(operation):
+    """A BulkOperation; what is wrong with it fails it alone (its `problem`)."""
+    def field(name):
+        return operation.get(find_key(operation, name) or name)
+    method, bulk_id, version = field('method'), field('bulkId'), field('version')
+    read = BulkOperation(method.upper() if isinstance(method, str) else method,
+                         bulk_id if isinstance(bulk_id, str) else None, version if isinstance(version, str) else None)
+    try:
+        read.kind, read.resource_id, read.data, read.references = bulk_target(read, field('path'), field('data'),
+                                                                              bulk_id, version)
+    except ScimError as error:
+        read.problem = error
+    return read
+
+
+def bulk_target(read, path, data, bulk_id, version):
+    """(resource type, id or None, data, bulkIds the data refers to) of an operation."""
+    if read.method not in BULK_METHODS:
+        raise ScimError(400, 'invalidSyntax', f'method must be one of {", ".join(BULK_METHODS)}, not {read.method!r}.')
+    if bulk_id is not None and (not isinstance(bulk_id, str) or not bulk_id):
+        raise ScimError(400, 'invalidValue', 'bulkId must be a non-empty string.')
+    if version is not None and not isinstance(version, str):
+        raise ScimError(400, 'invalidValue', 'version must be a string (an ETag, e.g. W/"3").')
+    if read.method == 'POST' and bulk_id is None:
+        raise ScimError(400, 'invalidValue', 'bulkId is required for a POST (RFC 7644 §3.7).')
+    endpoint, _, resource_id = (path.strip('/').partition('/') if isinstance(path, str) else ('', '', ''))
+    kind = request.app.catalog.resource_type(endpoint[:-1]) if endpoint in ('Users', 'Groups') else None
+    if kind is None or '/' in resource_id or bool(resource_id) == (read.method == 'POST'):
+        where = 'a resource type endpoint (/Users, /Groups)' if read.method == 'POST' else \
+            'a resource (/Users/{id}, /Groups/{id})'
+        raise ScimError(400, 'invalidPath', f'path must name {where} for {read.method}, not {path!r}.')
+    if read.method != 'DELETE' and not isinstance(data, dict):
+        raise ScimError(400, 'invalidSyntax', f'data must be an object for {read.method}.')
+    references = frozenset(referenced_bulk_ids(data)) if read.method != 'DELETE' else frozenset()
+    return kind, unquote(resource_id) or None, data, references
+
+
+def referenced_bulk_ids(data):
+    """The bulkIds `"value": "bulkId:..."` strings name anywhere in `data` (members,
+    a PATCH's member values, an enterprise manager): the ids they stand for. Walked
+    without recursion, only objects and lists queued: every POST of a bulk request
+    is looked through."""
+    found, pending = [], [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(item for item in value if isinstance(item, (dict, list)))
+            continue
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                pending.append(item)
+            elif isinstance(item, str) and item.startswith(BULK_ID_PREFIX) and key.lower() == 'value':
+                found.append(item[len(BULK_ID_PREFIX):])
+    return found
+
+
+def with_bulk_ids_resolved(value, created):
+    """`value` with each `"value": "bulkId:..."` replaced by the id it stands for."""
+    if isinstance(value, dict):
+        return {key: (created[item[len(BULK_ID_PREFIX):]][1]
+                      if key.lower() == 'value' and isinstance(item, str) and item.startswith(BULK_ID_PREFIX)
+                      else with_bulk_ids_resolved(item, created)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_bulk_ids_resolved(item, created) for item in value]
+    return value
+
+
+class BulkRun:
+    """The operations of one BulkRequest, run so that a POST runs before the operations
+    that refer to its bulkId, whatever their order (RFC 7644 §3.7.2), and otherwise in
+    the order sent; stopped after failOnErrors errors (§3.7.3)."""
+
+    def __init__(self, operations, fail_on_errors):
+        self.operations = operations
+        self.fail_on_errors = fail_on_errors
+        self.definers = {operation.bulk_id: operation for operation in operations
+                         if operation.method == 'POST' and operation.bulk_id and operation.problem is None}
+        self.position = {operation.bulk_id: index for index, operation in enumerate(operations)
+                         if operation.bulk_id in self.definers and self.definers[operation.bulk_id] is operation}
+        self.created = {}   # bulkId -> (resource type, id) of a POST that succeeded
+        self.results = {}   # id(operation) -> its entry in the response, in the order run
+        self.running = set()
+        self.errors = 0
+
+    def run(self):
+        for operation in self.operations:
+            self.run_once(operation)
+            if self.stopped():
+                break
+        return list(self.results.values())
+
+    def stopped(self):
+        return self.fail_on_errors is not None and self.errors >= self.fail_on_errors
+
+    def run_once(self, first):
+        """Run `first` after the POSTs it refers to, and theirs before them (walked
+        without recursion: a chain of managers may be as long as the request). A
+        reference back to an operation still waiting is circular: it stays unresolved."""
+        if id(first) in self.results:
+            return
+        self.running.add(id(first))
+        waiting = [(first, self.definers_first(first))]
+        while waiting:
+            operation, bulk_ids = waiting[-1]
+            definer = next((self.definers[bulk_id] for bulk_id in bulk_ids
+                            if id(self.definers[bulk_id]) not in self.running
+                            and id(self.definers[bulk_id]) not in self.results), None)
+            if definer is not None:
+                self.running.add(id(definer))
+                waiting.append((definer, self.definers_first(definer)))
+                continue
+            waiting.pop()
+            self.running.discard(id(operation))
+            if self.stopped():
+                return
+            self.results[id(operation)] = self.outcome(operation)
+
+    def definers_first(self, operation):
+        """The bulkIds `operation` refers to, those of this request's POSTs in the
+        order sent: in its path, and in its data those of users (any other is
+        refused, and need not wait)."""
+        references = {bulk_id for bulk_id in operation.references
+                      if bulk_id in self.definers and self.definers[bulk_id].kind.name == 'User'}
+        path_reference = operation.resource_id or ''
+        if path_reference.startswith(BULK_ID_PREFIX):
+            references.add(path_reference[len(BULK_ID_PREFIX):])
+        return iter(sorted(references & self.position.keys(), key=self.position.get))
+
+    def outcome(self, operation):
+        """The operation's entry in the BulkResponse: its status as text, and where it
+        failed the SCIM Error document as `response`."""
+        entry = operation.echo()
+        try:
+            with store.savepoint():
+                status, location, version = self.execute(operation)
+        except ScimError as error:
+            self.errors += 1
+            entry.update(status=str(error.status), response=error.document())
+            return entry
+        entry.update(location=location, status=str(status))
+        if version is not None:
+            entry['version'] = etag(version)
+        return entry
+
+    def execute(self, operation):
+        """(status, location, version or None) of the operation, run alone."""
+        if operation.problem is not None:
+            raise operation.problem
+        kind, storage = operation.kind, STORAGE[operation.kind.name]
+        resource_id = self.resolve_path(operation)
+        data = self.resolve_data(operation)
+        expected = accepted_versions(operation.version)
+        if operation.method == 'POST':
+            record = create_resource(kind, storage, data)
+            self.created[operation.bulk_id] = (kind, record['id'])
+            return 201, f'{base_url()}{kind.endpoint}/{record["id"]}', record['version']
+        location = f'{base_url()}{kind.endpoint}/{resource_id}'
+        if operation.method == 'DELETE':
+            delete_resource(kind, storage, resource_id, expected)
+            return 204, location, None
+        verb = replace_resource if operation.method == 'PUT' else patch_resource
+        record = verb(kind, storage, resource_id, data, expected, False)
+        return 200, location, record['version']
+
+    def created_by(self, bulk_id):
+        """(resource type, id) of the resource `bulkId:<bulk_id>` stands for, or a 409."""
+        if bulk_id in self.created:
+            return self.created[bulk_id]
+        if bulk_id not in self.definers:
+            raise ScimError(409, None, f'bulkId:{bulk_id} names no POST of this bulk request.')
+        if id(self.definers[bulk_id]) in self.results:
+            raise ScimError(409, None, f'bulkId:{bulk_id} cannot be resolved: its POST failed.')
+        raise ScimError(409, None, f'bulkId:{bulk_id} cannot be resolved: its POST refers back to this operation.')
+
+    def resolve_path(self, operation):
+        """The id of the resource the path names, `bulkId:` resolved."""
+        resource_id = operation.resource_id
+        if resource_id is None or not resource_id.startswith(BULK_ID_PREFIX):
+            return resource_id
+        kind, created_id = self.created_by(resource_id[len(BULK_ID_PREFIX):])
+        if kind is not operation.kind:
+            raise ScimError(400, 'invalidValue', f'{resource_id} names a {kind.name}, not a resource of '
+                                                 f'{operation.kind.endpoint}.')
+        return created_id
+
+    def resolve_data(self, operation):
+        """The data with its `bulkId:` values resolved: each must name a user (members
+        are users; so is a manager)."""
+        for bulk_id in sorted(operation.references):
+            definer = self.definers.get(bulk_id)
+            if definer is not None and definer.kind.name != 'User':
+                raise ScimError(400, 'invalidValue', f'bulkId:{bulk_id} names a {definer.kind.name}: '
+                                                     'members are users.')
+            self.created_by(bulk_id)
+        return with_bulk_ids_resolved(operation.data, self.created) if operation.references else operation.data
+
+
+def bulk():
+    """POST /Bulk: the operations of a BulkRequest, each answered in the BulkResponse."""
+    settings = request.app.settings
+    operations, fail_on_errors = read_bulk_request(settings)
+    with store.writing():
+        results = BulkRun(operations, fail_on_errors).run()
+    return scim_reply({'schemas': [BULK_RESPONSE_SCHEMA], 'Operations': results})
 
 
 # (method, path, handler, resource type or None): the SCIM API, relative to base_path.
@@ -1289,7 +1597,7 @@ SCIM_ROUTES = (
     ('PATCH', '/Groups/<resource_id>', resource_patch, 'Group'),
     ('DELETE', '/Groups/<resource_id>', resource_delete, 'Group'),
     *((method, '/Me', me_not_implemented, None) for method in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
-    ('POST', '/Bulk', bulk_not_implemented, None),
+    ('POST', '/Bulk', bulk, None),
 )
 
 
@@ -1849,8 +2157,9 @@ def finish_answers(socket_map):
 # waitress's limits, chosen rather than left at its defaults (README, Reliability)
 # ---------------------------------------------------------------------------
 
-# waitress refuses a body this much past max_body_bytes before reading it; up to
-# there it reads the body, and the app answers its own SCIM 413, which an IdP shows.
+# waitress refuses a body this much past max_body_bytes (or bulk_max_payload_bytes,
+# the larger) before reading it; up to there it reads the body, and the app answers
+# its own SCIM 413, which an IdP shows.
 BODY_HEADROOM = 64 * 1024
 # All of a request's headers: a SCIM request needs a few hundred bytes (a long
 # filter in the query a few KiB); waitress's default, 256 KiB, held by each of a
@@ -1876,7 +2185,7 @@ def waitress_options(settings):
         # How often idle connections are looked for: an idle one closes within
         # channel_timeout + this.
         'cleanup_interval': min(5, settings['channel_timeout']),
-        'max_request_body_size': settings['max_body_bytes'] + BODY_HEADROOM,
+        'max_request_body_size': max(settings['max_body_bytes'], settings['bulk_max_payload_bytes']) + BODY_HEADROOM,
         'max_request_header_size': MAX_HEADER_BYTES,
         'ident': 'scimlite',
     }

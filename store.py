@@ -1609,6 +1609,12 @@ def writing():
         yield
 
 
+def savepoint():
+    """Within writing(): writes undone alone if they raise (a SAVEPOINT), the
+    transaction around them going on; the writes of a bulk request's operations."""
+    return database.atomic()
+
+
 @contextlib.contextmanager
 def _retry_turn(model, resource_id):
     """The turn of a write that lost an optimistic race: with it, it cannot lose again.

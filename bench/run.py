@@ -42,7 +42,10 @@ sys.path.insert(0, str(ROOT))
 import scim_server  # noqa: E402  (for the settings the ceiling must share)
 LUA = HERE / 'scim.lua'
 SCENARIOS = ('get_by_id', 'filter_eq', 'list_page', 'patch_deactivate', 'put_replace',
-             'group_members', 'mixed')
+             'group_members', 'mixed', 'bulk_provision')
+# Not a wrk scenario of its own: users created by POST /Bulk against plain POST /Users (bulk_provision()).
+MEASUREMENTS = ('bulk_provision',)
+BULK_TARGET = 3.0   # bulk users/s as a multiple of plain POST's (README, Bulk)
 # The project's target for each scenario, as a share of the ceiling's rate (README, Performance).
 TARGETS = {'get_by_id': 0.50, 'filter_eq': 0.45, 'patch_deactivate': 0.30, 'put_replace': 0.30,
            'provision': 0.25, 'list_page': 0.08}
@@ -208,8 +211,9 @@ class Target:
         connection.close()
         return total
 
-    def provision(self, count, connections, longest_chunk=10):
-        """Okta's create flow until `count` more users exist: the rate of the full chunks.
+    def provision(self, count, connections, longest_chunk=10, scenario='provision'):
+        """Okta's create flow (or another `scenario` of creates: bench/scim.lua's create,
+        bulk_create) until `count` more users exist: the rate of the full chunks.
 
         wrk runs for a fixed time and cannot stop early, so the users are created
         in chunks, each sized from the rate so far to end before the goal; a chunk
@@ -221,7 +225,7 @@ class Target:
         chunk, seconds, last = 0, 2, None
         while have < goal:
             chunk += 1
-            last = self.wrk('provision', seconds, connections, goal - have, have, f'{self.run}c{chunk}-')
+            last = self.wrk(scenario, seconds, connections, goal - have, have, f'{self.run}{scenario[0]}{chunk}-')
             created = self.user_count() - have
             have += created
             full['errors'] += last['errors']
@@ -349,6 +353,27 @@ def time_member_adds(target, samples=7):
     return timings
 
 
+def bulk_provision(target, users, connections):
+    """`users` created by plain POST /Users (no lookup first) and `users` by POST /Bulk
+    of 100 POSTs, over the same connections, taking turns (plain, bulk, bulk, plain,
+    each half of them) so that the machine's drift cancels out: users/s of each."""
+    created = {'create': [], 'bulk_create': []}
+    for scenario in ('create', 'bulk_create', 'bulk_create', 'create'):
+        created[scenario].append(target.provision(users // 2, connections, scenario=scenario))
+    result = {}
+    for scenario, runs in created.items():
+        seconds = sum(run['seconds'] for run in runs)
+        result[scenario] = {'users_per_second': sum(run['users'] for run in runs) / seconds,
+                            'requests_per_second': sum(run['requests'] for run in runs) / seconds,
+                            'errors': sum(run['errors'] for run in runs),
+                            'server_cpu_ms_per_user': 1000 * sum(run['server_cpu'] for run in runs)
+                            / max(1, sum(run['users'] for run in runs))}
+    result['ratio'] = result['bulk_create']['users_per_second'] / result['create']['users_per_second']
+    print(f'  {target.name:9} bulk_provision     plain {result["create"]["users_per_second"]:8.1f} users/s, '
+          f'bulk {result["bulk_create"]["users_per_second"]:8.1f} users/s, {result["ratio"]:.2f}x', flush=True)
+    return result
+
+
 COST_SCENARIOS = ('get_by_id', 'patch_deactivate', 'mixed')
 
 
@@ -423,6 +448,14 @@ def report(results, other, args):
         (big, big_ms), (_, small_ms) = sorted(results['member_add_ms'].items(), reverse=True)
         print(f'adding one member (median of 7, ms): to a group of {big:,} members {big_ms:.1f}, '
               f'to a group of 10 {small_ms:.1f}; ratio {big_ms / small_ms:.2f}')
+    if 'bulk_provision' in results:
+        plain, bulk = results['bulk_provision']['create'], results['bulk_provision']['bulk_create']
+        print(f'bulk_provision ({results["bulk_provision"]["users"]:,} users each way, no lookup first, '
+              f'{args.connections} connections): plain POST /Users {plain["users_per_second"]:.1f} users/s '
+              f'({plain["server_cpu_ms_per_user"]:.2f} ms server CPU a user, {plain["errors"]} errors), '
+              f'POST /Bulk of 100 {bulk["users_per_second"]:.1f} users/s '
+              f'({bulk["server_cpu_ms_per_user"]:.2f} ms, {bulk["errors"]} errors); '
+              f'ratio {results["bulk_provision"]["ratio"]:.2f}x (target {BULK_TARGET:.0f}x)')
     if 'recording' in results:
         print('the console line and the exchange log (on, the default, against off: a second server on the same '
               'database, taking turns): rate on/off, and server CPU per request on/off')
@@ -441,6 +474,8 @@ def main(argv=None):
     parser.add_argument('--other', help='another SCIM base URL to measure side by side')
     parser.add_argument('--other-token', default='123456789')
     parser.add_argument('--other-users', type=int, help='users for the other server (default: --users)')
+    parser.add_argument('--bulk-users', type=int, default=10_000,
+                        help='users bulk_provision creates each way (plain POST /Users, POST /Bulk)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--no-recording-cost', action='store_true',
                         help='skip measuring the console line and exchange log against a quiet server')
@@ -480,9 +515,15 @@ def main(argv=None):
         prepare(scim, args.users, args.connections, results)
         results['peak_rss_mb'] = peak_rss_mb(scim.process.pid)
         results['queries'] = time_queries(scim, args.users)
-        results.update(measure(scim, scenarios, args.duration, args.connections, ceiling, small))
+        results.update(measure(scim, [s for s in scenarios if s not in MEASUREMENTS], args.duration,
+                               args.connections, ceiling, small))
+        if 'bulk_provision' in scenarios:
+            results['bulk_provision'] = dict(bulk_provision(scim, args.bulk_users, args.connections),
+                                             users=args.bulk_users)
         results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(scim.process.pid))
         ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
+        if not ceiling_rates:   # only bulk_provision was asked for
+            ceiling_rates = [ceiling.wrk('ceiling', max(3, args.duration // 2), args.connections)['rps']]
         results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
         results['member_add_ms'] = time_member_adds(scim)
         if not args.no_recording_cost:
@@ -494,7 +535,8 @@ def main(argv=None):
                 quiet.process.wait(timeout=10)
         if other:
             prepare(other, args.other_users or args.users, args.connections, other_results)
-            other_results.update(measure(other, scenarios, args.duration, args.connections))
+            other_results.update(measure(other, [s for s in scenarios if s not in MEASUREMENTS], args.duration,
+                                         args.connections))
         report(results, other_results, args)
         if args.json:
             Path(args.json).write_text(json.dumps({'scimlite': results, 'other': other_results,

@@ -74,6 +74,49 @@ scenarios.provision = function()
   return wrk.format("POST", base .. "/Users", headers(), user_body(user_name))
 end
 
+-- Creates without the lookup first, LIMIT users: one POST /Users a user, or
+-- (bulk_create) one POST /Bulk of up to BULK_SIZE POSTs. Then cheap GETs until the
+-- run ends, not wrk.thread:stop(), which drops the creates still in flight: with a
+-- LIMIT of a few, none might land, and bench/run.py would wait for them forever.
+local BULK_SIZE = 100
+
+local function idle()
+  return wrk.format("GET", base .. "/ServiceProviderConfig", headers())
+end
+
+-- wrk calls the first thread's request() once before the run, to check what it
+-- returns, and never sends that request: a create there would be counted, not made.
+local checked = false
+
+local function first_call()
+  local first = not checked
+  checked = true
+  return first
+end
+
+local function next_user_name()
+  local user_name = string.format("%s%07d@bench.example", prefix, counter)
+  counter, created = counter + 1, created + 1
+  return user_name
+end
+
+scenarios.create = function()
+  if first_call() or created >= limit then return idle() end
+  return wrk.format("POST", base .. "/Users", headers(), user_body(next_user_name()))
+end
+
+scenarios.bulk_create = function()
+  if first_call() or created >= limit then return idle() end
+  local operations = {}
+  for i = 1, math.min(BULK_SIZE, limit - created) do
+    operations[i] = '{"method":"POST","path":"/Users","bulkId":"b' .. counter .. '","data":' ..
+      user_body(next_user_name()) .. '}'
+  end
+  return wrk.format("POST", base .. "/Bulk", headers(),
+    '{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[' ..
+    table.concat(operations, ",") .. ']}')
+end
+
 scenarios.ceiling = function()
   return wrk.format("GET", "/ping", headers())
 end
