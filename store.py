@@ -1380,7 +1380,7 @@ MAX_WRITE_ATTEMPTS = 20
 
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
 _lock_wait = LOCK_WAIT   # open_database sets it
-_this_thread = threading.local()   # .deadline
+_this_thread = threading.local()   # .deadline, and .writing: whether it holds the writer turn
 
 
 class _Serving:
@@ -1457,9 +1457,16 @@ class _WriterTurn:
     rather than in SQLite's busy handler, which sleeps and retries: 8 waitress
     threads then spent more time asleep than writing. Other processes' writers are
     waited for in busy_timeout, set to what is left of the deadline. Noted in
-    _waiting_since meanwhile. A class, not a generator: it wraps every write."""
+    _waiting_since meanwhile. A class, not a generator: it wraps every write.
+
+    A thread that holds the turn already (a retry, a bulk request's operations, all
+    in one transaction) takes it again at once, whatever its deadline: it waits for
+    nobody."""
 
     def __enter__(self):
+        self.nested = getattr(_this_thread, 'writing', False)
+        if self.nested:
+            return
         database.obj.check_files()
         self.ident = ident = threading.get_ident()
         _waiting_since[ident] = time.monotonic()
@@ -1477,8 +1484,12 @@ class _WriterTurn:
         except BaseException:
             _waiting_since.pop(ident, None)
             raise
+        _this_thread.writing = True
 
     def __exit__(self, *exc):
+        if self.nested:
+            return
+        _this_thread.writing = False
         _writer.release()
         _waiting_since.pop(self.ident, None)
 

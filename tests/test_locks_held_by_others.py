@@ -251,3 +251,17 @@ def test_a_postgresql_write_stops_waiting_for_locks_at_its_deadline_but_slow_wor
         other.rollback()
         other.close()
         store.database.execute_sql('DROP TABLE locked_here')
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's writer turn, taken again within itself")
+def test_a_write_within_the_writer_turn_it_holds_waits_for_nobody_past_its_deadline(make_app):
+    """A bulk request's operations (and a retry) write inside the turn their request
+    took: their deadline has nothing to bound there, so a long bulk request is not
+    cut short by lock_wait."""
+    make_app()
+    with store.lock_deadline(0.05), store.writing():
+        time.sleep(0.1)
+        with store.writer_turn():   # the deadline has passed: it would be Busy if it waited
+            store.database.execute_sql('SELECT 1')
+    with pytest.raises(store.Busy), store.lock_deadline(-1), store.writing():
+        pass   # not held: a turn past its deadline is refused
