@@ -332,7 +332,9 @@ MIGRATIONS = {
     ],
     5: [lambda: _active_may_be_unassigned()],
 }
-NOT_NULL_ACTIVE = re.compile(r'(\bactive\s+BOOLEAN\s+)NOT\s+NULL\s+', re.IGNORECASE)
+# The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
+# type, before or after DEFAULT (a database browser rewrites the CREATE statement).
+NOT_NULL_ACTIVE = re.compile(r'(?P<head>(?:^|[(,])\s*["`\[]?active["`\]]?\s[^,]*?)\s+NOT\s+NULL\b', re.IGNORECASE)
 
 
 def _active_may_be_unassigned():
@@ -345,10 +347,13 @@ def _active_may_be_unassigned():
     if not is_sqlite():
         database.execute_sql('ALTER TABLE users ALTER COLUMN active DROP NOT NULL')
         return
+    if not _active_not_null():
+        return
     sql = database.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'").fetchone()[0]
-    relaxed = NOT_NULL_ACTIVE.sub(r'\1', sql, count=1)
+    relaxed = NOT_NULL_ACTIVE.sub(r'\g<head>', sql, count=1)
     if relaxed == sql:
-        return   # already nullable
+        raise CannotOpen('cannot make users.active nullable (schema version 5): its definition in the users '
+                         'table is not one scimlite can read; nothing was changed')
     version = database.execute_sql('PRAGMA schema_version').fetchone()[0]
     database.execute_sql('PRAGMA writable_schema = ON')
     try:
@@ -356,6 +361,14 @@ def _active_may_be_unassigned():
         database.execute_sql(f'PRAGMA schema_version = {int(version) + 1}')
     finally:
         database.execute_sql('PRAGMA writable_schema = OFF')
+    if _active_not_null():   # read back: the upgrade is stamped only if it took
+        raise CannotOpen('cannot make users.active nullable (schema version 5); nothing was changed')
+
+
+def _active_not_null():
+    # Whether SQLite's users.active is NOT NULL (PRAGMA table_info's notnull).
+    return any(row[1].lower() == 'active' and row[3]
+               for row in database.execute_sql('PRAGMA table_info(users)').fetchall())
 SCHEMA_LOCK = 0x5c1a11e   # PostgreSQL advisory lock: one process upgrades at a time
 
 
@@ -1652,6 +1665,13 @@ def _checked(record, expected_versions):
         raise VersionMismatch(record['version'])
 
 
+def _unique_violation(error):
+    """Whether an IntegrityError is a UNIQUE index refusing a duplicate (SQLite's text,
+    PostgreSQL's SQLSTATE 23505), not some other constraint."""
+    code = getattr(getattr(error, 'orig', None), 'pgcode', None)
+    return code == '23505' if code else 'UNIQUE' in str(error).upper()
+
+
 def create_user(resource):
     """One INSERT; the UNIQUE index on the userName key refuses a duplicate, even in a race."""
     stamp = now()
@@ -1660,7 +1680,9 @@ def create_user(resource):
     try:
         with writer_turn():
             USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
-    except IntegrityError:
+    except IntegrityError as error:
+        if not _unique_violation(error):
+            raise
         raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
     return Record(id=user_id, resource=resource, json=columns['resource'], version=1, created=stamp,
                   last_modified=stamp, links=[])
@@ -1686,7 +1708,9 @@ def update_user(user_id, change, expected_versions=None):
             try:
                 with writer_turn():
                     written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
-            except IntegrityError:
+            except IntegrityError as error:
+                if not _unique_violation(error):
+                    raise
                 raise Conflict(f'userName {resource["userName"]!r} is already taken') from None
         if written:
             return Record(record, resource=resource, json=columns['resource'],

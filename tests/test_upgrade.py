@@ -8,9 +8,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import webtest
 
 import store
-from conftest import ON_POSTGRESQL, PATCH_SCHEMA, TOKEN, driver_connection, empty_postgresql_database, list_tables_sql
+from conftest import (BASE, ON_POSTGRESQL, PATCH_SCHEMA, TOKEN, driver_connection, empty_postgresql_database,
+                      list_tables_sql)
 from serverprocess import ServerProcess, run_server
 import test_concurrency
 from test_concurrency import Servers, call
@@ -254,3 +256,25 @@ def test_an_older_database_takes_an_unassigned_active_after_the_upgrade(database
     assert run_sql(database_url, [('SELECT COUNT(*) FROM link', ())]) == [(2,)]
     if not ON_POSTGRESQL:
         assert run_sql(database_url, [('PRAGMA integrity_check', ())]) == [('ok',)]
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's CREATE statement, as other tools write it")
+@pytest.mark.parametrize('definition', [
+    '"active" BOOLEAN NOT NULL DEFAULT TRUE', 'active BOOLEAN NOT NULL', 'active INTEGER NOT NULL DEFAULT 1',
+    'active BOOLEAN DEFAULT TRUE NOT NULL', '[active] boolean not null default 1'])
+def test_version_5_takes_users_active_however_its_not_null_is_written(database_url, definition, make_app):
+    """A database browser rewrites the CREATE statement: the upgrade still finds the
+    NOT NULL to drop, and reads back that it took."""
+    make_old_database(database_url, version=4)
+    sql = run_sql(database_url, [("SELECT sql FROM sqlite_master WHERE name = 'users'", ())])[0][0]
+    rewritten = re.sub(r'active\s+BOOLEAN\s+NOT NULL DEFAULT TRUE', definition, sql)
+    assert rewritten != sql
+    run_sql(database_url, [('PRAGMA writable_schema = ON', ()),
+                           ("UPDATE sqlite_master SET sql = ? WHERE name = 'users'", (rewritten,)),
+                           ('PRAGMA writable_schema = OFF', ())])
+    client = webtest.TestApp(make_app())
+    headers = {'Authorization': f'Bearer {TOKEN}'}
+    response = client.patch_json(f'{BASE}/Users/old-user-1', {'schemas': [PATCH_SCHEMA], 'Operations': [
+        {'op': 'remove', 'path': 'active'}]}, headers=headers)
+    assert response.status_int == 200 and 'active' not in response.json
+    assert run_sql(database_url, [('SELECT id FROM users WHERE active IS NULL', ())]) == [('old-user-1',)]
