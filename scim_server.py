@@ -1311,6 +1311,9 @@ BULK_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest'
 BULK_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse'
 BULK_ID_PREFIX = 'bulkId:'
 BULK_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
+# How long a bulk request holds the writer's turn (on SQLite, the database's one write
+# lock) before it commits what it has written and lets other writes in.
+BULK_SLICE_SECONDS = 0.1
 
 
 @dataclasses.dataclass
@@ -1450,13 +1453,49 @@ class BulkRun:
         self.results = {}   # id(operation) -> its entry in the response, in the order run
         self.running = set()
         self.errors = 0
+        self.faulted = None   # the operation a fault of the database itself stopped
 
-    def run(self):
-        for operation in self.operations:
-            self.run_once(operation)
-            if self.stopped():
-                break
-        return list(self.results.values())
+    def run(self, lock_wait):
+        """The response's entries. The operations are written in slices of at most
+        BULK_SLICE_SECONDS, each one transaction in the writer's turn (a savepoint an
+        operation), so that other requests' writes wait no longer than a slice and
+        one operation, however long the request. A fault of the database itself (a
+        full disk, a lost connection) undoes its slice: those operations answer it,
+        and the rest are not run."""
+        remaining = iter(self.operations)
+        while True:
+            in_slice = []
+            try:
+                with store.lock_deadline(lock_wait), store.writing():
+                    started = time.monotonic()
+                    for operation in remaining:
+                        before = len(self.results)
+                        self.run_once(operation)
+                        in_slice += list(self.results)[before:]
+                        if self.stopped():
+                            return list(self.results.values())
+                        if time.monotonic() - started > BULK_SLICE_SECONDS:
+                            break
+                    else:
+                        return list(self.results.values())
+            except Exception as error:
+                answer = database_fault_answer(error)
+                if answer is None:
+                    raise
+                for key in in_slice:
+                    self.results[key] = self.failed(self.results[key], answer)
+                if self.faulted is not None:
+                    self.results[id(self.faulted)] = self.failed(
+                        dict(self.faulted.echo(), location=self.location(self.faulted)), answer)
+                return list(self.results.values())
+
+    @staticmethod
+    def failed(entry, error):
+        """`entry` of an operation that failed with `error` (a ScimError)."""
+        kept = {key: entry[key] for key in ('method', 'bulkId', 'location') if key in entry}
+        if kept['method'] == 'POST':
+            kept.pop('location', None)   # RFC 7644 §3.7: no location for a failed POST
+        return dict(kept, status=str(error.status), response=error.document())
 
     def stopped(self):
         return self.fail_on_errors is not None and self.errors >= self.fail_on_errors
@@ -1500,16 +1539,32 @@ class BulkRun:
         failed the SCIM Error document as `response`."""
         entry = operation.echo()
         try:
-            with store.savepoint():
+            with store.operation_deadline(), store.savepoint():
                 status, location, version = self.execute(operation)
         except ScimError as error:
             self.errors += 1
-            entry.update(status=str(error.status), response=error.document())
-            return entry
+            return self.failed(dict(entry, location=self.location(operation)), error)
+        except Exception as error:   # a lock another session held too long: this operation's alone
+            if not store.waited_too_long(error):
+                self.faulted = operation   # the slice's fault (run): it answers it too
+                raise
+            self.errors += 1
+            return self.failed(dict(entry, location=self.location(operation)), ScimError(
+                503, None, 'The database is busy or out of reach: try again shortly.'))
         entry.update(location=location, status=str(status))
         if version is not None:
             entry['version'] = etag(version)
         return entry
+
+    def location(self, operation):
+        """Where the operation's resource is (RFC 7644 §3.7: REQUIRED but for a failed
+        POST), its path's bulkId resolved where it can be; None for a POST."""
+        if operation.method == 'POST' or operation.kind is None or operation.resource_id is None:
+            return None
+        resource_id = operation.resource_id
+        if resource_id.startswith(BULK_ID_PREFIX):
+            resource_id = self.created.get(resource_id[len(BULK_ID_PREFIX):], (None, resource_id))[1]
+        return f'{base_url()}{operation.kind.endpoint}/{resource_id}'
 
     def execute(self, operation):
         """(status, location, version or None) of the operation, run alone."""
@@ -1568,8 +1623,7 @@ def bulk():
     """POST /Bulk: the operations of a BulkRequest, each answered in the BulkResponse."""
     settings = request.app.settings
     operations, fail_on_errors = read_bulk_request(settings)
-    with store.writing():
-        results = BulkRun(operations, fail_on_errors).run()
+    results = BulkRun(operations, fail_on_errors).run(settings['lock_wait'])
     return scim_reply({'schemas': [BULK_RESPONSE_SCHEMA], 'Operations': results})
 
 

@@ -482,9 +482,10 @@ def clean_resource(body, kind, defaults=True):
     attributes are type-checked and take their schema's spelling; anything else
     an IdP sends (its own extensions) is kept as sent. An extension with nothing
     in it (`{}`, or emptied by a PATCH) is unassigned: dropped, and its URN with
-    it from `schemas`. `members` of a group are not part of the stored resource:
-    they live in link rows. With `defaults` (POST and PUT, a whole resource; not
-    a PATCH's result), what the resource type gives an attribute left out."""
+    it from `schemas`; one that holds something has its URN there. `members` of
+    a group are not part of the stored resource: they live in link rows. With
+    `defaults` (POST and PUT, a whole resource; not a PATCH's result), what the
+    resource type gives an attribute left out."""
     schemas = check_schemas(body, kind)
     resource = {'schemas': schemas}
     core = kind.definition(None)
@@ -514,6 +515,9 @@ def clean_resource(body, kind, defaults=True):
     required = resource.get(kind.required)
     if not isinstance(required, str) or not required.strip():
         raise ScimError(400, 'invalidValue', f'{kind.required} is required and must be a non-empty string.')
+    for urn in kind.extensions:   # RFC 7643 §3: schemas names the extensions the resource holds
+        if urn in resource and urn not in resource['schemas']:
+            resource['schemas'].append(urn)
     if defaults:
         for name, value in kind.defaults.items():
             resource.setdefault(name, value)

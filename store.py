@@ -467,6 +467,13 @@ def is_unavailable(error):
     return code is None or code.startswith(RETRYABLE_SQLSTATES)
 
 
+def waited_too_long(error):
+    """Whether `error` is a statement that waited too long for a lock (SQLite locked,
+    PostgreSQL's lock_timeout or the watchdog's cancel) or found the database busy:
+    one operation of a bulk request failing alone, not a fault of the storage."""
+    return isinstance(error, OperationalError) and is_unavailable(error) and storage_fault(error) is None
+
+
 # What a storage fault says, by the database's own codes: SQLite's primary result
 # codes (the low byte of an extended one), PostgreSQL's SQLSTATEs. The text is
 # the fallback, for a driver that gives no code.
@@ -1427,6 +1434,22 @@ def lock_deadline(seconds):
         _this_thread.deadline = before
 
 
+@contextlib.contextmanager
+def operation_deadline():
+    """One operation of a bulk request waits for locks others hold as long as its own
+    request would: LOCK_WAIT from now (and, on PostgreSQL, the watchdog's deadline for
+    the write it is part of)."""
+    before = getattr(_this_thread, 'deadline', None)
+    deadline = _this_thread.deadline = time.monotonic() + _lock_wait
+    entry = _writes.get(threading.get_ident())
+    if entry is not None:
+        entry[0], entry[2] = deadline, False
+    try:
+        yield
+    finally:
+        _this_thread.deadline = before
+
+
 def _seconds_left():
     """What this thread's request may still wait for a lock; outside a request (the
     exchange log's writer), a whole LOCK_WAIT each time."""
@@ -1656,6 +1679,8 @@ def _retry_turn(model, resource_id):
                 raise Busy(f'{resource_id} is being changed by other writers; try again')
             database.execute_sql(f'SET LOCAL lock_timeout = {max(1, round(left * 1000))}')
             list(model.select(model.id).where(model.id == resource_id).for_update('FOR NO KEY UPDATE').tuples())
+            # Back to lock_wait: the transaction may go on (a bulk request's next operations).
+            database.execute_sql(f'SET LOCAL lock_timeout = {round(_lock_wait * 1000)}')
             yield
 
 

@@ -8,7 +8,8 @@ import pytest
 import dashboard
 import scim_server
 import store
-from conftest import GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA, ScimClient, assert_scim_error, store_rows
+from conftest import (GROUP_SCHEMA, ON_POSTGRESQL, PATCH_SCHEMA, USER_SCHEMA, ScimClient, assert_scim_error, postgresql,
+                      store_rows)
 
 BULK_REQUEST = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest'
 BULK_RESPONSE = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse'
@@ -422,3 +423,70 @@ def test_the_dashboard_records_a_bulk_request_as_one_exchange(app, client):
     assert [(row['method'], row['path'], row['status']) for row in rows] == [('POST', '/scim/v2/Bulk', 200)]
     assert 'Secret-1' not in json.dumps(rows, default=str)
     assert dashboard.SCRUBBED in rows[0]['request_body']
+
+
+# ---------------------------------------------------------------------------
+# A review's findings: locations of failures, slices, locks held by others
+# ---------------------------------------------------------------------------
+
+def test_a_failed_put_patch_or_delete_still_says_where(client):
+    """RFC 7644 §3.7: location is 'REQUIRED in a response, except in the event of a
+    POST failure'."""
+    user_id = client.create_user('ann')['id']
+    results = bulk(client, [
+        {'method': 'DELETE', 'path': '/Users/nosuch'},
+        {'method': 'PUT', 'path': f'/Users/{user_id}', 'version': 'W/"7"',
+         'data': {'schemas': [USER_SCHEMA], 'userName': 'ann'}},
+        {'method': 'PATCH', 'path': '/Users/bulkId:nobody', 'data': {'schemas': [PATCH_SCHEMA], 'Operations': [
+            {'op': 'replace', 'path': 'title', 'value': 'x'}]}},
+        post_user('dup', 'ann'),
+    ])
+    assert [(result['status'], result.get('location', '').split('/scim/v2', 1)[-1]) for result in results] == [
+        ('404', '/Users/nosuch'), ('412', f'/Users/{user_id}'), ('409', '/Users/bulkId:nobody'), ('409', '')]
+    assert 'location' not in results[3]
+
+
+def test_a_fault_of_the_database_answers_its_slice_and_runs_no_more(client, monkeypatch):
+    """Operations are written in slices (here one operation each): a full disk in
+    the third's undoes only that slice, which answers 507; the two before it stay
+    written, and the rest are not run."""
+    monkeypatch.setattr(scim_server, 'BULK_SLICE_SECONDS', 0)
+    creates = []
+    real_create = store.create_user
+
+    def create_user(resource):
+        creates.append(resource['userName'])
+        if len(creates) == 3:
+            raise store.OperationalError('database or disk is full')
+        return real_create(resource)
+    monkeypatch.setattr(store, 'create_user', create_user)
+    results = bulk(client, [post_user(f'u{n}', f'user{n}') for n in range(5)])
+    assert [result['status'] for result in results] == ['201', '201', '507']
+    assert results[2]['response']['status'] == '507' and 'location' not in results[2]
+    names = sorted(user['userName'] for user in client.get('/Users', status=200).json['Resources'])
+    assert names == ['user0', 'user1']
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason='a PostgreSQL row lock held by another session')
+def test_an_operation_that_waits_too_long_for_a_row_fails_alone(make_app, database_url):
+    """A lock another session holds fails the operation that needs it (503), not the
+    bulk request: the operations before and after it are written."""
+    client = ScimClient(make_app(lock_wait='1'))
+    locked = client.create_user('locked')['id']
+    other = postgresql(database_url)
+    other.autocommit = False
+    other.cursor().execute('SELECT id FROM users WHERE id = %s FOR UPDATE', (locked,))
+    try:
+        results = bulk(client, [
+            post_user('a', 'before'),
+            {'method': 'PATCH', 'path': f'/Users/{locked}', 'data': {'schemas': [PATCH_SCHEMA], 'Operations': [
+                {'op': 'replace', 'path': 'title', 'value': 'x'}]}},
+            post_user('b', 'after'),
+        ])
+    finally:
+        other.rollback()
+        other.close()
+    assert [result['status'] for result in results] == ['201', '503', '201']
+    assert results[1]['location'].endswith(f'/Users/{locked}')
+    names = sorted(user['userName'] for user in client.get('/Users', status=200).json['Resources'])
+    assert names == ['after', 'before', 'locked']

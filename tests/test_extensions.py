@@ -102,3 +102,14 @@ def test_a_bad_extensions_file_stops_the_server_with_one_line(tmp_path, database
     output, _ = process.communicate(timeout=30)
     lines = [line for line in output.splitlines() if line.strip()]
     assert process.returncode != 0 and len(lines) == 1 and says in lines[0], output
+
+
+def test_an_extension_held_puts_its_urn_in_schemas_and_filters_find_it(client):
+    """RFC 7643 §3: "schemas" holds the URIs of the schemas the resource holds. A body
+    with enterprise data but only the core schema listed is stored with both, so
+    `schemas eq` (RFC 7644 §3.4.2.2's own example) finds it."""
+    enterprise = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
+    created = client.create_user('p2', schemas=[USER_SCHEMA], **{enterprise: {'department': 'd'}})
+    assert created['schemas'] == [USER_SCHEMA, enterprise]
+    found = client.get(f'/Users?filter=schemas eq "{enterprise}"'.replace(' ', '%20'), status=200).json
+    assert [user['userName'] for user in found['Resources']] == ['p2']
