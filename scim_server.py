@@ -1545,12 +1545,12 @@ class BulkRun:
             self.errors += 1
             return self.failed(dict(entry, location=self.location(operation)), error)
         except Exception as error:   # a lock another session held too long: this operation's alone
-            if not store.waited_too_long(error):
+            answer = database_fault_answer(error) if store.waited_too_long(error) else None
+            if answer is None:
                 self.faulted = operation   # the slice's fault (run): it answers it too
                 raise
             self.errors += 1
-            return self.failed(dict(entry, location=self.location(operation)), ScimError(
-                503, None, 'The database is busy or out of reach: try again shortly.'))
+            return self.failed(dict(entry, location=self.location(operation)), answer)
         entry.update(location=location, status=str(status))
         if version is not None:
             entry['version'] = etag(version)

@@ -412,11 +412,11 @@ def _write_once():
         database.execute_sql('UPDATE scimlite_schema SET version = version')
 
 
-def _apply_schema_when_unlocked(seconds=None):
+def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
     """apply_schema, waiting out another process that is opening the same SQLite file:
     turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
     answer "database is locked" at once instead of calling its busy handler."""
-    deadline = time.monotonic() + (BUSY_TIMEOUT_MS / 1000 if seconds is None else seconds)
+    deadline = time.monotonic() + seconds
     while True:
         try:
             return apply_schema()
@@ -1439,15 +1439,11 @@ def operation_deadline():
     """One operation of a bulk request waits for locks others hold as long as its own
     request would: LOCK_WAIT from now (and, on PostgreSQL, the watchdog's deadline for
     the write it is part of)."""
-    before = getattr(_this_thread, 'deadline', None)
-    deadline = _this_thread.deadline = time.monotonic() + _lock_wait
-    entry = _writes.get(threading.get_ident())
-    if entry is not None:
-        entry[0], entry[2] = deadline, False
-    try:
+    with lock_deadline(_lock_wait):
+        entry = _writes.get(threading.get_ident())
+        if entry is not None:
+            entry[0], entry[2] = _this_thread.deadline, False
         yield
-    finally:
-        _this_thread.deadline = before
 
 
 def _seconds_left():
@@ -1673,7 +1669,7 @@ def _retry_turn(model, resource_id):
         with writer_turn():
             yield
     else:
-        with _PostgresqlWrite(), database.atomic():
+        with writer_turn(), database.atomic():
             left = _seconds_left()
             if left <= 0:
                 raise Busy(f'{resource_id} is being changed by other writers; try again')
