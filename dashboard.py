@@ -62,6 +62,10 @@ AUTHORIZATION_SCHEMES = {'bearer': 'Bearer', 'basic': 'Basic', 'ssws': 'SSWS', '
 # request was refused. Its own text, never the header's. The console line ends with
 # it, and the exchange shows it beside the header.
 AUTHORIZATION_NOTE = 'scimlite.authorization_note'
+# Set by authentication on a workshop seat's request: its seat number, and the
+# milestones (store.MILESTONES) it reached, a set.
+SEAT = 'scimlite.seat'
+MILESTONES_REACHED = 'scimlite.milestones'
 
 
 def request_path(path, query, tokens):
@@ -315,14 +319,100 @@ class ExchangeLog(Periodic):
             'request_body': scrubbed_body(request_body, request_length, self.tokens),
             'response_headers': json.dumps(shown_response),
             'response_body': scrubbed_body(response_body, response_length, self.tokens),
+            'seat': environ.get(SEAT, store.INSTRUCTOR),
         }
 
     work = flush
 
 
+class SeatProgress(Periodic):
+    """What each workshop seat's IdP has reached (store.MILESTONES) and its last error
+    (status and detail), noted by the request threads as it happens and written by
+    one thread every half second (store.note_progress). Never sampled, unlike the
+    exchanges: what waits is a few names and one error per seat.
+
+    A milestone this process has stored is not noted again (`stored`), so a busy
+    seat costs no write; that memory is dropped every FORGET_SECONDS, so a seat reset
+    by another process gets its milestones again within that time."""
+
+    interval = 0.5
+    thread_name = 'scimlite-seats'
+    FORGET_SECONDS = 30
+    DETAIL_KEPT = 500   # characters of an error's detail
+
+    def __init__(self):
+        super().__init__()
+        self.pending = {}   # {seat: ({milestone: time}, (time, status, detail) or None)}
+        self.stored = {}    # {seat: milestones stored}
+        self.forget_at = time.monotonic() + self.FORGET_SECONDS
+        self.lock = threading.Lock()
+        self.failed = False
+
+    def note(self, environ, status, body):
+        """After a seat's request: its milestones and, for a 4xx or 5xx, its error."""
+        seat = environ.get(SEAT)
+        if seat is None:
+            return
+        stored = self.stored.get(seat, ())
+        reached = [name for name in environ.get(MILESTONES_REACHED, ()) if name not in stored]
+        code = int(status[:3]) if status[:3].isdigit() else 500
+        if not reached and code < 400:
+            return
+        stamp = store.now()
+        with self.lock:
+            milestones, error = self.pending.get(seat, ({}, None))
+            for name in reached:
+                milestones.setdefault(name, stamp)
+            if code >= 400:
+                error = (stamp, code, error_detail(body)[:self.DETAIL_KEPT])
+            self.pending[seat] = (milestones, error)
+        if self.thread is None:
+            self.start()
+
+    def forget(self, seat):
+        """Seat `seat` was reset: its milestones are to be noted again."""
+        with self.lock:
+            self.stored.pop(seat, None)
+            self.pending.pop(seat, None)
+
+    def flush(self):
+        with self.lock:
+            batch, self.pending = self.pending, {}
+            if time.monotonic() > self.forget_at:
+                self.stored, self.forget_at = {}, time.monotonic() + self.FORGET_SECONDS
+        if not batch:
+            return
+        try:
+            store.note_progress(batch)
+            self.failed = False
+        except Exception as error:   # the board misses a step; SCIM goes on
+            if not self.failed:
+                log.warning('could not record the progress of %d seat(s) for the board: %s', len(batch),
+                            store.storage_fault(error) or store.first_line(error))
+            self.failed = True
+            return
+        finally:
+            store.release_connection()
+        with self.lock:
+            for seat, (milestones, _) in batch.items():
+                self.stored.setdefault(seat, set()).update(milestones)
+
+    work = flush
+
+
+def error_detail(body):
+    """The `detail` of a SCIM Error body (bytes), or '' if it has none."""
+    try:
+        detail = json.loads(body).get('detail')
+    except (ValueError, AttributeError):
+        return ''
+    return detail if isinstance(detail, str) else ''
+
+
 class Recorder:
     """WSGI middleware around the SCIM app: each request whose path `is_recorded`
-    gets its console line and its exchange queued, after the app has answered.
+    gets its console line and its exchange queued, after the app has answered,
+    and a seat's request its progress noted (SeatProgress).
 
     The request's body is seen as the app reads it (wsgi.input is teed), so a
     route records its body however it reads it."""
@@ -334,10 +424,10 @@ class Recorder:
         self.console = ConsoleLines(stdout, settings['tokens']) if stdout else None
         self.exchanges = (ExchangeLog(settings['exchanges_kept'], settings['tokens'])
                           if settings['record_exchanges'] else None)
-        self.recording = bool(self.console or self.exchanges)
+        self.progress = SeatProgress()
 
     def __call__(self, environ, start_response):
-        if not self.recording or not self.is_recorded(environ.get('PATH_INFO', '')):
+        if not self.is_recorded(environ.get('PATH_INFO', '')):
             return self.application(environ, start_response)
         received_ns, started = time.time_ns(), time.perf_counter()
         environ['wsgi.input'] = tee = TeeInput(environ['wsgi.input'])
@@ -349,11 +439,12 @@ class Recorder:
         body = self.application(environ, remember)
         status, headers = answer or ('500', [])
         seconds = time.perf_counter() - started
+        content = b''.join(body) if isinstance(body, list) else b''
         if self.console:
             self.console.add(environ, received_ns, status, seconds)
         if self.exchanges:
-            self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers,
-                               b''.join(body) if isinstance(body, list) else b'')
+            self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers, content)
+        self.progress.note(environ, status, content)
         return body
 
     def close(self, finish=False):
@@ -361,9 +452,11 @@ class Recorder:
         printed first."""
         if finish and self.exchanges is not None:
             self.exchanges.flush()
+        if finish:
+            self.progress.flush()
         if finish and self.console is not None:
             self.console.print_waiting()
-        for worker in (self.exchanges, self.console):
+        for worker in (self.exchanges, self.console, self.progress):
             if worker is not None:
                 worker.stop()
 
@@ -550,7 +643,7 @@ def dashboard_login():
         response.set_header('Retry-After', str(wait))
         return page('login', error=f'Too many wrong tokens: try again in {wait} seconds.')
     presented = (request.forms.getunicode('token') or '').strip()
-    if not presented or not installed.accept_token(presented.encode('utf-8')):
+    if not presented or installed.accept_token(presented.encode('utf-8')) != store.INSTRUCTOR:
         response.status = 401
         return page('login', error='That is not the server’s token.')
     throttle.succeeded(address)

@@ -16,12 +16,15 @@ CREATE TABLE IF NOT EXISTS users (
     resource      TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/groups
     version       INTEGER     NOT NULL DEFAULT 1,  -- meta.version and the ETag
     created       TEXT        NOT NULL,  -- UTC, fixed width, so text order is time order
-    last_modified TEXT        NOT NULL
+    last_modified TEXT        NOT NULL,
+    seat          INTEGER     NOT NULL DEFAULT 0  -- whose data (version 6): 0 the server's own, else a seat
 );
-CREATE UNIQUE INDEX IF NOT EXISTS users_user_name_key ON users (user_name_key);
+-- Every lookup is within one seat's data (0: the server's own, all there is without
+-- seats), so every index the requests walk starts with the seat.
+CREATE UNIQUE INDEX IF NOT EXISTS users_seat_user_name_key ON users (seat, user_name_key);
 CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
 -- The paging order: stable whatever startIndex and count are.
-CREATE INDEX IF NOT EXISTS users_created_id ON users (created, id);
+CREATE INDEX IF NOT EXISTS users_seat_created_id ON users (seat, created, id);
 
 -- A group's displayName is unique too, ignoring case (schema version 4): the UNIQUE
 -- index is on display_name_unique, the lower-cased name a group holds. It is NULL
@@ -36,12 +39,13 @@ CREATE TABLE IF NOT EXISTS "groups" (
     resource            TEXT        NOT NULL,  -- the whole resource as JSON, minus id/meta/members
     version             INTEGER     NOT NULL DEFAULT 1,
     created             TEXT        NOT NULL,
-    last_modified       TEXT        NOT NULL
+    last_modified       TEXT        NOT NULL,
+    seat                INTEGER     NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS groups_display_name_key ON "groups" (display_name_key);
-CREATE UNIQUE INDEX IF NOT EXISTS groups_display_name_unique ON "groups" (display_name_unique);
+CREATE UNIQUE INDEX IF NOT EXISTS groups_seat_display_name_unique ON "groups" (seat, display_name_unique);
 CREATE INDEX IF NOT EXISTS groups_external_id ON "groups" (external_id);
-CREATE INDEX IF NOT EXISTS groups_created_id ON "groups" (created, id);
+CREATE INDEX IF NOT EXISTS groups_seat_created_id ON "groups" (seat, created, id);
 
 -- Membership lives here and only here: adding one member to a large group is one row.
 CREATE TABLE IF NOT EXISTS link (
@@ -72,8 +76,10 @@ CREATE TABLE IF NOT EXISTS request_log (
     request_headers  TEXT        NOT NULL,  -- JSON: {name: value}
     request_body     TEXT        NOT NULL,
     response_headers TEXT        NOT NULL,
-    response_body    TEXT        NOT NULL
+    response_body    TEXT        NOT NULL,
+    seat             INTEGER     NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS request_log_seat_id ON request_log (seat, id);
 
 -- Random keys made once per database (schema version 3): "dashboard session" signs
 -- the dashboard's session cookies. Every process on the database shares it, and no
@@ -81,4 +87,36 @@ CREATE TABLE IF NOT EXISTS request_log (
 CREATE TABLE IF NOT EXISTS scimlite_secret (
     name  VARCHAR(64) NOT NULL PRIMARY KEY,
     value TEXT        NOT NULL
+);
+
+-- Workshop seats (schema version 6): `python scim_server.py --seats 30` makes seats 1
+-- to 30, each with a random token of its own. The token a request carries picks the
+-- seat whose users and groups it sees (the server's own tokens: seat 0, no row here).
+-- The token is kept as made, for the instructor's seat cards; requests find their
+-- seat by its SHA-256 digest. The milestones are when the seat's IdP first did each
+-- step (UTC, as created), written as they happen; the last error is its last 4xx/5xx.
+CREATE TABLE IF NOT EXISTS seat (
+    number            INTEGER     NOT NULL PRIMARY KEY,
+    token             TEXT        NOT NULL,
+    token_digest      VARCHAR(64) NOT NULL,
+    label             TEXT,
+    created           TEXT        NOT NULL,
+    first_request     TEXT,
+    connection_test   TEXT,
+    user_created      TEXT,
+    user_updated      TEXT,
+    group_pushed      TEXT,
+    member_added      TEXT,
+    user_deactivated  TEXT,
+    last_error_at     TEXT,
+    last_error_status INTEGER,
+    last_error_detail TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS seat_token_digest ON seat (token_digest);
+
+-- `--sample-users N` fills a data set (a seat, or seat 0) once: this row says it did.
+CREATE TABLE IF NOT EXISTS sample_data (
+    seat    INTEGER NOT NULL PRIMARY KEY,
+    users   INTEGER NOT NULL,
+    created TEXT    NOT NULL
 );

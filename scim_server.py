@@ -41,9 +41,11 @@ import codecs
 import configparser
 import contextlib
 import copy
+import csv
 import dataclasses
 import errno
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -65,6 +67,7 @@ import bottle
 from bottle import request, response
 
 import dashboard
+import sampledata
 import scimfilter as F
 import scimpatch
 import store
@@ -112,9 +115,14 @@ DEFAULTS = {
     'exchanges_kept': 500,
     'lock_wait': store.LOCK_WAIT,
     'statement_timeout': store.STATEMENT_TIMEOUT,
+    'seats': 0,          # workshop seats to have (README, Workshops); more are added, none removed
+    'sample_users': 0,   # sample users to fill each data set with, once
 }
 INTEGER_SETTINGS = ('port', 'default_page_size', 'max_page_size', 'max_body_bytes', 'threads', 'exchanges_kept',
-                    'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes')
+                    'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes',
+                    'seats', 'sample_users')
+MAX_SEATS = 500
+MAX_SAMPLE_USERS = 100_000
 # Requests served at once when `threads` is not set, by database. SQLite: one. Python
 # runs one thread at a time and SQLite writes one at a time, so a second thread mostly
 # adds the handing over of the interpreter lock (README, Performance). PostgreSQL:
@@ -143,6 +151,8 @@ ENVIRONMENT = {
     'SCIM_TOKEN': 'token',
     'SCIM_BASE_URL': 'base_url',
     'SCIM_EXTENSIONS': 'extensions',
+    'SCIM_SEATS': 'seats',
+    'SCIM_SAMPLE_USERS': 'sample_users',
 }
 
 
@@ -153,7 +163,9 @@ class SettingsError(Exception):
 class Settings(dict):
     """Settings checked and given their types (what normalise_settings returns):
     DEFAULTS' keys, plus `tokens` (a tuple) and `extension_schemas` (declared
-    in the `extensions` file, read once)."""
+    in the `extensions` file, read once). `seat_cards`: the command line asked for
+    the seat cards (CSV), not for a server."""
+    seat_cards = False
 
 
 def read_config_file(path):
@@ -208,7 +220,13 @@ def load_settings(argv=None, environ=None):
     parser.add_argument('--token', action='append', help='bearer token; repeat it to accept several')
     parser.add_argument('--quiet', action='store_true', default=None,
                         help='print no line per SCIM request (the dashboard still records them)')
+    parser.add_argument('--seats', help='workshop seats: one token and one data set per attendee (README, Workshops)')
+    parser.add_argument('--sample-users', help='fill each data set once with this many sample users, for an import')
+    parser.add_argument('--seat-cards', action='store_true',
+                        help='print the seats as CSV (seat,base_url,token) and exit, without serving')
     args = parser.parse_args(argv)
+    seat_cards = args.seat_cards
+    del args.seat_cards
 
     config_path = args.config or environ.get('SCIM_CONFIG')
     if config_path and not Path(config_path).is_file():
@@ -221,7 +239,9 @@ def load_settings(argv=None, environ=None):
                   if value is not None and key != 'config'}
     if 'token' in from_flags:
         from_flags['token'] = ','.join(from_flags['token'])
-    return normalise_settings({**from_file, **from_environment, **from_flags})
+    settings = normalise_settings({**from_file, **from_environment, **from_flags})
+    settings.seat_cards = seat_cards
+    return settings
 
 
 def config_file_written_once():
@@ -258,16 +278,7 @@ def normalise_settings(overrides):
             raise SettingsError(f'{key} must be on or off, not {value!r}')
     for key in SECONDS_SETTINGS:
         settings[key] = seconds_setting(key, settings[key])
-    for key in ('threads', 'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes'):
-        if settings[key] < 1:
-            raise SettingsError(f'{key} must be at least 1, not {settings[key]}')
-    if not POLL and settings['connection_limit'] > SELECT_CONNECTION_LIMIT:
-        raise SettingsError(f'connection_limit must be at most {SELECT_CONNECTION_LIMIT} here (Windows), where '
-                            f'select() handles 512 sockets, not {settings["connection_limit"]}')
-    if settings['exchanges_kept'] < 1:
-        raise SettingsError('exchanges_kept must be at least 1 (record_exchanges = off records none)')
-    if not 0 <= settings['port'] < 65536:
-        raise SettingsError(f'port must be from 0 (any free port) to 65535, not {settings["port"]}')
+    check_ranges(settings)
     settings['tokens'] = tuple(token for token in (t.strip() for t in str(settings['token']).split(',')) if token)
     if not settings['tokens']:
         raise SettingsError('no token is set: give --token, SCIM_TOKEN or token= in config.ini')
@@ -283,6 +294,23 @@ def normalise_settings(overrides):
     except DeclarationError as error:
         raise SettingsError(str(error)) from None
     return settings
+
+
+def check_ranges(settings):
+    """A SettingsError for a number setting out of its range."""
+    for key in ('threads', 'connection_limit', 'channel_timeout', 'bulk_max_operations', 'bulk_max_payload_bytes'):
+        if settings[key] < 1:
+            raise SettingsError(f'{key} must be at least 1, not {settings[key]}')
+    if not POLL and settings['connection_limit'] > SELECT_CONNECTION_LIMIT:
+        raise SettingsError(f'connection_limit must be at most {SELECT_CONNECTION_LIMIT} here (Windows), where '
+                            f'select() handles 512 sockets, not {settings["connection_limit"]}')
+    for key, most in (('seats', MAX_SEATS), ('sample_users', MAX_SAMPLE_USERS)):
+        if not 0 <= settings[key] <= most:
+            raise SettingsError(f'{key} must be from 0 to {most}, not {settings[key]}')
+    if settings['exchanges_kept'] < 1:
+        raise SettingsError('exchanges_kept must be at least 1 (record_exchanges = off records none)')
+    if not 0 <= settings['port'] < 65536:
+        raise SettingsError(f'port must be from 0 (any free port) to 65535, not {settings["port"]}')
 
 
 def fill_in_defaults(settings):
@@ -1000,6 +1028,21 @@ class Storage:
     update: object   # (id, change, expected versions, with_members) -> record, where
     #                  change(record) -> (new resource, store member changes)
     delete: object   # (id, expected versions)
+    # The workshop board's milestones (store.MILESTONES) a write reaches: a create's,
+    # and an update's, (stored resource, new resource, member changes) -> names.
+    created_milestone: str
+    update_milestones: object
+    connection_checked: bool = False   # a GET of the list may be an IdP's connection check
+
+
+def user_update_milestones(stored, resource, member_changes):
+    if resource.get('active') is False and stored.get('active') is not False:
+        return ('user_updated', 'user_deactivated')
+    return ('user_updated',)
+
+
+def group_update_milestones(stored, resource, member_changes):
+    return ('member_added',) if any(change.added for change in member_changes) else ()
 
 
 STORAGE = {
@@ -1011,9 +1054,11 @@ STORAGE = {
         create=lambda resource, member_ids: store.create_user(resource),
         update=lambda user_id, change, expected, with_members: store.update_user(
             user_id, lambda current: change(current)[0], expected),
-        delete=store.delete_user),
+        delete=store.delete_user,
+        created_milestone='user_created', update_milestones=user_update_milestones, connection_checked=True),
     'Group': Storage(get=store.get_group, list=store.list_groups, create=store.create_group,
-                     update=store.update_group, delete=store.delete_group),
+                     update=store.update_group, delete=store.delete_group,
+                     created_milestone='group_pushed', update_milestones=group_update_milestones),
 }
 
 STORAGE_RETRY_AFTER = '30'   # seconds, after a full disk or a storage failure
@@ -1138,7 +1183,28 @@ def reply_list(kind, storage, asked):
 def resources_list(kind, storage):
     """GET /Users, /Groups: a ListResponse of the resources that match `filter`;
     `excludedAttributes=members` reads no link rows."""
-    return reply_list(kind, storage, ListRequest.from_query(kind))
+    asked = ListRequest.from_query(kind)
+    answer = reply_list(kind, storage, asked)
+    if storage.connection_checked and is_connection_test(asked):
+        reached('connection_test')
+    return answer
+
+
+# Entra's Test Connection looks a random GUID up (IDP-TRAFFIC.md).
+GUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', re.IGNORECASE)
+
+
+def is_connection_test(asked):
+    """Whether a GET /Users is what an IdP's connection check sends. Okta's "Test API
+    Credentials" (and its SCIM test suites' first read): the first page of one or two
+    users, `startIndex=1&count=2`, no filter. Entra's "Test Connection": a user
+    that cannot exist, `filter=userName eq "<random GUID>"` (or externalId)."""
+    if asked.filter is None:
+        return asked.start_index == 1 and 1 <= asked.count <= 2
+    expr = asked.filter
+    return (isinstance(expr, F.Compare) and expr.op == 'eq' and not expr.path.sub
+            and expr.path.attr.lower() in ('username', 'externalid')
+            and isinstance(expr.value, str) and GUID.fullmatch(expr.value) is not None)
 
 
 def resources_search(kind, storage):
@@ -1155,7 +1221,11 @@ def create_resource(kind, storage, body):
     resource = clean_resource(body, kind)
     members = body_members(body, kind)
     with scim_errors_from_store:
-        return storage.create(resource, members or ())
+        record = storage.create(resource, members or ())
+    reached(storage.created_milestone)
+    if members:
+        reached('member_added')
+    return record
 
 
 def replace_resource(kind, storage, resource_id, body, expected, with_members):
@@ -1164,8 +1234,11 @@ def replace_resource(kind, storage, resource_id, body, expected, with_members):
     resource = clean_resource(body, kind)
     members = body_members(body, kind)
     changes = [] if members is None else [store.SetMembers(members)]
+    change = Watched(storage, lambda _: (resource, changes))
     with scim_errors_from_store:
-        return storage.update(resource_id, lambda _: (resource, changes), expected, with_members)
+        record = storage.update(resource_id, change, expected, with_members)
+    change.report()
+    return record
 
 
 def patch_resource(kind, storage, resource_id, body, expected, with_members):
@@ -1173,10 +1246,37 @@ def patch_resource(kind, storage, resource_id, body, expected, with_members):
     link rows involved."""
     operations = scimpatch.read_patch_operations(body, kind, resource_id)
 
-    def change(current):
-        return scimpatch.patched_resource(kind, current, operations, store.MEMBER_CHANGES)
+    change = Watched(storage, lambda current: scimpatch.patched_resource(kind, current, operations,
+                                                                          store.MEMBER_CHANGES))
     with scim_errors_from_store:
-        return storage.update(resource_id, change, expected, with_members)
+        record = storage.update(resource_id, change, expected, with_members)
+    change.report()
+    return record
+
+
+class Watched:
+    """A store update's `change` function, watched for the workshop board: after the
+    write, `report()` notes the milestones it reached (a user updated, deactivated;
+    a member added). The last call is the one stored: an optimistic retry calls it again."""
+
+    def __init__(self, storage, change):
+        self.storage, self.change, self.reached = storage, change, ()
+
+    def __call__(self, current):
+        resource, member_changes = changed = self.change(current)
+        self.reached = self.storage.update_milestones(current['resource'], resource, member_changes)
+        return changed
+
+    def report(self):
+        for milestone in self.reached:
+            reached(milestone)
+
+
+def reached(milestone):
+    """Note, for the board, that this request's seat has reached `milestone`
+    (store.MILESTONES); the dashboard's recorder stores it. Not for the server's own data."""
+    if store.current_seat() != store.INSTRUCTOR:
+        request.environ.setdefault(dashboard.MILESTONES_REACHED, set()).add(milestone)
 
 
 def delete_resource(kind, storage, resource_id, expected):
@@ -1829,7 +1929,7 @@ def refusal(credentials):
     if form not in ACCEPTED_FORMS:
         return form, ''
     if form == 'basic':
-        return ('basic-token-as-user' if token_matches(credentials.user) else 'basic'), ''
+        return ('basic-token-as-user' if token_seat_of(credentials.user) is not None else 'basic'), ''
     text = credentials.secret.decode('utf-8', 'replace')
     if len(text) > 1 and text[0] in QUOTES and text[-1] in QUOTES:
         return 'quoted', ''
@@ -1849,17 +1949,23 @@ def refusal(credentials):
 
 def authenticate():
     """Let the request in if its Authorization header presents one of the server's
-    tokens in an accepted form (noting any form but Bearer for the console and the
-    dashboard); else a 401 that says what was wrong and how to fix it."""
+    tokens, or a workshop seat's, in an accepted form (noting any form but Bearer for
+    the console and the dashboard), and work in the data of the seat it picks; else
+    a 401 that says what was wrong and how to fix it."""
     credentials = read_authorization(request.environ.get('HTTP_AUTHORIZATION'))
-    if credentials.form not in ACCEPTED_FORMS or not token_matches(credentials.secret):
+    seat = token_seat_of(credentials.secret) if credentials.form in ACCEPTED_FORMS else None
+    if seat is None:
         problem, scheme = refusal(credentials)
         what, fix = AUTHORIZATION_PROBLEMS[problem]
         refuse(what.format(scheme=scheme), fix + WHERE_THE_TOKEN_GOES)
-    if not demo_token_allowed(credentials.secret):
+    if seat == store.INSTRUCTOR and not demo_token_allowed(credentials.secret):
         refuse(*DEMO_TOKEN_REFUSED)
     if credentials.form in FLAGGED_FORMS:
         request.environ[dashboard.AUTHORIZATION_NOTE] = f'accepted, flagged: {FLAGGED_FORMS[credentials.form]}'
+    if seat != store.INSTRUCTOR:
+        store.use_seat(seat)
+        request.environ[dashboard.SEAT] = seat
+        reached('first_request')
 
 
 def refuse(what, fix):
@@ -1877,6 +1983,38 @@ def token_matches(presented):
     return matched
 
 
+def token_seat_of(presented):
+    """The seat whose data the token `presented` (bytes) opens: store.INSTRUCTOR for
+    one of the server's own tokens, a seat's number for a seat's, None for any other."""
+    if token_matches(presented):
+        return store.INSTRUCTOR
+    return request.app.seats.seat_of(presented)
+
+
+class SeatTokens:
+    """Which seat each seat token opens, as {SHA-256 digest: seat}: a token finds its
+    seat by its digest, so the time a lookup takes tells nothing of the token. Read
+    from the database at start, and again, at most once every RELOAD_SECONDS, when a
+    token opens nothing (a seat another process made since)."""
+
+    RELOAD_SECONDS = 1.0
+
+    def __init__(self):
+        self.by_digest = store.seat_digests()
+        self.read_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def seat_of(self, presented):
+        digest = store.token_digest(presented)
+        seat = self.by_digest.get(digest)
+        if seat is None and time.monotonic() - self.read_at > self.RELOAD_SECONDS:
+            with self.lock:
+                if time.monotonic() - self.read_at > self.RELOAD_SECONDS:
+                    self.by_digest, self.read_at = store.seat_digests(), time.monotonic()
+            seat = self.by_digest.get(digest)
+        return seat
+
+
 def demo_token_allowed(presented):
     """The demo token is printed in every copy of the Okta tutorial: it only opens the
     door to this machine (ngrok connects from here), whatever server runs the app."""
@@ -1885,7 +2023,10 @@ def demo_token_allowed(presented):
 
 
 def token_accepted(presented):
-    return token_matches(presented) and demo_token_allowed(presented)
+    """The seat whose dashboard the token `presented` (bytes) logs in to: as
+    token_seat_of, and the demo token only from this machine."""
+    seat = token_seat_of(presented)
+    return None if seat == store.INSTRUCTOR and not demo_token_allowed(presented) else seat
 
 
 def scim_endpoint(handler, *bound):
@@ -2002,6 +2143,8 @@ def make_app(overrides=None):
     app = current_app = ScimApp(settings)
     store.open_database(settings['database'], lock_wait=settings['lock_wait'],
                         statement_timeout=settings['statement_timeout'])
+    app.seats = open_seats(settings)
+    fill_with_samples(app, settings['sample_users'])
     for method, path, handler, type_name in SCIM_ROUTES:
         bound = (app.catalog.resource_type(type_name), STORAGE[type_name]) if type_name else ()
         app.route(settings['base_path'] + path or '/', method, scim_endpoint(handler, *bound))
@@ -2012,6 +2155,50 @@ def make_app(overrides=None):
         page = next(route.callback for route in reversed(app.routes) if route.rule == '/' and route.method == 'GET')
         app.route('/', 'GET', root_query_or_dashboard(scim_endpoint(root_list), page))
     return app
+
+
+def open_seats(settings):
+    """The seats' tokens, after making the seats `settings` asks for. Seats refuse the
+    demo token: the server's token opens every seat's card, and behind ngrok every
+    visitor comes from this machine, where the demo token is let in."""
+    if settings['seats'] and DEMO_TOKEN in settings['tokens']:
+        raise SettingsError(f'refusing to make seats with the demo token {DEMO_TOKEN}: it would open every '
+                            'seat card; set your own with --token or SCIM_TOKEN')
+    if settings['seats']:
+        store.ensure_seats(settings['seats'])
+    seats = SeatTokens()
+    if seats.by_digest and DEMO_TOKEN in settings['tokens']:
+        raise SettingsError(f'this database has workshop seats: refusing the demo token {DEMO_TOKEN}, which '
+                            'would open every seat card; set your own with --token or SCIM_TOKEN')
+    return seats
+
+
+def fill_with_samples(app, count):
+    """`--sample-users N`: each data set (the server's own, and every seat's) not filled
+    before gets N sample users and a few groups (sampledata.py), stored as a POST stores them."""
+    if not count:
+        return
+    kinds = {name: app.catalog.resource_type(name) for name in ('User', 'Group')}
+    users = [clean_resource(user, kinds['User']) for user in sampledata.sample_users(count)]
+    groups = [(clean_resource(group, kinds['Group']), members) for group, members in sampledata.sample_groups(count)]
+    filled = [seat for seat in (store.INSTRUCTOR, *sorted(app.seats.by_digest.values()))
+              if store.fill_sample_data(seat, users, groups)]
+    if filled:
+        log.info('filled %d data set(s) with %d sample users and %d groups', len(filled), count, len(groups))
+
+
+def seat_cards_csv(settings):
+    """The seats as CSV, a header line `seat,base_url,token` and a line per seat: the
+    instructor's mail merge. The base URL is `base_url`, else this server's own."""
+    host = settings['host']
+    shown_host = '127.0.0.1' if host in ('0.0.0.0', '::') else f'[{host}]' if ':' in host else host
+    url = settings['base_url'] or f'http://{shown_host}:{settings["port"]}{settings["base_path"]}'
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(('seat', 'base_url', 'token'))
+    for seat in store.seats():
+        writer.writerow((seat['number'], url, seat['token']))
+    return out.getvalue()
 
 
 def root_query_or_dashboard(scim_root, dashboard_page):
@@ -2275,6 +2462,21 @@ def threads_while_waiting(settings, dispatcher):
         settings['threads'] + (LOCK_WAITERS if waiting else 0)))
 
 
+def print_seat_cards(settings):
+    """`--seat-cards`: the seats (made first if `seats` asks for more) as CSV on
+    standard output, from the same settings and database; no server starts."""
+    try:
+        store.open_database(settings['database'], lock_wait=settings['lock_wait'],
+                            statement_timeout=settings['statement_timeout'])
+        try:
+            open_seats(settings)
+            sys.stdout.write(seat_cards_csv(settings))
+        finally:
+            store.close_database()
+    except (store.CannotOpen, SettingsError) as error:
+        die(str(error))
+
+
 def main(argv=None):
     import waitress.server
 
@@ -2285,12 +2487,15 @@ def main(argv=None):
         settings = load_settings(argv)
     except SettingsError as error:
         die(str(error))
+    if settings.seat_cards:
+        print_seat_cards(settings)
+        return
     if DEMO_TOKEN in settings['tokens'] and not is_loopback(settings['host']):
         die(f'refusing to listen on {settings["host"]} with the demo token {DEMO_TOKEN}: '
             'set your own with --token or SCIM_TOKEN')
     try:
         application = make_app(settings)
-    except store.CannotOpen as error:
+    except (store.CannotOpen, SettingsError) as error:
         die(str(error))
     sys.setswitchinterval(SWITCH_INTERVAL)
     socket_map = {}

@@ -16,6 +16,7 @@ turns into SCIM errors. Every write is one transaction.
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -308,7 +309,7 @@ def _postgresql(url, lock_wait, statement_timeout):
     return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -321,6 +322,10 @@ SCHEMA_VERSION = 5
 #    collide), so nothing is lost or renamed and the index can be made at once.
 # 5: users.active may be NULL: a user's `active` removed by a PATCH is unassigned
 #    (RFC 7644 §3.5.2.2), answered as absent, not as true (_active_may_be_unassigned).
+# 6: workshop seats: users, groups and request_log rows carry the seat whose data
+#    they are (0, the server's own, for every row there was), and the unique and
+#    paging indexes start with it (schema.sql makes the new ones, after this); the
+#    seat and sample_data tables are new.
 MIGRATIONS = {
     2: [],
     3: [],
@@ -331,6 +336,15 @@ MIGRATIONS = {
         'AND (older.created < "groups".created OR (older.created = "groups".created AND older.id < "groups".id)))',
     ],
     5: [lambda: _active_may_be_unassigned()],
+    6: [
+        'ALTER TABLE users ADD COLUMN seat INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "groups" ADD COLUMN seat INTEGER NOT NULL DEFAULT 0',
+        lambda: _add_seat_column('request_log'),   # made by schema.sql after this, below version 3
+        'DROP INDEX IF EXISTS users_user_name_key',
+        'DROP INDEX IF EXISTS users_created_id',
+        'DROP INDEX IF EXISTS groups_display_name_unique',
+        'DROP INDEX IF EXISTS groups_created_id',
+    ],
 }
 # The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
 # type, before or after DEFAULT (a database browser rewrites the CREATE statement).
@@ -363,6 +377,11 @@ def _active_may_be_unassigned():
         database.execute_sql('PRAGMA writable_schema = OFF')
     if _active_not_null():   # read back: the upgrade is stamped only if it took
         raise CannotOpen('cannot make users.active nullable (schema version 5); nothing was changed')
+
+
+def _add_seat_column(table):
+    if table in database.get_tables():
+        database.execute_sql(f'ALTER TABLE {table} ADD COLUMN seat INTEGER NOT NULL DEFAULT 0')
 
 
 def _active_not_null():
@@ -602,7 +621,7 @@ class BaseModel(Model):
 class User(BaseModel):
     id = CharField(primary_key=True, max_length=64)
     user_name = TextField()
-    user_name_key = TextField(unique=True)
+    user_name_key = TextField()
     external_id = TextField(null=True, index=True)
     display_name = TextField(null=True)
     active = BooleanField(null=True, default=True)   # None: unassigned
@@ -610,10 +629,11 @@ class User(BaseModel):
     version = IntegerField(default=1)
     created = TextField()
     last_modified = TextField()
+    seat = IntegerField(default=0)   # whose data: INSTRUCTOR's, or a workshop seat's
 
     class Meta:
         table_name = 'users'
-        indexes = ((('created', 'id'), False),)
+        indexes = ((('seat', 'user_name_key'), True), (('seat', 'created', 'id'), False))
 
 
 class Group(BaseModel):
@@ -622,16 +642,17 @@ class Group(BaseModel):
     display_name_key = TextField(index=True)
     # display_name_key, UNIQUE, for every group but those an older scimlite let share
     # a name and that still keep it: NULL there (MIGRATIONS 4, create_group).
-    display_name_unique = TextField(null=True, unique=True)
+    display_name_unique = TextField(null=True)
     external_id = TextField(null=True, index=True)
     resource = TextField()
     version = IntegerField(default=1)
     created = TextField()
     last_modified = TextField()
+    seat = IntegerField(default=0)
 
     class Meta:
         table_name = 'groups'
-        indexes = ((('created', 'id'), False),)
+        indexes = ((('seat', 'display_name_unique'), True), (('seat', 'created', 'id'), False))
 
 
 class Link(BaseModel):
@@ -665,9 +686,43 @@ class Exchange(BaseModel):
     request_body = TextField()
     response_headers = TextField()
     response_body = TextField()
+    seat = IntegerField(default=0)
 
     class Meta:
         table_name = 'request_log'
+        indexes = ((('seat', 'id'), False),)
+
+
+class Seat(BaseModel):
+    """A workshop seat: its token picks its data (schema.sql says more)."""
+    number = IntegerField(primary_key=True)
+    token = TextField()
+    token_digest = CharField(max_length=64, unique=True)
+    label = TextField(null=True)
+    created = TextField()
+    first_request = TextField(null=True)
+    connection_test = TextField(null=True)
+    user_created = TextField(null=True)
+    user_updated = TextField(null=True)
+    group_pushed = TextField(null=True)
+    member_added = TextField(null=True)
+    user_deactivated = TextField(null=True)
+    last_error_at = TextField(null=True)
+    last_error_status = IntegerField(null=True)
+    last_error_detail = TextField(null=True)
+
+    class Meta:
+        table_name = 'seat'
+
+
+class SampleData(BaseModel):
+    """That `--sample-users` filled a seat's data (or seat 0's) once, and with how many."""
+    seat = IntegerField(primary_key=True)
+    users = IntegerField()
+    created = TextField()
+
+    class Meta:
+        table_name = 'sample_data'
 
 
 # ---------------------------------------------------------------------------
@@ -1101,7 +1156,8 @@ class Prepared:
     Peewee composes SQL text anew for every query, about 0.4 ms for a one-row
     select, some 25 times what SQLite takes to run it. The queries every request
     makes are written once as Peewee queries with `slot(name)` placeholders and
-    run here with their values: still parameterised, still Peewee's dialect."""
+    run here with their values: still parameterised, still Peewee's dialect.
+    A `slot('seat')` not given a value is this request's seat (current_seat())."""
 
     def __init__(self, build):
         self.build = build
@@ -1114,6 +1170,7 @@ class Prepared:
             self.bindings = [(param.name, None) if isinstance(param, _SlotName) else (None, param)
                              for param in params]
             self.sql, self.compiled_for = sql, database.obj
+        values.setdefault('seat', getattr(_this_thread, 'seat', INSTRUCTOR))
         return database.execute_sql(self.sql, [values[name] if name else constant
                                                for name, constant in self.bindings])
 
@@ -1123,6 +1180,49 @@ class Prepared:
     def changed(self, **values):
         """The number of rows an INSERT, UPDATE or DELETE touched."""
         return self.execute(**values).rowcount
+
+
+# ---------------------------------------------------------------------------
+# Seats: whose data a request reads and writes
+# ---------------------------------------------------------------------------
+# Every user, group and exchange belongs to one seat's data: INSTRUCTOR's (the
+# server's own tokens, all there is on a server without seats) or a workshop
+# seat's. The request's seat is set once, by authentication (use_seat), and every
+# query below reads and writes within it: a seat never sees another's rows.
+
+INSTRUCTOR = 0
+
+
+def current_seat():
+    return getattr(_this_thread, 'seat', INSTRUCTOR)
+
+
+def use_seat(number):
+    """This request (this thread, until its serving() ends) reads and writes seat `number`'s data."""
+    _this_thread.seat = number
+
+
+@contextlib.contextmanager
+def seat_data(number):
+    """with seat_data(n): this thread works in seat n's data (outside a request: tools, tests)."""
+    before = current_seat()
+    _this_thread.seat = number
+    try:
+        yield
+    finally:
+        _this_thread.seat = before
+
+
+def in_seat(model, where=None):
+    """`where` (or nothing), within this request's seat, bound as a value: for a query run now."""
+    mine = model.seat == current_seat()
+    return mine if where is None else (where & mine)
+
+
+def in_seat_slot(model, where=None):
+    """As in_seat, for a Prepared query: the seat is its `seat` slot, bound by each call."""
+    mine = model.seat == slot('seat')
+    return mine if where is None else (where & mine)
 
 
 # ---------------------------------------------------------------------------
@@ -1151,7 +1251,8 @@ def _record(row, links=()):
                   links=list(links))
 
 
-GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(Group.id == slot('id')))
+GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(
+    (Group.id == slot('id')) & (Group.seat == slot('seat'))))
 
 
 _MEMBERS_BY_IN_SIZE = {}
@@ -1181,7 +1282,7 @@ def _members_of(group_ids):
 USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id, Group.display_name)
                             .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
                             .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
-                            .where(User.id == slot('id'))
+                            .where((User.id == slot('id')) & (User.seat == slot('seat')))
                             .order_by(in_code_point_order(Group.display_name_key), Group.id))
 
 
@@ -1234,8 +1335,7 @@ class _PreparedPage:
     def __init__(self, model, field):
         where = (field == slot('value')) if field is not None else None
         self.page = Prepared(lambda: _page_query(model, where))
-        count = model.select(fn.COUNT(SQL('*')))
-        self.count = Prepared(lambda: count.where(where) if where is not None else count)
+        self.count = Prepared(lambda: model.select(fn.COUNT(SQL('*'))).where(in_seat_slot(model, where)))
 
 
 def _page_query(model, where, sort_key=None, descending=False):
@@ -1262,9 +1362,7 @@ def _page_of_keys(model, where, sort_key=None, descending=False):
         nullable = not (isinstance(sort_key, Field) and not sort_key.null)
         columns += [sort_key.is_null().alias('sort_null'), sort_key.alias('sort_key')]
         order = ([sort_key.is_null()] if nullable else []) + [sort_key.desc() if descending else sort_key] + order
-    keys = model.select(*columns)
-    if where is not None:
-        keys = keys.where(where)
+    keys = model.select(*columns).where(in_seat_slot(model, where))
     keys = keys.order_by(*order).limit(slot('limit')).offset(slot('offset')).alias('page')
     outer = [keys.c.created, keys.c.id]
     if sort_key is not None:
@@ -1323,8 +1421,7 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
             rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count and total else []
             return total, _by_resource(rows)
         where = filter_expression(filter_ast, columns, membership, multi_valued) if filter_ast else None
-        counting = model.select(fn.COUNT(SQL('*')))
-        total = (counting.where(where) if where is not None else counting).scalar()
+        total = model.select(fn.COUNT(SQL('*'))).where(in_seat(model, where)).scalar()
         rows = []
         if count and total >= start_index:
             sort_key = sort_expression(model, columns, multi_valued or {}, sort[0]) if sort else None
@@ -1390,7 +1487,7 @@ def _user_columns(resource):
 
 USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'active', 'resource')
 USER_INSERT = Prepared(lambda: User.insert(
-    id=slot('id'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
+    id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
     **{name: slot(name) for name in USER_WRITABLE}))
 # Optimistic: the update lands only on the version that was read.
 USER_UPDATE = Prepared(lambda: User.update(
@@ -1400,21 +1497,24 @@ MAX_WRITE_ATTEMPTS = 20
 
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
 _lock_wait = LOCK_WAIT   # open_database sets it
-_this_thread = threading.local()   # .deadline, and .writing: whether it holds the writer turn
+_this_thread = threading.local()   # .deadline, .seat, and .writing: whether it holds the writer turn
 
 
 class _Serving:
     """A request's time with the database: the deadline by which it stops waiting
     for locks others hold, LOCK_WAIT (the `lock_wait` setting) from now, however
-    many waits and retries it makes, and its connection released at the end. A
+    many waits and retries it makes, and its connection released at the end; its
+    seat the server's own until authentication says otherwise (use_seat). A
     class, not a generator: it wraps every request."""
 
     def __enter__(self):
         self.before = getattr(_this_thread, 'deadline', None)
         _this_thread.deadline = time.monotonic() + _lock_wait
+        _this_thread.seat = INSTRUCTOR
 
     def __exit__(self, *exc):
         _this_thread.deadline = self.before
+        _this_thread.seat = INSTRUCTOR
         release_connection()
 
 
@@ -1739,8 +1839,8 @@ def update_user(user_id, change, expected_versions=None):
     raise Busy(f'{user_id} is being changed by other writers; try again')
 
 
-DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(model.id == slot('id')))
-                for model in (User, Group)}
+DELETE_BY_ID = {model: Prepared(lambda model=model: model.delete().where(
+    (model.id == slot('id')) & (model.seat == slot('seat')))) for model in (User, Group)}
 
 
 def _delete(model, resource_id, expected_versions):
@@ -1751,11 +1851,11 @@ def _delete(model, resource_id, expected_versions):
         if expected_versions is None:
             deleted = DELETE_BY_ID[model].changed(id=resource_id)
         else:
-            deleted = model.delete().where((model.id == resource_id)
-                                           & model.version.in_(list(expected_versions))).execute()
+            deleted = model.delete().where(in_seat(model, (model.id == resource_id)
+                                                   & model.version.in_(list(expected_versions)))).execute()
     if deleted:
         return
-    row = model.select(model.version).where(model.id == resource_id).first()
+    row = model.select(model.version).where(in_seat(model, model.id == resource_id)).first()
     if row is None:
         raise NotFound(resource_id)
     raise VersionMismatch(row.version)
@@ -1786,7 +1886,7 @@ GROUP_WRITABLE = ('display_name', 'display_name_key', 'external_id', 'resource')
 # it keeps its name, in any case; renamed, it holds the new name like any other.
 # (Every SET expression reads the row as it was before the UPDATE.)
 GROUP_INSERT = Prepared(lambda: Group.insert(
-    id=slot('id'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
+    id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
     display_name_unique=slot('display_name_key'), **{name: slot(name) for name in GROUP_WRITABLE}))
 GROUP_UPDATE = Prepared(lambda: Group.update(
     version=Group.version + 1, last_modified=slot('stamp'),
@@ -1799,8 +1899,9 @@ GROUP_UPDATE = Prepared(lambda: Group.update(
 # taking a name one still holds is refused by looking. Grandfathered groups only
 # ever go (renamed or deleted), never come, so finding none settles it, race or not.
 GRANDFATHERED_HOLDER = Prepared(lambda: Group.select(Group.id).where(
-    (Group.display_name_key == slot('key')) & Group.display_name_unique.is_null()).limit(1))
-USER_EXISTS = Prepared(lambda: User.select(User.id).where(User.id == slot('id')))
+    (Group.display_name_key == slot('key')) & Group.display_name_unique.is_null()
+    & (Group.seat == slot('seat'))).limit(1))
+USER_EXISTS = Prepared(lambda: User.select(User.id).where((User.id == slot('id')) & (User.seat == slot('seat'))))
 LINK_ADD = Prepared(lambda: Link.insert(group=slot('group'), user=slot('user')).on_conflict_ignore())
 LINK_REMOVE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))))
 LINK_REMOVE_ALL = Prepared(lambda: Link.delete().where(Link.group == slot('group')))
@@ -1816,7 +1917,7 @@ def _require_users(user_ids):
         found = set()
         for start in range(0, len(wanted), IN_CHUNK):
             chunk = wanted[start:start + IN_CHUNK]
-            found.update(row[0] for row in User.select(User.id).where(User.id.in_(chunk)).tuples())
+            found.update(row[0] for row in User.select(User.id).where(in_seat(User, User.id.in_(chunk))).tuples())
     if set(wanted) - found:
         raise UnknownMembers(set(wanted) - found)
 
@@ -2050,26 +2151,30 @@ EXCHANGE_SUMMARY = (Exchange.id, Exchange.received, Exchange.method, Exchange.pa
 EXCHANGE_INSERT = Prepared(lambda: Exchange.insert(
     {field: slot(field.name) for field in Exchange._meta.sorted_fields}).on_conflict_ignore())
 EXCHANGE_TRIM = Prepared(lambda: Exchange.delete().where(
-    Exchange.id < Exchange.select(Exchange.id).order_by(Exchange.id.desc()).limit(1).offset(slot('keep'))))
+    (Exchange.seat == slot('seat')) & (Exchange.id < Exchange.select(Exchange.id).where(
+        Exchange.seat == slot('seat')).order_by(Exchange.id.desc()).limit(1).offset(slot('keep')))))
 
 
 def add_exchanges(exchanges, keep):
-    """Store `exchanges` (dicts of Exchange's fields) in one transaction, then keep
-    only the newest `keep` of every process's: one short write a batch, however
-    busy the server (SQLite has one writer; readers never wait for it)."""
+    """Store `exchanges` (dicts of Exchange's fields, `seat` among them) in one
+    transaction, then keep only the newest `keep` of each seat's (of every
+    process's): one short write a batch, however busy the server (SQLite has one
+    writer; readers never wait for it). A busy seat never pushes out another's."""
     with writing():
         for exchange in exchanges:
             EXCHANGE_INSERT.execute(**exchange)
-        EXCHANGE_TRIM.execute(keep=keep - 1)
+        for seat in {exchange['seat'] for exchange in exchanges}:
+            EXCHANGE_TRIM.execute(keep=keep - 1, seat=seat)
 
 
 def recent_exchanges(limit):
-    """The newest exchanges, newest first, without their headers and bodies."""
-    return list(Exchange.select(*EXCHANGE_SUMMARY).order_by(Exchange.id.desc()).limit(limit).dicts())
+    """This seat's newest exchanges, newest first, without their headers and bodies."""
+    return list(Exchange.select(*EXCHANGE_SUMMARY).where(in_seat(Exchange))
+                .order_by(Exchange.id.desc()).limit(limit).dicts())
 
 
 def get_exchange(exchange_id):
-    found = Exchange.select().where(Exchange.id == exchange_id).dicts().first()
+    found = Exchange.select().where(in_seat(Exchange, Exchange.id == exchange_id)).dicts().first()
     if found is None:
         raise NotFound(exchange_id)
     return found
@@ -2079,9 +2184,9 @@ def recent_users(limit):
     """(how many users there are, the newest `limit` (at most IN_CHUNK) as Records
     with `group_names`, their groups' displayNames, and no links)."""
     with snapshot():   # the count and the rows agree
-        total = User.select().count()
-        rows = list(User.select(*_record_columns(User)).order_by(User.created.desc(), User.id.desc())
-                    .limit(limit).tuples())
+        total = User.select().where(in_seat(User)).count()
+        rows = list(User.select(*_record_columns(User)).where(in_seat(User))
+                    .order_by(User.created.desc(), User.id.desc()).limit(limit).tuples())
         groups = {row[0]: [] for row in rows}
         for user_id, group_name in (Link.select(Link.user, Group.display_name).join(Group)
                                     .where(Link.user.in_(list(groups)))
@@ -2095,7 +2200,120 @@ def recent_groups(limit):
     `member_count`, and no links)."""
     members = Link.select(fn.COUNT(SQL('*'))).where(Link.group == Group.id)
     with snapshot():
-        total = Group.select().count()
-        rows = list(Group.select(*_record_columns(Group), members.alias('members'))
+        total = Group.select().where(in_seat(Group)).count()
+        rows = list(Group.select(*_record_columns(Group), members.alias('members')).where(in_seat(Group))
                     .order_by(Group.created.desc(), Group.id.desc()).limit(limit).tuples())
     return total, [Record(_record(row[:5]), member_count=row[5]) for row in rows]
+
+
+# ---------------------------------------------------------------------------
+# Workshop seats
+# ---------------------------------------------------------------------------
+
+# What a seat's IdP has done, in the order a workshop gets there: the seat row's
+# columns of the same names, each the time it first happened (dashboard.py says
+# which requests count).
+MILESTONES = ('first_request', 'connection_test', 'user_created', 'user_updated', 'group_pushed',
+              'member_added', 'user_deactivated')
+SEAT_TOKEN_BYTES = 24   # 192 random bits, 32 characters: safe to expose through ngrok
+
+
+def token_digest(token):
+    """The hex SHA-256 of a token's bytes: how a request's token finds its seat."""
+    return hashlib.sha256(token).hexdigest()
+
+
+def ensure_seats(count):
+    """Make seats 1 to `count` where they are missing, each with a new random token;
+    never remove one. Two processes starting at once agree: one transaction at a
+    time makes them (the primary key keeps the first's)."""
+    with writing():
+        have = {row[0] for row in Seat.select(Seat.number).tuples()}
+        stamp = now()
+        for number in range(1, count + 1):
+            if number not in have:
+                token = secrets.token_urlsafe(SEAT_TOKEN_BYTES)
+                Seat.insert(number=number, token=token, token_digest=token_digest(token.encode('utf-8')),
+                            created=stamp).on_conflict_ignore().execute()
+
+
+def seat_digests():
+    """{token digest: seat number} of every seat."""
+    return dict(Seat.select(Seat.token_digest, Seat.number).tuples())
+
+
+def seats():
+    """Every seat, by number, as dicts of the seat row's columns (tokens included:
+    for the instructor's eyes only)."""
+    return list(Seat.select().order_by(Seat.number).dicts())
+
+
+def seat_count():
+    return Seat.select().count()
+
+
+def set_label(number, label):
+    """Name seat `number` (the attendee's name); NotFound if there is no such seat."""
+    with writing():
+        if not Seat.update(label=label or None).where(Seat.number == number).execute():
+            raise NotFound(f'seat {number}')
+
+
+def note_progress(progress):
+    """Store what seats' IdPs did: {seat: (milestones {name: time}, last error
+    (time, status, detail) or None)}, in one transaction. A milestone keeps the
+    time it was first reached, whichever process saw it first."""
+    with writing():
+        for number, (milestones, error) in progress.items():
+            changes = {getattr(Seat, name): fn.COALESCE(getattr(Seat, name), stamp)
+                       for name, stamp in milestones.items() if name in MILESTONES}
+            if error is not None:
+                changes.update({Seat.last_error_at: error[0], Seat.last_error_status: error[1],
+                                Seat.last_error_detail: error[2]})
+            if changes:
+                Seat.update(changes).where(Seat.number == number).execute()
+
+
+def reset_seat(number):
+    """Empty seat `number`: its users, groups, memberships, exchanges, milestones,
+    last error and sample data go; its token and label stay."""
+    with writing():
+        if not Seat.select().where(Seat.number == number).exists():
+            raise NotFound(f'seat {number}')
+        for model in (Group, User, Exchange):   # the link rows go with their groups
+            model.delete().where(model.seat == number).execute()
+        SampleData.delete().where(SampleData.seat == number).execute()
+        Seat.update({getattr(Seat, name): None for name in MILESTONES + (
+            'last_error_at', 'last_error_status', 'last_error_detail')}).where(Seat.number == number).execute()
+
+
+def fill_sample_data(number, users, groups):
+    """Fill seat `number`'s data (0: the server's own) once with sample `users` (user
+    resources) and `groups` ((group resource, indexes of its members in `users`)).
+    A userName or group name already taken there is left to its holder. Whether it
+    filled it now (False: it was filled before)."""
+    with seat_data(number), writing():
+        if SampleData.select().where(SampleData.seat == number).exists():
+            return False
+        ids = []   # each sample user's id; None where its userName was taken
+        for resource in users:
+            if _user_name_taken(resource['userName']):
+                ids.append(None)
+                continue
+            ids.append(new_id())
+            USER_INSERT.execute(id=ids[-1], stamp=now(), **_user_columns(resource))
+        for resource, member_indexes in groups:
+            columns = _group_columns(resource)
+            if Group.select().where(in_seat(Group, Group.display_name_key == columns['display_name_key'])).exists():
+                continue
+            group_id = new_id()
+            GROUP_INSERT.execute(id=group_id, stamp=now(), **columns)
+            for index in member_indexes:
+                if ids[index] is not None:
+                    LINK_ADD.execute(group=group_id, user=ids[index])
+        SampleData.insert(seat=number, users=len(users), created=now()).execute()
+        return True
+
+
+def _user_name_taken(user_name):
+    return User.select().where(in_seat(User, User.user_name_key == user_name.lower())).exists()

@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / 'dist' / 'scimlite.pyz'
 SCIMLITE = ['scim_server.py', 'scimschema.py', 'scimpatch.py', 'scimfilter.py', 'store.py', 'dashboard.py',
-            'schema.sql', 'config.ini', *(f'views/{path.name}' for path in sorted((ROOT / 'views').iterdir()))]
+            'sampledata.py', 'schema.sql', 'config.ini',
+            *(f'views/{path.name}' for path in sorted((ROOT / 'views').iterdir()))]
 # What the server imports of each pinned distribution, by the paths its wheel installs.
 EMBEDDED = {
     'bottle': ['bottle.py'],
