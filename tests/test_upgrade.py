@@ -1,6 +1,7 @@
 """Upgrades: a database an older scimlite made is brought up to date in place when
 a newer one starts on it, and one a newer scimlite made is refused in one line."""
 
+import http.client
 import json
 import re
 import time
@@ -18,7 +19,7 @@ import test_concurrency
 from test_concurrency import Servers, call
 
 # schema.sql as older scimlites shipped it, by schema version.
-OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3, 4)}
+OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3, 4, 5)}
 STAMP = '2025-01-02T03:04:05.000000Z'
 USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
@@ -35,7 +36,7 @@ def run_sql(database_url, statements):
 
 
 def make_old_database(database_url, version=1, groups=()):
-    """The tables of schema `version` (1, 3 or 4), and rows written the way that scimlite
+    """The tables of schema `version` (1, 3, 4 or 5), and rows written the way that scimlite
     wrote them: three users, a group of two of them, and `groups`, each
     (id, displayName, created, the numbers of the users who are its members)."""
     if ON_POSTGRESQL:
@@ -63,10 +64,10 @@ def make_old_database(database_url, version=1, groups=()):
     run_sql(database_url, statements)
 
 
-def start_at_once(database_url, count=2):
+def start_at_once(database_url, count=2, flags=()):
     """`count` server processes started at once on one database (one upgrades it, the
     others wait), once all of them listen."""
-    starting = [run_server('--port', '0', '--token', test_concurrency.TOKEN, '--database', database_url)
+    starting = [run_server('--port', '0', '--token', test_concurrency.TOKEN, '--database', database_url, *flags)
                 for _ in range(count)]
     servers = Servers(database_url, 0)
     try:
@@ -278,3 +279,56 @@ def test_version_5_takes_users_active_however_its_not_null_is_written(database_u
         {'op': 'remove', 'path': 'active'}]}, headers=headers)
     assert response.status_int == 200 and 'active' not in response.json
     assert run_sql(database_url, [('SELECT id FROM users WHERE active IS NULL', ())]) == [('old-user-1',)]
+
+
+def call_as(servers, token, method, path, body=None, via=0):
+    """test_concurrency.call, with another token (a seat's)."""
+    connection = http.client.HTTPConnection('127.0.0.1', servers.port(via), timeout=30)
+    try:
+        connection.request(method, BASE + path, body=json.dumps(body) if body is not None else None,
+                           headers={'Authorization': f'Bearer {token}', 'Content-Type': 'application/scim+json'})
+        answer = connection.getresponse()
+        raw = answer.read()
+        return answer.status, json.loads(raw) if raw else None
+    finally:
+        connection.close()
+
+
+def test_a_version_5_database_takes_seats_and_keeps_every_row_in_the_servers_own_data(database_url):
+    """Schema version 6: every row there was is the server's own data (seat 0), its
+    names still unique there, and seats made by two servers starting at once on it
+    agree; a seat's data starts empty, with the same names free."""
+    make_old_database(database_url, version=5)
+    run_sql(database_url, [(
+        'INSERT INTO request_log (id, received, method, path, status, duration_ms, user_agent, request_headers, '
+        'request_body, response_headers, response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        ('0' * 20 + 'old', STAMP, 'GET', '/scim/v2/Users', 200, 1.5, None, '{}', '', '{}', ''))])
+    servers = start_at_once(database_url, flags=('--seats', '2'))
+    try:
+        seats = run_sql(database_url, [('SELECT number, token FROM seat ORDER BY number', ())])
+        assert [number for number, _ in seats] == [1, 2] and seats[0][1] != seats[1][1]
+        user = {'schemas': [USER_SCHEMA], 'userName': 'OLD0@example.com'}
+        assert call(servers, 'POST', '/Users', user)[0] == 409
+        status, listing = call(servers, 'GET', '/Users?filter=userName%20sw%20%22old%22', via=1)
+        assert (status, listing['totalResults']) == (200, 3)
+        for via, (_, token) in enumerate(seats):
+            status, empty = call_as(servers, token, 'GET', '/Users', via=via)
+            assert (status, empty['totalResults']) == (200, 0)
+            assert call_as(servers, token, 'GET', '/Users/old-user-1', via=via)[0] == 404
+        status, created = call_as(servers, seats[0][1], 'POST', '/Users', user, via=1)
+        assert status == 201, created
+        assert call_as(servers, seats[0][1], 'POST', '/Users', user)[0] == 409
+        status, group = call_as(servers, seats[0][1], 'POST', '/Groups',
+                                {'schemas': [GROUP_SCHEMA], 'displayName': 'Old Group'})
+        assert status == 201, group
+        status, read = call(servers, 'GET', '/Groups/old-group')
+        assert status == 200 and sorted(member['value'] for member in read['members']) == ['old-user-0',
+                                                                                            'old-user-2']
+    finally:
+        servers.stop()
+    assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
+    assert run_sql(database_url, [('SELECT seat, COUNT(*) FROM users GROUP BY seat ORDER BY seat', ())]) == [
+        (0, 3), (1, 1)]
+    assert run_sql(database_url, [('SELECT seat FROM request_log WHERE id = ?', ('0' * 20 + 'old',))]) == [(0,)]
+    if not ON_POSTGRESQL:
+        assert run_sql(database_url, [('PRAGMA integrity_check', ())]) == [('ok',)]
