@@ -2,6 +2,7 @@
 
     pip install -r requirements.txt
     python scim_server.py [--config PATH] [--host HOST] [--port PORT] [--database URL] [--token TOKEN] [--quiet]
+                          [--seats N] [--sample-users N] [--seat-cards]
 
 Point Okta or Microsoft Entra ID at http://127.0.0.1:5000/scim/v2 (usually through
 ngrok) and users and groups arrive in a SQLite file, scim.db.
