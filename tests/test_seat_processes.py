@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -275,3 +276,19 @@ def test_concurrent_creates_of_one_name_in_two_seats_make_one_in_each(seated_ser
             _, listed = call(port, tokens[seat], 'GET', f'{endpoint}?count=100')
             assert [resource['id'] for resource in listed['Resources']] == [winner]
     assert call(ports[0], TOKEN, 'GET', f'{endpoint}?count=0')[1]['totalResults'] == 0
+
+
+def test_a_seat_made_by_another_process_is_served_within_seconds(database_url):
+    """A running server learns of seats `--seat-cards --seats 3` made after it started."""
+    server = ServerProcess('--seats', '2', database=database_url, token=TOKEN)
+    try:
+        new = tokens_of(seat_cards(database_url, '--seats', '3'))[3]
+        deadline = time.monotonic() + 5
+        while (status := call(server.port, new, 'GET', '/Users')[0]) == 401 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200
+        created = call(server.port, new, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'x@example.com'})
+        assert created[0] == 201
+        assert user_names(server.port, TOKEN) == []
+    finally:
+        server.stop()

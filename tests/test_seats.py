@@ -657,3 +657,67 @@ def test_without_seats_a_wrong_token_is_the_same_401_and_no_seat_shows(make_app)
         assert len(store.seats()) == seats
     assert refusals[0] == refusals[1]
     assert not any('seat' in text.lower() for text in seen), [text for text in seen if 'seat' in text.lower()]
+
+
+def test_bulk_operations_reach_the_same_milestones_as_single_requests(make_app):
+    app = make_app(seats=2)
+    client = seat_client(app, seat_tokens()[1])
+    answer = client.post('/Bulk', bulk_request(
+        {'method': 'POST', 'path': '/Users', 'bulkId': 'ann', 'data': {'schemas': [USER_SCHEMA],
+                                                                       'userName': 'ann@example.com'}},
+        {'method': 'POST', 'path': '/Groups', 'bulkId': 'team', 'data': {'schemas': [GROUP_SCHEMA],
+                                                                         'displayName': 'Team'}},
+        {'method': 'PATCH', 'path': '/Groups/bulkId:team', 'data': adding_member('bulkId:ann')},
+        {'method': 'PATCH', 'path': '/Users/bulkId:ann', 'data': {'schemas': [PATCH_SCHEMA], 'Operations': [
+            {'op': 'replace', 'path': 'active', 'value': False}]}},
+    ), status=200).json
+    assert [operation['status'] for operation in answer['Operations']] == ['201', '201', '200', '200'], answer
+    app.recorder.progress.flush()
+    first, second = store.seats()
+    assert {name for name in store.MILESTONES if first[name]} == set(store.MILESTONES) - {'connection_test'}
+    assert not any(second[name] for name in store.MILESTONES)
+
+
+def test_one_seats_busy_exchange_log_pushes_out_none_of_anothers(make_app):
+    app = make_app(seats=2, exchanges_kept=5)
+    tokens = seat_tokens()
+    quiet, busy = seat_client(app, tokens[1]), seat_client(app, tokens[2])
+    quiet.get('/Users', status=200)
+    quiet.get('/Groups', status=200)
+    for number in range(12):
+        busy.get(f'/Users?startIndex={number + 1}', status=200)
+        app.recorder.exchanges.flush()
+    for seat, expected in ((1, ['/scim/v2/Groups', '/scim/v2/Users']),
+                           (2, [f'/scim/v2/Users?startIndex={n}' for n in (12, 11, 10, 9, 8)])):
+        with store.seat_data(seat):
+            assert [row['path'] for row in store.recent_exchanges(100)] == expected
+
+
+def test_resetting_a_seat_empties_it_alone_and_keeps_its_token_and_label(make_app):
+    app = make_app(seats=2)
+    tokens = seat_tokens()
+    clients = {n: seat_client(app, token) for n, token in tokens.items()}
+    for client in clients.values():
+        ann = client.create_user('ann@example.com')
+        client.create_group('Team', members=[ann['id']])
+        assert_scim_error(client.get('/Users/nobody'), 404)
+    app.recorder.progress.flush()
+    app.recorder.exchanges.flush()
+    store.set_label(1, 'Ada')
+    kept = {n: dict(row) for n, row in enumerate(store.seats(), 1)}
+    store.reset_seat(1)
+    app.recorder.progress.forget(1)
+    first, second = store.seats()
+    assert (first['token'], first['label']) == (tokens[1], 'Ada')
+    assert not any(first[name] for name in (*store.MILESTONES, 'last_error_at', 'last_error_status'))
+    assert second == kept[2]
+    assert clients[1].get('/Users', status=200).json['totalResults'] == 0
+    assert clients[1].get('/Groups', status=200).json['totalResults'] == 0
+    app.recorder.exchanges.flush()
+    with store.seat_data(1):
+        assert [row['method'] for row in store.recent_exchanges(100)] == ['GET', 'GET']   # since the reset
+    assert clients[2].get('/Users', status=200).json['totalResults'] == 1
+    assert len(clients[2].get('/Groups', status=200).json['Resources'][0]['members']) == 1
+    clients[1].create_user('ann@example.com')   # the name is free again, and the milestone comes back
+    app.recorder.progress.flush()
+    assert store.seats()[0]['user_created'] is not None
