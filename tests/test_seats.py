@@ -721,3 +721,31 @@ def test_resetting_a_seat_empties_it_alone_and_keeps_its_token_and_label(make_ap
     clients[1].create_user('ann@example.com')   # the name is free again, and the milestone comes back
     app.recorder.progress.flush()
     assert store.seats()[0]['user_created'] is not None
+
+
+MEMBERS_KEPT = [
+    ('PUT, the same members', lambda group: ('PUT', {'schemas': [GROUP_SCHEMA], 'displayName': 'Everyone',
+                                                      'members': group['members']})),
+    ('PATCH add, already members', lambda group: ('PATCH', {'schemas': [PATCH_SCHEMA], 'Operations': [
+        {'op': 'add', 'path': 'members', 'value': group['members'][:2]}]})),
+    ('PATCH replace members, the same', lambda group: ('PATCH', {'schemas': [PATCH_SCHEMA], 'Operations': [
+        {'op': 'replace', 'path': 'members', 'value': group['members']}]})),
+]
+
+
+@pytest.mark.parametrize('write', [make for _, make in MEMBERS_KEPT], ids=[name for name, _ in MEMBERS_KEPT])
+def test_a_group_write_that_adds_no_member_is_no_member_added(make_app, write):
+    """The sample data's groups have members the seat's IdP never added: a write that
+    names only those (Okta re-sending a group) adds none, and the board says so."""
+    app = make_app(seats=1, sample_users=3)
+    client = seat_client(app, seat_tokens()[1])
+    [group] = client.get('/Groups?filter=' + quote('displayName eq "All staff"'), status=200).json['Resources']
+    method, body = write(group)
+    assert client.request(method, f'/Groups/{group["id"]}', body).status_int in (200, 204)
+    app.recorder.progress.flush()
+    assert store.seats()[0]['member_added'] is None
+    newcomer = client.create_user('newcomer@example.com')
+    client.patch(f'/Groups/{group["id"]}', [{'op': 'add', 'path': 'members', 'value': [
+        *group['members'][:1], {'value': newcomer['id']}]}], status=204)
+    app.recorder.progress.flush()
+    assert store.seats()[0]['member_added'] is not None
