@@ -1030,20 +1030,22 @@ class Storage:
     #                  change(record) -> (new resource, store member changes)
     delete: object   # (id, expected versions)
     # The workshop board's milestones (store.MILESTONES) a write reaches: a create's,
-    # and an update's, (stored resource, new resource, member changes) -> names.
+    # and an update's, (stored resource, new resource, the record written) -> names.
     created_milestone: str
     update_milestones: object
     connection_checked: bool = False   # a GET of the list may be an IdP's connection check
 
 
-def user_update_milestones(stored, resource, member_changes):
+def user_update_milestones(stored, resource, record):
     if resource.get('active') is False and stored.get('active') is not False:
         return ('user_updated', 'user_deactivated')
     return ('user_updated',)
 
 
-def group_update_milestones(stored, resource, member_changes):
-    return ('member_added',) if any(change.added for change in member_changes) else ()
+def group_update_milestones(stored, resource, record):
+    # The link rows written, not the members named: a PUT naming the members a group
+    # already has (the sample data's, an IdP re-sending it) adds none.
+    return ('member_added',) if record.get('members_added') else ()
 
 
 STORAGE = {
@@ -1238,7 +1240,7 @@ def replace_resource(kind, storage, resource_id, body, expected, with_members):
     change = Watched(storage, lambda _: (resource, changes))
     with scim_errors_from_store:
         record = storage.update(resource_id, change, expected, with_members)
-    change.report()
+    change.report(record)
     return record
 
 
@@ -1251,25 +1253,26 @@ def patch_resource(kind, storage, resource_id, body, expected, with_members):
                                                                           store.MEMBER_CHANGES))
     with scim_errors_from_store:
         record = storage.update(resource_id, change, expected, with_members)
-    change.report()
+    change.report(record)
     return record
 
 
 class Watched:
     """A store update's `change` function, watched for the workshop board: after the
-    write, `report()` notes the milestones it reached (a user updated, deactivated;
-    a member added). The last call is the one stored: an optimistic retry calls it again."""
+    write, `report(record)` notes the milestones it reached (a user updated,
+    deactivated; a member added). The last call is the one stored: an optimistic
+    retry calls it again."""
 
     def __init__(self, storage, change):
-        self.storage, self.change, self.reached = storage, change, ()
+        self.storage, self.change, self.seen = storage, change, None
 
     def __call__(self, current):
-        resource, member_changes = changed = self.change(current)
-        self.reached = self.storage.update_milestones(current['resource'], resource, member_changes)
+        changed = self.change(current)
+        self.seen = (current['resource'], changed[0])
         return changed
 
-    def report(self):
-        for milestone in self.reached:
+    def report(self, record):
+        for milestone in self.storage.update_milestones(*self.seen, record):
             reached(milestone)
 
 

@@ -1994,34 +1994,34 @@ MEMBER_CHANGES = types.SimpleNamespace(**{change.__name__: change for change in 
 
 
 def _change_members(group_id, change):
-    """One member change on the link rows; how many rows it changed."""
+    """One member change on the link rows: (link rows removed, link rows added)."""
     if isinstance(change, AddMembers):
-        return _add_members(group_id, change.user_ids)
+        return 0, _add_members(group_id, change.user_ids)
     if isinstance(change, RemoveMembers):
-        return _remove_members(group_id, change.user_ids)
+        return _remove_members(group_id, change.user_ids), 0
     if isinstance(change, SetMembers):   # only the difference is written
         return _set_members(group_id, change.user_ids)
     if isinstance(change, RemoveMembersWhere):
-        return Link.delete().where(_members_where(group_id, change.user_filter)).execute()
+        return Link.delete().where(_members_where(group_id, change.user_filter)).execute(), 0
     if isinstance(change, ReplaceMembersWhere):
         removed = Link.delete().where(_members_where(group_id, change.user_filter)).execute()
         if not removed:
             get_group(group_id, with_members=False)   # gone meanwhile: 404, not noTarget
             raise NoTarget('no member matches the filter')
-        return removed + _add_members(group_id, change.user_ids)
+        return removed, _add_members(group_id, change.user_ids)
     raise TypeError(f'not a member change: {change!r}')
 
 
 def _set_members(group_id, user_ids):
     """Make the members exactly `user_ids` (a PUT, or replace of members): the link
-    rows of users no longer named go, those of users newly named come; how many."""
+    rows of users no longer named go, those of users newly named come; (removed, added)."""
     wanted = list(dict.fromkeys(user_ids))
     current = {row[0] for row in Link.select(Link.user).where(Link.group == group_id).tuples()}
     keep = set(wanted)
     gone = [user_id for user_id in current if user_id not in keep]
     for start in range(0, len(gone), IN_CHUNK):
         Link.delete().where((Link.group == group_id) & Link.user.in_(gone[start:start + IN_CHUNK])).execute()
-    return len(gone) + _add_members(group_id, [user_id for user_id in wanted if user_id not in current])
+    return len(gone), _add_members(group_id, [user_id for user_id in wanted if user_id not in current])
 
 
 def _lock_group(group_id, version):
@@ -2110,8 +2110,10 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                     _lock_group(group_id, record['version'])
                     if columns['display_name_key'] != held_key:
                         _take_name(resource, columns)
-                    links_changed = sum(_change_members(group_id, member_change) for member_change in changes)
-                    written = bool(links_changed or columns['resource'] != record['json'])
+                    counts = [_change_members(group_id, member_change) for member_change in changes]
+                    added = sum(linked for _, linked in counts)
+                    written = bool(added or any(removed for removed, _ in counts)
+                                   or columns['resource'] != record['json'])
                     stamp = now()
                     if written and not _write_group_row(GROUP_UPDATE, resource, dict(
                             columns, id=group_id, version=record['version'], stamp=stamp)):
@@ -2121,10 +2123,11 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                 raise
             except _Lost:
                 continue
+        # `members_added`: link rows this write made (the board's "member added").
         if with_members:   # the group as it is now, its members read after the write
-            return get_group(group_id)
+            return Record(get_group(group_id), members_added=added)
         # The version this write made (a 204's ETag), not whatever a later writer made.
-        return Record(record, resource=resource, json=columns['resource'], links=[],
+        return Record(record, resource=resource, json=columns['resource'], links=[], members_added=added,
                       version=record['version'] + written, last_modified=stamp if written else record['last_modified'])
     raise Busy(f'{group_id} is being changed by other writers; try again')
 

@@ -122,23 +122,28 @@ def basic(user, password):
     return {'Authorization': 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode('ascii')}
 
 
-AUTH_HEADERS = {
-    'bearer': {'Authorization': f'Bearer {TOKEN}'},
-    'bare': {'Authorization': TOKEN},
-    'bearer-bearer': {'Authorization': f'Bearer Bearer {TOKEN}'},
-    'basic': basic('okta-scim', TOKEN),
-    'basic-wrong': basic('okta-scim', 'not-the-token'),
-    'wrong': {'Authorization': 'Bearer not-the-token'},
-    'none': {},
-}
+def auth_headers(token):
+    """The Authorization header of each `auth` a step may name, presenting `token`."""
+    return {
+        'bearer': {'Authorization': f'Bearer {token}'},
+        'bare': {'Authorization': token},
+        'bearer-bearer': {'Authorization': f'Bearer Bearer {token}'},
+        'basic': basic('okta-scim', token),
+        'basic-wrong': basic('okta-scim', 'not-the-token'),
+        'wrong': {'Authorization': 'Bearer not-the-token'},
+        'none': {},
+    }
 
 
-def replay(flow, transport):
+def replay(flow, transport, token=TOKEN):
+    """Send the flow's steps through `transport`, presenting `token` (a workshop
+    seat's, for tests/test_seats.py), and check every answer."""
     variables = {'run': uuid.uuid4().hex[:12]}
+    auth = auth_headers(token)
     for number, step in enumerate(flow['steps'], 1):
         request, expect = step['request'], step['expect']
         label = f'step {number} ({step["name"]})'
-        headers = {**flow.get('headers', {}), **AUTH_HEADERS[request.get('auth', 'bearer')],
+        headers = {**flow.get('headers', {}), **auth[request.get('auth', 'bearer')],
                    **request.get('headers', {})}
         headers = substitute(headers, variables)
         body = None
