@@ -187,7 +187,8 @@ class ConsoleLines(Periodic):
     def add(self, environ, received_ns, status, seconds):
         """Queue the request's line (on its thread: the rest is this thread's work)."""
         self.waiting.append((received_ns, environ.get('REQUEST_METHOD', ''), environ.get('PATH_INFO', ''),
-                             environ.get('QUERY_STRING', ''), status, seconds, environ.get(AUTHORIZATION_NOTE)))
+                             environ.get('QUERY_STRING', ''), status, seconds, environ.get(AUTHORIZATION_NOTE),
+                             environ.get(SEAT)))
         if self.thread is None:
             self.start()
 
@@ -203,8 +204,8 @@ class ConsoleLines(Periodic):
             statuses = collections.Counter(queued[4][:3] for queued in counted)
             lines.append(f'{self.time_of(counted[-1][0])}  … {len(counted)} more requests, not shown one by one: '
                          + ', '.join(f'{status} ×{count}' for status, count in sorted(statuses.items())) + '\n')
-        tokens = self.tokens.current()
-        lines += [self.line(*queued, tokens) for queued in waiting]
+        tokens = self.tokens.current({queued[-1] for queued in waiting if queued[-1] is not None})
+        lines += [self.line(*queued[:-1], tokens) for queued in waiting]
         try:   # a Windows console, or PYTHONIOENCODING=ascii, may not have every character
             encoding = getattr(self.stream, 'encoding', None) or 'utf-8'
             text = ''.join(lines).encode(encoding, 'backslashreplace').decode(encoding)

@@ -496,6 +496,20 @@ def test_seat_tokens_are_scrubbed_from_the_exchanges_and_the_console(make_app, c
     assert console.count('access_token=[scrubbed]') == 2
 
 
+def test_a_seat_made_later_is_scrubbed_from_requests_not_its_own_once_the_tokens_are_read_again(
+        make_app, monkeypatch, capsys):
+    app = make_app(seats=1, quiet=False)
+    scim_as(app, TOKEN).get('/Users', status=200)
+    app.recorder.exchanges.flush()   # the tokens to scrub are read: the server's and seat 1's
+    store.ensure_seats(2)            # by another process
+    later = store.seats()[1]['token']
+    scim_as(app, TOKEN).get(f'/Users?filter=userName%20eq%20%22{later}%22', status=200)
+    monkeypatch.setattr(dashboard.KnownTokens, 'RELOAD_SECONDS', 0)   # as RELOAD_SECONDS later
+    app.recorder.exchanges.flush()
+    app.recorder.console.print_waiting()
+    assert later not in json.dumps(list(store.Exchange.select().dicts())) + capsys.readouterr().out
+
+
 def test_a_seat_token_inside_a_longer_one_leaves_no_end_of_it(make_app):
     """Tokens are scrubbed longest first: the server's token inside a seat's would
     otherwise leave the seat token's ends."""
