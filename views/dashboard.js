@@ -154,8 +154,10 @@ function exchangeRows(exchanges) {
   return rows;
 }
 
+const CLOCK = {hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'};   // narrow columns
+
 function timeText(stamp) {
-  return stamp ? new Date(stamp).toLocaleTimeString() : '—';
+  return stamp ? new Date(stamp).toLocaleTimeString([], CLOCK) : '—';
 }
 
 function editLabel(seat) {
@@ -243,6 +245,10 @@ async function refresh() {
         replaceRows(board, seatRows(seats));
         const started = seats.filter((seat) => seat.milestones.first_request).length;
         document.getElementById('seats-count').textContent = `(${seats.length}; ${started} started)`;
+        for (const th of document.querySelectorAll('#seats th[data-milestone]')) {   // how many got this far
+          const reached = seats.filter((seat) => seat.milestones[th.dataset.milestone]).length;
+          th.querySelector('.reached-count').textContent = `(${reached})`;
+        }
       }
     }
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;

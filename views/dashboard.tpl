@@ -31,7 +31,7 @@
     <table id="seats">
       <thead><tr><th>Seat</th><th>Label</th>
         % for name, heading, meaning in steps:
-        <th data-milestone="{{name}}" title="{{meaning}}">{{heading}}</th>
+        <th data-milestone="{{name}}" title="{{meaning}}">{{heading}} <span class="count reached-count"></span></th>
         % end
         <th>Last error</th><th></th></tr></thead>
       <tbody></tbody>
