@@ -198,8 +198,11 @@ def test_the_instructors_page_has_the_board_above_their_own_data(app, tokens):
     assert 'Reset' not in page.text and 'seats-hint' not in page.text
     headings = re.findall(r'<th data-milestone="(\w+)"', page.text)
     assert headings == list(store.MILESTONES)
-    assert 'GET /Users?startIndex=1&amp;count=2' in page.text          # what counts as Okta's test
-    assert 'GET /Users?filter=userName eq &quot;&lt;a random GUID&gt;&quot;' in page.text   # and Entra's
+    said, = re.findall(r'<p class="hint">Test Connection is(.*?)</p>', page.text, re.S)   # in plain sight
+    test_connection = re.sub(r'\s+', ' ', re.sub(r'<[^>]+>', '', said))
+    assert ('Okta\'s “Test API Credentials”, GET /Users?startIndex=1&amp;count=2' in test_connection
+            and 'Entra\'s “Test Connection”, GET /Users?filter=userName eq "&lt;a random GUID&gt;"' in test_connection)
+    assert 'GET /Users?filter=userName eq &quot;&lt;a random GUID&gt;&quot;' in page.text   # each step's title
     for token in tokens.values():
         assert token not in page.text
 

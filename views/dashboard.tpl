@@ -41,6 +41,8 @@
       <label>Label <input type="text" name="label" maxlength="80" placeholder="the attendee's name"></label>
       <button type="submit">Save label</button>
     </form>
+    <p class="hint">Test Connection is Okta's “Test API Credentials”, <code>GET /Users?startIndex=1&amp;count=2</code>,
+       or Entra's “Test Connection”, <code>GET /Users?filter=userName eq "&lt;a random GUID&gt;"</code>.</p>
     <details class="hint">
       <summary>What each step means</summary>
       <dl class="steps">
