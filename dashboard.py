@@ -7,7 +7,11 @@ Three things an IdP admin watches while Okta or Entra provisions:
   scrubbed of tokens and passwords, kept in the database (the newest
   `exchanges_kept`) so that every process on one database shows the same list;
 - the page at / (views/), behind a login with the server's token: users,
-  groups with member counts, and the recent exchanges.
+  groups with member counts, and the recent exchanges;
+- for a workshop with seats (README, Workshops: seats for a whole room): a login
+  with a seat's token shows that seat's page alone, and the server's token (the
+  instructor's) adds the board, each seat's progress live, and the seat cards
+  (a page to print, and CSV), the one place seat tokens are shown.
 
 The app installs it: `install(app, settings, accept_token, scim_url)` adds the
 page's routes, and `Recorder` is the WSGI middleware the app wraps its SCIM
@@ -16,9 +20,12 @@ as WSGI passes them, and reads users, groups and exchanges through the store.
 """
 
 import collections
+import csv
 import functools
 import hashlib
 import hmac
+import io
+import ipaddress
 import itertools
 import json
 import logging
@@ -29,7 +36,7 @@ import secrets
 import sys
 import threading
 import time
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import bottle
 from bottle import request, response
@@ -82,6 +89,48 @@ def without_tokens(text, tokens):
     return text.replace('\x00', '\ufffd')   # no PostgreSQL text holds a NUL
 
 
+class KnownTokens:
+    """The tokens to scrub from what is printed and recorded: the server's own and
+    every workshop seat's. Seats live in the database, where another process may add
+    some, so theirs are read again at most every RELOAD_SECONDS, and at once when a
+    seat not known here shows up. Called by the console's and the exchanges' threads,
+    never by a request's."""
+
+    RELOAD_SECONDS = 2.0
+
+    def __init__(self, own):
+        self.own = tuple(own)
+        self.tokens, self.seats = self.own, frozenset()
+        self.read_at = None
+        self.lock = threading.Lock()
+        self.failed = False
+
+    def current(self, seats_met=()):
+        """The tokens, longest first (a token inside a longer one must not leave the
+        longer one's ends); `seats_met`: seat numbers just seen."""
+        with self.lock:
+            if (self.read_at is None or time.monotonic() - self.read_at > self.RELOAD_SECONDS
+                    or not self.seats.issuperset(seats_met)):
+                self._read()
+            return self.tokens
+
+    def _read(self):
+        self.read_at = time.monotonic()
+        try:
+            rows = store.seats()
+            self.failed = False
+        except Exception as error:   # keep scrubbing with the tokens read before
+            if not self.failed:
+                log.warning('could not read the seats\' tokens to scrub them: %s',
+                            store.storage_fault(error) or store.first_line(error))
+            self.failed = True
+            return
+        finally:
+            store.release_connection()
+        self.seats = frozenset(row['number'] for row in rows)
+        self.tokens = tuple(sorted({*self.own, *(row['token'] for row in rows)}, key=len, reverse=True))
+
+
 class Periodic:
     """A daemon thread, started on first use, that calls `work()` every `interval`
     seconds until `stop()`."""
@@ -131,14 +180,15 @@ class ConsoleLines(Periodic):
 
     def __init__(self, stream, tokens):
         super().__init__()
-        self.stream, self.tokens = stream, tokens
+        self.stream, self.tokens = stream, tokens   # KnownTokens
         self.waiting = collections.deque(maxlen=10_000)
         self.clock = (None, '')   # the last second, formatted: strftime costs half a line
 
     def add(self, environ, received_ns, status, seconds):
         """Queue the request's line (on its thread: the rest is this thread's work)."""
         self.waiting.append((received_ns, environ.get('REQUEST_METHOD', ''), environ.get('PATH_INFO', ''),
-                             environ.get('QUERY_STRING', ''), status, seconds, environ.get(AUTHORIZATION_NOTE)))
+                             environ.get('QUERY_STRING', ''), status, seconds, environ.get(AUTHORIZATION_NOTE),
+                             environ.get(SEAT)))
         if self.thread is None:
             self.start()
 
@@ -154,7 +204,8 @@ class ConsoleLines(Periodic):
             statuses = collections.Counter(queued[4][:3] for queued in counted)
             lines.append(f'{self.time_of(counted[-1][0])}  … {len(counted)} more requests, not shown one by one: '
                          + ', '.join(f'{status} ×{count}' for status, count in sorted(statuses.items())) + '\n')
-        lines += [self.line(*queued) for queued in waiting]
+        tokens = self.tokens.current({queued[-1] for queued in waiting if queued[-1] is not None})
+        lines += [self.line(*queued[:-1], tokens) for queued in waiting]
         try:   # a Windows console, or PYTHONIOENCODING=ascii, may not have every character
             encoding = getattr(self.stream, 'encoding', None) or 'utf-8'
             text = ''.join(lines).encode(encoding, 'backslashreplace').decode(encoding)
@@ -163,11 +214,11 @@ class ConsoleLines(Periodic):
         except (OSError, ValueError, LookupError):   # a closed console: nothing more to print
             self.stopping.set()
 
-    def line(self, received_ns, method, path_info, query, status, seconds, note):
-        path = request_path(path_info, query, self.tokens)
+    def line(self, received_ns, method, path_info, query, status, seconds, note, tokens):
+        path = request_path(path_info, query, tokens)
         if not path.isprintable():   # a client's path must not drive the terminal
             path = path.encode('unicode_escape').decode('ascii')
-        note = f'  auth: {without_tokens(note, self.tokens)}' if note else ''
+        note = f'  auth: {without_tokens(note, tokens)}' if note else ''
         return (f'{self.time_of(received_ns)}  {method[:10]:<6} {path[:200]}  {status[:3]}  '
                 f'{seconds * 1000:.1f} ms{note}\n')
 
@@ -265,7 +316,7 @@ class ExchangeLog(Periodic):
 
     def __init__(self, keep, tokens):
         super().__init__()
-        self.keep, self.tokens = keep, tokens
+        self.keep, self.tokens = keep, tokens   # KnownTokens
         self.queue = collections.deque(maxlen=min(keep, BATCH_MAX))
         self.tag = secrets.token_hex(4)   # this process, in the ids that order exchanges
         self.sequence = itertools.count()
@@ -293,7 +344,8 @@ class ExchangeLog(Periodic):
             if not batch:
                 return
             try:
-                store.add_exchanges([self._row(*queued) for queued in batch], self.keep)
+                tokens = self.tokens.current({queued[3][SEAT] for queued in batch if SEAT in queued[3]})
+                store.add_exchanges([self._row(*queued, tokens) for queued in batch], self.keep)
                 self.failed = False
             except Exception as error:   # the dashboard loses a batch; SCIM goes on
                 if not self.failed:
@@ -304,21 +356,21 @@ class ExchangeLog(Periodic):
                 store.release_connection()
 
     def _row(self, received_ns, sequence, seconds, environ, request_body, request_length, status, headers,
-             response_body, response_length):
-        shown_request = request_headers(environ, self.tokens)
-        shown_response = {without_tokens(name, self.tokens): without_tokens(value, self.tokens)
+             response_body, response_length, tokens):
+        shown_request = request_headers(environ, tokens)
+        shown_response = {without_tokens(name, tokens): without_tokens(value, tokens)
                           for name, value in headers}
         return {
             'id': f'{received_ns:020d}{self.tag}{sequence % 10**8:08d}', 'received': store.now(received_ns),
             'method': environ.get('REQUEST_METHOD', '')[:16],
-            'path': request_path(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''), self.tokens)[:4096],
+            'path': request_path(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''), tokens)[:4096],
             'status': int(status[:3]) if status[:3].isdigit() else 0,
             'duration_ms': round(seconds * 1000, 3),
             'user_agent': shown_request.get('User-Agent', '')[:500] or None,
             'request_headers': json.dumps(shown_request),
-            'request_body': scrubbed_body(request_body, request_length, self.tokens),
+            'request_body': scrubbed_body(request_body, request_length, tokens),
             'response_headers': json.dumps(shown_response),
-            'response_body': scrubbed_body(response_body, response_length, self.tokens),
+            'response_body': scrubbed_body(response_body, response_length, tokens),
             'seat': environ.get(SEAT, store.INSTRUCTOR),
         }
 
@@ -421,8 +473,9 @@ class Recorder:
         self.application = application
         self.is_recorded = is_recorded
         stdout = None if settings['quiet'] else sys.stdout   # None under pythonw
-        self.console = ConsoleLines(stdout, settings['tokens']) if stdout else None
-        self.exchanges = (ExchangeLog(settings['exchanges_kept'], settings['tokens'])
+        tokens = KnownTokens(settings['tokens'])
+        self.console = ConsoleLines(stdout, tokens) if stdout else None
+        self.exchanges = (ExchangeLog(settings['exchanges_kept'], tokens)
                           if settings['record_exchanges'] else None)
         self.progress = SeatProgress()
 
@@ -499,14 +552,18 @@ class TeeInput:
 # The page is views/dashboard.tpl; views/dashboard.js fills it from
 # /dashboard/data every two seconds. Everything but the login form and its
 # stylesheet needs a session: a signed, expiring cookie, HttpOnly and
-# SameSite=Strict, given for the server's token. The token itself never
-# reaches the page.
+# SameSite=Strict, given for the server's token or a workshop seat's, and
+# naming whose it is. A seat's session shows that seat's data and nothing else;
+# the server's token (the instructor's) shows its own data, the board of seats
+# and the seat cards, and may look at any seat's data. No token ever reaches the
+# page, but for the seats' on their cards.
 
 SESSION_COOKIE = 'scimlite_session'
 SESSION_SECONDS = 12 * 3600   # a workshop day
 SHOWN = 100   # users, groups and exchanges on the page: the newest
 LOGIN_FAILURES_ALLOWED = 5    # wrong tokens from one address ...
 LOGIN_FAILURE_WINDOW = 60     # ... within this many seconds; then 429 until the first is that old
+LABEL_MAX = 80                # characters of a seat's label
 SECURITY_HEADERS = {
     # No inline script or style: the page loads its own two files and nothing else.
     'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -516,6 +573,30 @@ SECURITY_HEADERS = {
     'Referrer-Policy': 'same-origin',
     'Cache-Control': 'no-store',
 }
+# Who may use a route: anyone, any session, or the instructor's session only.
+PUBLIC, SESSION, INSTRUCTOR_ONLY = 'public', 'session', 'instructor'
+
+# The board's columns, in the order a workshop gets there (store.MILESTONES; the
+# SCIM routes say which requests reach them): (name, heading, what counts).
+MILESTONE_STEPS = (
+    ('first_request', 'First request', 'the first SCIM request that carried the seat’s token'),
+    ('connection_test', 'Test Connection',
+     'Okta’s “Test API Credentials” (GET /Users?startIndex=1&count=2) or Entra’s “Test Connection” '
+     '(GET /Users?filter=userName eq "<a random GUID>")'),
+    ('user_created', 'User created', 'the first user created (POST /Users)'),
+    ('user_updated', 'User updated', 'a user changed (PUT or PATCH /Users/…)'),
+    ('group_pushed', 'Group pushed', 'a group created (POST /Groups: Okta’s Push Groups, Entra’s groups)'),
+    ('member_added', 'Member added', 'a member added to a group (POST, PUT or PATCH /Groups)'),
+    ('user_deactivated', 'User deactivated', 'a user set to active: false (Okta’s and Entra’s deprovisioning)'),
+)
+
+
+class Refused(Exception):
+    """A dashboard request refused: its status, and what to tell the person."""
+
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
 
 
 def session_key(secret, tokens):
@@ -525,26 +606,50 @@ def session_key(secret, tokens):
     return hmac.new(secret.encode(), '\n'.join(sorted(tokens)).encode('utf-8'), hashlib.sha256).digest()
 
 
-def new_session(key):
+def new_session(key, seat=store.INSTRUCTOR):
+    """A session cookie's value for `seat` (store.INSTRUCTOR: the server's token)."""
     expires = int(time.time()) + SESSION_SECONDS
-    claim = f'{expires}.{secrets.token_urlsafe(16)}'
+    claim = f'{expires}.{seat}.{secrets.token_urlsafe(16)}'
     return f'{claim}.{hmac.new(key, claim.encode(), hashlib.sha256).hexdigest()}'
 
 
-def has_session():
+def session_seat():
+    """The seat of the request's session (store.INSTRUCTOR for the server's token),
+    or None without a valid, unexpired one."""
     value = request.get_cookie(SESSION_COOKIE) or ''
     claim, _, signature = value.rpartition('.')
-    expires = claim.partition('.')[0]
+    expires, _, rest = claim.partition('.')
+    seat = rest.partition('.')[0]
     key = request.app.dashboard.session_key
     expected = hmac.new(key, claim.encode('utf-8', 'replace'), hashlib.sha256).hexdigest()
-    return (hmac.compare_digest(signature.encode('utf-8', 'replace'), expected.encode())
-            and expires.isdigit() and int(expires) > time.time())
+    if not hmac.compare_digest(signature.encode('utf-8', 'replace'), expected.encode()):
+        return None
+    if not (expires.isdigit() and int(expires) > time.time() and seat.isdigit()):
+        return None
+    return int(seat)
+
+
+def client_address(environ):
+    """Whom the login throttle counts: the peer, or, when the peer is this machine
+    (ngrok's agent, a proxy here: behind ngrok every attendee arrives from
+    127.0.0.1), the client the proxy names last in X-Forwarded-For, the address it
+    saw itself (the entries before are whatever the client claimed)."""
+    peer = environ.get('REMOTE_ADDR', '')
+    forwarded = environ.get('HTTP_X_FORWARDED_FOR', '').rpartition(',')[2].strip()
+    return forwarded[:100] if forwarded and is_loopback(peer) else peer
+
+
+def is_loopback(address):
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_loopback or bool(getattr(ip, 'ipv4_mapped', None) and ip.ipv4_mapped.is_loopback)
 
 
 class LoginThrottle:
-    """At most LOGIN_FAILURES_ALLOWED wrong tokens a minute from one address; while
-    throttled, the token is not even looked at. (Behind ngrok every visitor comes
-    from 127.0.0.1: then the limit is for everyone, which a guesser cannot use.)"""
+    """At most LOGIN_FAILURES_ALLOWED wrong tokens a minute from one address
+    (client_address); while throttled, the token is not even looked at."""
 
     def __init__(self):
         self.failures = {}
@@ -573,19 +678,56 @@ class LoginThrottle:
             self.failures.pop(address, None)
 
 
-def dashboard_route(callback, public=False):
-    """A dashboard route: security headers always; a session unless `public`."""
+def dashboard_route(callback, access):
+    """A dashboard route: security headers always; unless PUBLIC, a session (of the
+    instructor, for INSTRUCTOR_ONLY) and the store working in the seat it shows
+    (viewed_seat); a Refused answered as refused() says."""
     def route(*args, **kwargs):
         for name, value in SECURITY_HEADERS.items():
             response.set_header(name, value)
-        if not public and not has_session():
-            response.status = 401
-            response.content_type = 'application/json'
-            return json.dumps({'detail': 'Log in at / first.'})
-        return callback(*args, **kwargs)
+        try:
+            if access != PUBLIC:
+                seat = session_seat()
+                if seat is None:
+                    raise Refused(401, 'Log in at / first.')
+                if access == INSTRUCTOR_ONLY and seat != store.INSTRUCTOR:
+                    raise Refused(403, 'Only the instructor (the server’s token) may see this, not a seat.')
+                store.use_seat(viewed_seat(seat))
+            return callback(*args, **kwargs)
+        except Refused as refusal:
+            return refused(refusal)
     route.__name__ = callback.__name__
     route.__doc__ = callback.__doc__
     return route
+
+
+def refused(refusal):
+    """A refusal: a page for a browser's navigation (it asks for HTML), JSON for the
+    page's script and any other client."""
+    response.status = refusal.status
+    if 'text/html' in request.environ.get('HTTP_ACCEPT', ''):
+        return page('refused', detail=refusal.detail)
+    response.content_type = 'application/json'
+    return json.dumps({'detail': refusal.detail})
+
+
+def viewed_seat(session):
+    """The seat whose data the request shows: the session's own, or, for the
+    instructor, the seat `?seat=N` asks for (0, their own data). A seat's session
+    shows its own seat and no other."""
+    asked = request.query.get('seat')
+    if asked is None or asked == str(session):
+        return session
+    if session != store.INSTRUCTOR:
+        raise Refused(403, 'A seat’s session shows that seat only.')
+    if not (asked.isascii() and asked.isdigit() and len(asked) < 6 and find_seat(int(asked))):
+        raise Refused(404, f'There is no seat {asked[:20]!r}.')
+    return int(asked)
+
+
+def find_seat(number):
+    """Seat `number`'s row (store.seats), or None."""
+    return next((seat for seat in store.seats() if seat['number'] == number), None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -620,18 +762,29 @@ def same_origin():
 
 
 def dashboard_home():
-    """The dashboard, or the login form without a session."""
-    if not has_session():
+    """The dashboard, or the login form without a session. The instructor's shows
+    the board of seats above their own data, if there are seats; `?seat=N` shows
+    seat N's data instead. A seat's shows its own data, and its reset."""
+    session = session_seat()
+    if session is None:
         return page('login', error=None)
+    try:
+        seat = viewed_seat(session)
+    except Refused as refusal:
+        return refused(refusal)
     installed = request.app.dashboard
     settings = installed.settings
+    has_seats = session == store.INSTRUCTOR and store.seat_count() > 0
     return page('dashboard', scim_url=installed.scim_url(), recording=settings['record_exchanges'],
-                kept=settings['exchanges_kept'])
+                kept=settings['exchanges_kept'], seat=seat, own=seat == session,
+                label=(find_seat(seat) or {}).get('label') if seat else None,
+                board=has_seats and seat == store.INSTRUCTOR, seats_hint=session == store.INSTRUCTOR and not has_seats,
+                steps=MILESTONE_STEPS)
 
 
 def dashboard_login():
-    """The login form's post: the server's token for a session cookie."""
-    address = request.environ.get('REMOTE_ADDR', '')
+    """The login form's post: the server's token, or a seat's, for a session cookie."""
+    address = client_address(request.environ)
     installed = request.app.dashboard
     throttle = installed.throttle
     if request.content_length > 4096 or not same_origin():
@@ -643,11 +796,12 @@ def dashboard_login():
         response.set_header('Retry-After', str(wait))
         return page('login', error=f'Too many wrong tokens: try again in {wait} seconds.')
     presented = (request.forms.getunicode('token') or '').strip()
-    if not presented or installed.accept_token(presented.encode('utf-8')) != store.INSTRUCTOR:
+    seat = installed.accept_token(presented.encode('utf-8')) if presented else None
+    if seat is None:
         response.status = 401
-        return page('login', error='That is not the server’s token.')
+        return page('login', error='That is not the server’s token, nor a seat’s.')
     throttle.succeeded(address)
-    response.set_cookie(SESSION_COOKIE, new_session(installed.session_key), path='/',
+    response.set_cookie(SESSION_COOKIE, new_session(installed.session_key, seat), path='/',
                         max_age=SESSION_SECONDS, httponly=True, samesite='Strict',
                         secure=request.urlparts.scheme == 'https')
     bottle.redirect('/', 303)
@@ -661,7 +815,7 @@ def dashboard_logout():
 
 
 def dashboard_data():
-    """Users, groups and exchanges, newest first, as the page shows them."""
+    """The shown seat's users, groups and exchanges, newest first, as the page shows them."""
     user_total, users = store.recent_users(SHOWN)
     group_total, groups = store.recent_groups(SHOWN)
     settings = request.app.dashboard.settings
@@ -686,7 +840,7 @@ def user_summary(record):
 
 
 def dashboard_exchange(exchange_id):
-    """One exchange whole: the request's and the response's headers and bodies."""
+    """One exchange of the shown seat whole: the request's and the response's headers and bodies."""
     try:
         exchange = store.get_exchange(exchange_id)
     except store.NotFound:
@@ -699,26 +853,109 @@ def dashboard_exchange(exchange_id):
     return json.dumps(exchange)
 
 
+def dashboard_reset():
+    """Empty the shown seat (the session's own, or the one the instructor looks at):
+    its users, groups, exchanges, milestones and last error go; token and label stay."""
+    seat = store.current_seat()
+    if not same_origin():
+        raise Refused(403, 'That was not a reset from this page.')
+    if seat == store.INSTRUCTOR:
+        raise Refused(400, 'The server’s own data set is not a seat: it has no reset.')
+    recorder = request.app.recorder
+    # What is queued from before the reset is written first, so that it goes with the rest.
+    if recorder.exchanges is not None:
+        recorder.exchanges.flush()
+    recorder.progress.flush()
+    store.reset_seat(seat)
+    recorder.progress.forget(seat)
+    bottle.redirect('/' if session_seat() == seat else f'/?seat={seat}', 303)
+
+
+def dashboard_seats():
+    """The board: every seat's label, milestones (when each was first reached) and
+    last error. No token: those are on the cards only."""
+    response.content_type = 'application/json'
+    return json.dumps({'seats': [{
+        'number': seat['number'], 'label': seat['label'],
+        'milestones': {name: seat[name] for name in store.MILESTONES},
+        'last_error': None if seat['last_error_at'] is None else {
+            'at': seat['last_error_at'], 'status': seat['last_error_status'], 'detail': seat['last_error_detail']},
+    } for seat in store.seats()]})
+
+
+def dashboard_label():
+    """The board's label form: name a seat (the attendee's name); empty clears it."""
+    if request.content_length > 4096 or not same_origin():
+        raise Refused(403, 'That was not a change from this page.')
+    number = request.forms.get('seat') or ''
+    label = request.forms.getunicode('label')
+    if not (number.isascii() and number.isdigit() and len(number) < 6):
+        raise Refused(400, 'Say which seat, by its number.')
+    if label is None or len(label.strip()) > LABEL_MAX or not label.isprintable():
+        raise Refused(400, f'A label is a line of text of at most {LABEL_MAX} characters.')
+    try:
+        store.set_label(int(number), label.strip())
+    except store.NotFound:
+        raise Refused(404, f'There is no seat {number}.') from None
+    bottle.redirect('/', 303)
+
+
+def dashboard_cards():
+    """The seat cards, to print: per seat, its base URL, its token, and what to type
+    in Okta and in Entra."""
+    installed = request.app.dashboard
+    scim_url = installed.scim_url()
+    base_path = installed.settings['base_path']
+    root = scim_url[:-len(base_path)] if base_path and scim_url.endswith(base_path) else scim_url
+    host = urlsplit(scim_url).hostname or ''
+    return page('cards', seats=store.seats(), scim_url=scim_url, dashboard_url=root.rstrip('/') + '/',
+                local=host == 'localhost' or is_loopback(host))
+
+
+def dashboard_cards_csv():
+    """The seat cards as CSV, for a mail merge: what `--seat-cards` prints."""
+    response.content_type = 'text/csv; charset=utf-8'
+    response.set_header('Content-Disposition', 'attachment; filename="scimlite-seats.csv"')
+    return seat_cards_csv(request.app.dashboard.scim_url())
+
+
+def seat_cards_csv(base_url):
+    """The seats as CSV: a header line `seat,base_url,token` and a line per seat,
+    each with the same SCIM base URL (a seat's token picks its data)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(('seat', 'base_url', 'token'))
+    for seat in store.seats():
+        writer.writerow((seat['number'], base_url, seat['token']))
+    return out.getvalue()
+
+
 def dashboard_script():
-    """The page's script: it fills the page from /dashboard/data."""
+    """The page's script: it fills the page from /dashboard/data (and the board from /dashboard/seats)."""
     response.content_type = 'text/javascript; charset=utf-8'
     return view('dashboard.js')
 
 
 def dashboard_stylesheet():
-    """The stylesheet of the page and of the login form."""
+    """The stylesheet of the page, the cards and the login form."""
     response.content_type = 'text/css; charset=utf-8'
     return view('dashboard.css')
 
-# (method, path, callback, public): only the login form and its stylesheet are public.
+
+# (method, path, callback, who may use it): only the login form and its stylesheet are public.
 DASHBOARD_ROUTES = (
-    ('GET', '/', dashboard_home, True),
-    ('POST', '/dashboard/login', dashboard_login, True),
-    ('POST', '/dashboard/logout', dashboard_logout, True),
-    ('GET', '/dashboard/data', dashboard_data, False),
-    ('GET', '/dashboard/exchanges/<exchange_id>', dashboard_exchange, False),
-    ('GET', '/dashboard/dashboard.js', dashboard_script, False),
-    ('GET', '/dashboard/dashboard.css', dashboard_stylesheet, True),
+    ('GET', '/', dashboard_home, PUBLIC),
+    ('POST', '/dashboard/login', dashboard_login, PUBLIC),
+    ('POST', '/dashboard/logout', dashboard_logout, PUBLIC),
+    ('GET', '/dashboard/data', dashboard_data, SESSION),
+    ('GET', '/dashboard/exchanges/<exchange_id>', dashboard_exchange, SESSION),
+    ('POST', '/dashboard/reset', dashboard_reset, SESSION),
+    ('GET', '/dashboard/dashboard.js', dashboard_script, SESSION),
+    ('GET', '/dashboard/dashboard.css', dashboard_stylesheet, PUBLIC),
+    ('GET', '/dashboard/seats', dashboard_seats, INSTRUCTOR_ONLY),
+    ('POST', '/dashboard/seats/label', dashboard_label, INSTRUCTOR_ONLY),
+    ('GET', '/dashboard/cards', dashboard_cards, INSTRUCTOR_ONLY),
+    ('GET', '/dashboard/cards.csv', dashboard_cards_csv, INSTRUCTOR_ONLY),
 )
 
 
@@ -734,12 +971,15 @@ class Dashboard:
 
 
 def install(app, settings, accept_token, scim_url):
-    """Put the dashboard on the Bottle `app` (its database already open): the routes
-    of DASHBOARD_ROUTES, and `app.dashboard`, which they read.
+    """Put the dashboard on the Bottle `app` (its database already open, its
+    `recorder` a Recorder): the routes of DASHBOARD_ROUTES, and `app.dashboard`,
+    which they read.
 
-    `accept_token(token as bytes)` says whether a token logs in (the SCIM rule);
-    `scim_url()`, under a request, is the SCIM base URL the page shows."""
+    `accept_token(token as bytes)` says whose dashboard a token logs in to: the
+    seat's number, store.INSTRUCTOR for the server's own token, None for no one
+    (the SCIM rule); `scim_url()`, under a request, is the SCIM base URL the page
+    and the cards show."""
     app.dashboard = Dashboard(settings, accept_token, scim_url)
-    for method, path, callback, public in DASHBOARD_ROUTES:
-        app.route(path, method, dashboard_route(callback, public))
+    for method, path, callback, access in DASHBOARD_ROUTES:
+        app.route(path, method, dashboard_route(callback, access))
     return app.dashboard

@@ -42,11 +42,9 @@ import codecs
 import configparser
 import contextlib
 import copy
-import csv
 import dataclasses
 import errno
 import hmac
-import io
 import ipaddress
 import json
 import logging
@@ -2191,18 +2189,12 @@ def fill_with_samples(app, count):
         log.info('filled %d data set(s) with %d sample users and %d groups', len(filled), count, len(groups))
 
 
-def seat_cards_csv(settings):
-    """The seats as CSV, a header line `seat,base_url,token` and a line per seat: the
-    instructor's mail merge. The base URL is `base_url`, else this server's own."""
+def local_base_url(settings):
+    """The SCIM base URL for the seat cards outside a request (`--seat-cards`):
+    `base_url`, else this server's own address."""
     host = settings['host']
     shown_host = '127.0.0.1' if host in ('0.0.0.0', '::') else f'[{host}]' if ':' in host else host
-    url = settings['base_url'] or f'http://{shown_host}:{settings["port"]}{settings["base_path"]}'
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(('seat', 'base_url', 'token'))
-    for seat in store.seats():
-        writer.writerow((seat['number'], url, seat['token']))
-    return out.getvalue()
+    return settings['base_url'] or f'http://{shown_host}:{settings["port"]}{settings["base_path"]}'
 
 
 def root_query_or_dashboard(scim_root, dashboard_page):
@@ -2474,7 +2466,7 @@ def print_seat_cards(settings):
                             statement_timeout=settings['statement_timeout'])
         try:
             open_seats(settings)
-            sys.stdout.write(seat_cards_csv(settings))
+            sys.stdout.write(dashboard.seat_cards_csv(local_base_url(settings)))
         finally:
             store.close_database()
     except (store.CannotOpen, SettingsError) as error:

@@ -14,9 +14,10 @@ Environment:
   is not used: Chromium is /usr/bin/chromium, or SCIMLITE_CHROMIUM. Without either,
   the module is skipped, unless SCIMLITE_BROWSER_TESTS=required, which makes that a
   failure (for CI, where a skipped suite would go unnoticed).
-- SCIMLITE_SCREENSHOT=path also saves the screenshot of an Okta push there; the
-  README's is made with
-  `SCIMLITE_SCREENSHOT=docs/dashboard.png python -m pytest tests/test_dashboard_browser.py`.
+- SCIMLITE_SCREENSHOT=path also saves the screenshot of an Okta push there, and
+  SCIMLITE_BOARD_SCREENSHOT=path that of the workshop board; the README's are made with
+  `SCIMLITE_SCREENSHOT=docs/dashboard.png SCIMLITE_BOARD_SCREENSHOT=docs/seat-board.png
+  python -m pytest tests/test_dashboard_browser.py`.
 - Every test fails on a console error or an uncaught exception in the page (a
   Content-Security-Policy violation is a console error), except the failed loads it
   expects (a 401 it asked for).
@@ -58,6 +59,8 @@ USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
 PATCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp'
 VIEWPORT = {'width': 1280, 'height': 900}
+SEATS = 4
+WITH_SEATS = pytest.mark.parametrize('server', [SEATS], indirect=True, ids=[f'{SEATS} seats'])
 WAIT_MS = 10_000   # for what the page shows after its next poll (every 2 s) or a flush (0.5 s)
 
 if not MISSING:
@@ -69,14 +72,15 @@ if not MISSING:
 # ---------------------------------------------------------------------------
 
 class Scim:
-    """SCIM over HTTP with Okta's headers; counts the requests it sent."""
+    """SCIM over HTTP with Okta's headers (and the server's token, or a seat's);
+    counts the requests it sent."""
 
-    def __init__(self, server):
-        self.server = server
+    def __init__(self, server, token=TOKEN):
+        self.server, self.token = server, token
         self.sent = 0
 
     def request(self, method, path, body=None, status=None):
-        headers = {'Authorization': f'Bearer {TOKEN}', 'Accept': SCIM_JSON, 'User-Agent': USER_AGENT}
+        headers = {'Authorization': f'Bearer {self.token}', 'Accept': SCIM_JSON, 'User-Agent': USER_AGENT}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode('utf-8')
@@ -113,9 +117,12 @@ class Scim:
 
 
 @pytest.fixture
-def server(tmp_path):
-    """The real server on a fresh SQLite file, with a token that is not the demo one."""
-    running = ServerProcess(database=f'sqlite:///{(tmp_path / "scim.db").as_posix()}', token=TOKEN)
+def server(request, tmp_path):
+    """The real server on a fresh SQLite file, with a token that is not the demo one;
+    with workshop seats where a test says how many (WITH_SEATS)."""
+    seats = getattr(request, 'param', 0)
+    extra = ('--seats', str(seats)) if seats else ()
+    running = ServerProcess(*extra, database=f'sqlite:///{(tmp_path / "scim.db").as_posix()}', token=TOKEN)
     yield running
     running.stop()
     assert 'Traceback' not in running.output, running.output
@@ -426,3 +433,168 @@ def test_an_okta_push_is_shown(page, scim, tmp_path):
         wanted = Path(os.environ['SCIMLITE_SCREENSHOT'])
         wanted.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, wanted)
+
+
+# ---------------------------------------------------------------------------
+# A workshop: the instructor's board, the seat cards, an attendee's seat
+# ---------------------------------------------------------------------------
+
+def seat_tokens(page):
+    """{seat: token}, as the instructor's CSV gives them (the page must be logged in as the instructor)."""
+    text = page.evaluate('async () => (await fetch("/dashboard/cards.csv", {cache: "no-store"})).text()')
+    lines = text.splitlines()
+    assert lines[0] == 'seat,base_url,token'
+    return {int(line.split(',')[0]): line.split(',')[2] for line in lines[1:]}
+
+
+def seat_row(page, number):
+    return page.locator(f'#seats tbody tr[data-seat="{number}"]')
+
+
+def okta_push(scim, people):
+    """Okta's Test API Credentials, then users looked up and created, one updated, a
+    group pushed and filled, one user deactivated."""
+    scim.request('GET', '/Users?startIndex=1&count=2', status=200)
+    users = []
+    for given, family in people:
+        user_name = f'{given}.{family}@example.com'.lower()
+        scim.find_user(user_name)
+        users.append(scim.create_user(user_name, name={'givenName': given, 'familyName': family}))
+    scim.patch(f'/Users/{users[0]["id"]}', [{'op': 'replace', 'value': {'title': 'Engineer'}}])
+    group = scim.create_group('Engineering')
+    scim.patch(f'/Groups/{group["id"]}', [{'op': 'add', 'path': 'members',
+                                           'value': [{'value': user['id']} for user in users]}])
+    scim.patch(f'/Users/{users[-1]["id"]}', [{'op': 'replace', 'value': {'active': False}}])
+    return users
+
+
+@WITH_SEATS
+def test_the_board_shows_each_seat_live_at_its_own_milestone(page, server, tmp_path):
+    """The instructor's board: seats at different steps, a label given on the page, a
+    last error, and the link to a seat's exchanges (the README's screenshot)."""
+    log_in(page)
+    tokens = seat_tokens(page)
+    assert sorted(tokens) == list(range(1, SEATS + 1))
+    expect(page.locator('#seats tbody tr')).to_have_count(SEATS)
+    expect(page.locator('#seats-count')).to_have_text(f'({SEATS}; 0 started)')
+    page.evaluate('window.__marker = 1')
+
+    okta_push(Scim(server, tokens[1]), [('Ada', 'Lovelace'), ('Grace', 'Hopper'), ('Alan', 'Turing')])
+    entra = Scim(server, tokens[2])
+    entra.request('GET', '/Users?filter=' + quote('userName eq "5e8a0b5e-7c2f-4a1d-9b53-0f6c2d8e4a17"'), status=200)
+    entra.create_user('katherine.johnson@example.com')
+    entra.request('POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'katherine.johnson@example.com'},
+                  status=409)
+    Scim(server, tokens[3]).request('GET', '/Users?startIndex=1&count=2', status=200)
+
+    for number, label in ((1, 'Ada L.'), (2, 'Grace H.'), (3, 'Alan T.')):
+        seat_row(page, number).locator('button.edit').click()
+        expect(page.locator('#label-form input[name=seat]')).to_have_value(str(number))
+        expect(page.locator('#label-form input[name=label]')).to_be_focused()
+        page.fill('#label-form input[name=label]', label)
+        page.click('#label-form button[type=submit]')
+        expect(seat_row(page, number).locator('td.label')).to_contain_text(label)
+
+    reached = {number: seat_row(page, number).locator('td.milestone.reached') for number in range(1, SEATS + 1)}
+    expect(reached[1]).to_have_count(7)
+    expect(reached[2]).to_have_count(3)
+    expect(reached[3]).to_have_count(2)
+    expect(reached[4]).to_have_count(0)
+    expect(seat_row(page, 4).locator('td.milestone.pending')).to_have_count(7)
+    expect(seat_row(page, 2).locator('td.error')).to_contain_text('409')
+    expect(seat_row(page, 2).locator('td.error')).to_contain_text('katherine.johnson@example.com')
+    expect(seat_row(page, 1).locator('td.error')).to_have_text('')
+    expect(page.locator('#seats-count')).to_have_text(f'({SEATS}; 3 started)')
+    headings = page.locator('#seats thead th[data-milestone]')   # each with how many seats got there
+    expect(headings).to_have_text(['First request (3)', 'Test Connection (3)', 'User created (2)',
+                                   'User updated (1)', 'Group pushed (1)', 'Member added (1)',
+                                   'User deactivated (1)'])
+    expect(page.locator('#users tbody tr')).to_have_count(0)   # the instructor's own data: none of the seats'
+    content = page.content()
+    for token in tokens.values():
+        assert token not in content
+
+    screenshot = tmp_path / 'seat-board.png'
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    if os.environ.get('SCIMLITE_BOARD_SCREENSHOT'):
+        wanted = Path(os.environ['SCIMLITE_BOARD_SCREENSHOT'])
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, wanted)
+
+    seat_row(page, 1).locator('a', has_text='exchanges').click()
+    expect(page).to_have_url(re.compile(r'/\?seat=1$'))
+    expect(page.locator('#seat-name')).to_have_text('Seat 1 — Ada L.')
+    expect(page.locator('#users tbody tr')).to_have_count(3)
+    expect(user_row(page, 'alan.turing@example.com').locator('td.inactive')).to_have_text('no')
+    exchange = exchange_rows(page, 'GET', '/scim/v2/Users?startIndex=1&count=2')
+    exchange.locator('button.expand').click()
+    expect(the_detail(page).locator('pre.headers').first).to_contain_text('Authorization: Bearer [scrubbed]')
+    expect(page.locator('#seats')).to_have_count(0)
+    page.click('a:has-text("Back to the board")')
+    expect(seat_row(page, 1)).to_be_visible()
+
+
+@WITH_SEATS
+def test_the_seat_cards_print_one_card_per_seat(page, server):
+    """The cards page: every seat's base URL, token and what to type in Okta and Entra;
+    printed, the page's header is left out and no card is split across pages."""
+    log_in(page)
+    tokens = seat_tokens(page)
+    seat_row(page, 2).locator('button.edit').click()
+    page.fill('#label-form input[name=label]', 'Grace H.')
+    page.click('#label-form button[type=submit]')
+    expect(seat_row(page, 2).locator('td.label')).to_contain_text('Grace H.')
+    page.click('a:has-text("Seat cards to print")')
+
+    cards = page.locator('article.card')
+    expect(cards).to_have_count(SEATS)
+    expect(page.locator('#card-2 h2')).to_have_text('Seat 2 — Grace H.')
+    base_url = f'{server.url}/scim/v2'
+    for number, token in tokens.items():
+        card = page.locator(f'#card-{number}')
+        expect(card.locator('code.base-url')).to_have_text(base_url)
+        expect(card.locator('code.token')).to_have_text(token)
+        expect(card.locator('dl.okta-header-auth dd').nth(1)).to_contain_text(f'Bearer {token}')
+        expect(card.locator('dl.okta-custom dd')).to_have_text(
+            [base_url, 'userName', 'HTTP Header', re.compile(f'^{re.escape(token)} ')])
+        expect(card.locator('dl.entra dd')).to_have_text([base_url, re.compile(f'^{re.escape(token)} ')])
+    expect(page.locator('header .warning')).to_contain_text('only this')   # 127.0.0.1: not for a room
+
+    page.emulate_media(media='print')
+    expect(page.locator('header.no-print')).to_be_hidden()
+    assert page.evaluate('getComputedStyle(document.querySelector("article.card")).breakInside') == 'avoid'
+    pdf = page.pdf(format='A4')
+    pages = len(re.findall(rb'/Type\s*/Page(?!s)', pdf))
+    assert pdf[:5] == b'%PDF-' and 2 <= pages <= SEATS   # about half an A4 page a card, none split
+
+
+@WITH_SEATS
+def test_an_attendee_sees_their_seat_and_resets_it(page, server, browser, problems):
+    """A seat's token logs in to that seat alone; Reset my seat warns, then empties it."""
+    log_in(page)
+    tokens = seat_tokens(page)
+    Scim(server, tokens[3]).create_user('not.mine@example.com')
+    page.context.clear_cookies()
+
+    log_in(page, tokens[1])
+    mine = Scim(server, tokens[1])
+    mine.create_user('mine@example.com')
+    expect(page.locator('#seat-name')).to_have_text('Seat 1')
+    expect(user_row(page, 'mine@example.com')).to_be_visible()
+    expect(page.locator('#users tbody tr')).to_have_count(1)
+    expect(page.locator('#seats')).to_have_count(0)
+    problems.expect_failed_load('/dashboard/seats', 403)
+    problems.expect_failed_load('/dashboard/cards.csv', 403)
+    assert status_of(page, '/dashboard/seats') == 403
+    assert status_of(page, '/dashboard/cards.csv') == 403
+
+    warning = page.locator('#reset-section .warning')
+    expect(warning).to_be_hidden()
+    page.click('#reset-section summary:has-text("Reset my seat")')
+    expect(warning).to_contain_text('still hold the ids they provisioned')
+    page.click('#reset-section button:has-text("Yes, empty seat 1")')
+    expect(page.locator('#status')).to_have_text(re.compile(r'^Updated'))
+    expect(page.locator('#users tbody tr')).to_have_count(0)
+    expect(page.locator('#users-count')).to_have_text('(0)')
+    assert TOKEN not in page.content() and tokens[1] not in page.content()

@@ -1,8 +1,13 @@
-// scimlite's dashboard: fills the page from /dashboard/data every two seconds.
+// scimlite's dashboard: fills the page from /dashboard/data every two seconds, and
+// the instructor's board of seats from /dashboard/seats.
 // Everything is set as text (never as HTML), so nothing an IdP sends can run here.
 'use strict';
 
 const REFRESH_MS = 2000;
+// The instructor looking at a seat's data (/?seat=N) asks for that seat's; a seat's
+// session is given its own whatever it asks.
+const ASKED_SEAT = new URLSearchParams(window.location.search).get('seat');
+const SEAT_QUERY = ASKED_SEAT === null ? '' : `?seat=${encodeURIComponent(ASKED_SEAT)}`;
 const expanded = new Set();    // exchange ids whose details are open
 const details = new Map();     // exchange id -> its details, once fetched
 
@@ -93,7 +98,7 @@ function detailRow(id) {
 
 async function loadDetails(id) {
   try {
-    const answer = await fetch(`/dashboard/exchanges/${encodeURIComponent(id)}`, {cache: 'no-store'});
+    const answer = await fetch(`/dashboard/exchanges/${encodeURIComponent(id)}${SEAT_QUERY}`, {cache: 'no-store'});
     if (answer.status === 401) return window.location.reload();
     details.set(id, answer.ok ? await answer.json() : {error: 'That exchange is no longer kept.'});
   } catch (error) {
@@ -149,8 +154,55 @@ function exchangeRows(exchanges) {
   return rows;
 }
 
+const CLOCK = {hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'};   // narrow columns
+
+function timeText(stamp) {
+  return stamp ? new Date(stamp).toLocaleTimeString([], CLOCK) : '—';
+}
+
+function editLabel(seat) {
+  const form = document.getElementById('label-form');
+  form.elements.seat.value = seat.number;
+  form.elements.label.value = seat.label || '';
+  form.elements.label.focus();
+}
+
+function seatRows(seats) {
+  const milestones = [...document.querySelectorAll('#seats th[data-milestone]')].map((th) => th.dataset.milestone);
+  return seats.map((seat) => {
+    const row = document.createElement('tr');
+    row.dataset.seat = seat.number;
+    cell(row, seat.number, 'number');
+    const label = cell(row, seat.label, 'label');
+    const edit = document.createElement('button');
+    edit.type = 'button';
+    edit.className = 'link edit';
+    edit.textContent = seat.label ? 'edit' : 'name it';
+    edit.addEventListener('click', () => editLabel(seat));
+    label.append(seat.label ? ' ' : '', edit);
+    for (const name of milestones) {
+      const stamp = seat.milestones[name];
+      const td = cell(row, timeText(stamp), `milestone ${stamp ? 'reached' : 'pending'}`);
+      td.dataset.milestone = name;
+      if (stamp) td.title = new Date(stamp).toLocaleString();
+    }
+    const error = seat.last_error;
+    const errorCell = cell(row, error ? `${error.status} ${error.detail || ''}`.trim() : '', 'error');
+    if (error) {
+      errorCell.classList.add(statusClass(error.status));
+      errorCell.title = `${new Date(error.at).toLocaleString()}: ${error.detail || ''}`;
+    }
+    const link = document.createElement('a');
+    link.href = `/?seat=${seat.number}`;
+    link.textContent = 'exchanges';
+    row.insertCell().append(link);
+    return row;
+  });
+}
+
 let lastData = null;
 let lastText = null;   // the data as received: the page is redrawn only when it changes
+let lastSeatsText = null;
 
 function render(data) {
   if (!data) return;
@@ -163,20 +215,41 @@ function render(data) {
     data.exchanges.recording ? `(newest ${data.exchanges.shown.length}; ${data.exchanges.kept} are kept)` : '';
 }
 
+async function fetchText(path) {
+  const answer = await fetch(path, {cache: 'no-store'});
+  if (answer.status === 401) {   // the session ended: back to the login form
+    window.location.reload();
+    return null;
+  }
+  if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
+  return answer.text();
+}
+
 async function refresh() {
   const status = document.getElementById('status');
+  const board = document.querySelector('#seats tbody');
   try {
-    const answer = await fetch('/dashboard/data', {cache: 'no-store'});
-    if (answer.status === 401) {   // the session ended: back to the login form
-      window.location.reload();
-      return;
-    }
-    if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
-    const text = await answer.text();
+    const text = await fetchText(`/dashboard/data${SEAT_QUERY}`);
+    if (text === null) return;
     if (text !== lastText) {   // a redraw would drop the keyboard focus and any selected text
       lastText = text;
       lastData = JSON.parse(text);
       render(lastData);
+    }
+    if (board) {
+      const seatsText = await fetchText('/dashboard/seats');
+      if (seatsText === null) return;
+      if (seatsText !== lastSeatsText) {
+        lastSeatsText = seatsText;
+        const seats = JSON.parse(seatsText).seats;
+        replaceRows(board, seatRows(seats));
+        const started = seats.filter((seat) => seat.milestones.first_request).length;
+        document.getElementById('seats-count').textContent = `(${seats.length}; ${started} started)`;
+        for (const th of document.querySelectorAll('#seats th[data-milestone]')) {   // how many got this far
+          const reached = seats.filter((seat) => seat.milestones[th.dataset.milestone]).length;
+          th.querySelector('.reached-count').textContent = `(${reached})`;
+        }
+      }
     }
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     status.classList.remove('stale');

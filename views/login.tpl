@@ -11,7 +11,8 @@
 <main>
   <h1>scimlite</h1>
   <p>The dashboard shows the users and groups your IdP provisioned, and what it sent.
-     Log in with the server's token (the one Okta or Entra sends).</p>
+     Log in with the server's token (the one Okta or Entra sends), or in a workshop with your seat's
+     token, from your seat card.</p>
   % if error:
   <p class="error" role="alert">{{error}}</p>
   % end
