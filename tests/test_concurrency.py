@@ -41,11 +41,16 @@ def server(database_url, request, tmp_path):
     running.stop()
 
 
-def call(server, method, path, body=None, via=0):
-    connection = http.client.HTTPConnection('127.0.0.1', server.port(via), timeout=30)
+def call(server, method, path, body=None, via=0, token=TOKEN):
+    return request_json(server.port(via), token, method, path, body)
+
+
+def request_json(port, token, method, path, body=None):
+    """(status, JSON answer) of one SCIM request to the server on `port`, with `token`."""
+    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
     try:
         connection.request(method, '/scim/v2' + path, body=json.dumps(body) if body is not None else None,
-                           headers={'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/scim+json'})
+                           headers={'Authorization': f'Bearer {token}', 'Content-Type': 'application/scim+json'})
         answer = connection.getresponse()
         raw = answer.read()
         return answer.status, json.loads(raw) if raw else None

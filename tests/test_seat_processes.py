@@ -8,11 +8,8 @@ against one and two server processes.
 """
 
 import csv
-import http.client
 import io
-import json
 import subprocess
-import threading
 import time
 
 import pytest
@@ -20,6 +17,8 @@ import pytest
 import sampledata
 from conftest import GROUP_SCHEMA, USER_SCHEMA, ScimClient
 from serverprocess import ServerProcess, clean_environment, run_server
+from test_concurrency import at_once
+from test_concurrency import request_json as call
 from test_seats import seat_client, seat_tokens
 
 TOKEN = 'seat-process-token-0123456789'
@@ -49,18 +48,6 @@ def seat_cards(database_url, *args, env=None):
 def tokens_of(rows):
     assert rows[0] == HEADER, rows
     return {int(number): token for number, _, token in rows[1:]}
-
-
-def call(port, token, method, path, body=None):
-    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
-    try:
-        connection.request(method, '/scim/v2' + path, body=json.dumps(body) if body is not None else None,
-                           headers={'Authorization': f'Bearer {token}', 'Content-Type': 'application/scim+json'})
-        answer = connection.getresponse()
-        raw = answer.read()
-        return answer.status, json.loads(raw) if raw else None
-    finally:
-        connection.close()
 
 
 def user_names(port, token):
@@ -230,21 +217,6 @@ def test_sample_users_fill_each_data_set_once(make_app):
 CLIENTS = 16
 
 
-def at_once(work, count=CLIENTS):
-    results = [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(n):
-        barrier.wait()
-        results[n] = work(n)
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @pytest.fixture(params=[1, 2], ids=['one process', 'two processes'])
 def seated_servers(database_url, request, tmp_path):
     config = tmp_path / 'threads.ini'
@@ -266,7 +238,7 @@ def seated_servers(database_url, request, tmp_path):
 def test_concurrent_creates_of_one_name_in_two_seats_make_one_in_each(seated_servers, endpoint, body):
     ports, tokens = seated_servers
     results = at_once(lambda n: (1 + n % 2, call(ports[n // 2 % len(ports)], tokens[1 + n % 2], 'POST', endpoint,
-                                                 body(n))))
+                                                 body(n))), CLIENTS)
     for seat in (1, 2):
         statuses = sorted(status for owner, (status, _) in results if owner == seat)
         assert statuses == [201] + [409] * (CLIENTS // 2 - 1), results

@@ -1,7 +1,6 @@
 """Upgrades: a database an older scimlite made is brought up to date in place when
 a newer one starts on it, and one a newer scimlite made is refused in one line."""
 
-import http.client
 import json
 import re
 import time
@@ -281,19 +280,6 @@ def test_version_5_takes_users_active_however_its_not_null_is_written(database_u
     assert run_sql(database_url, [('SELECT id FROM users WHERE active IS NULL', ())]) == [('old-user-1',)]
 
 
-def call_as(servers, token, method, path, body=None, via=0):
-    """test_concurrency.call, with another token (a seat's)."""
-    connection = http.client.HTTPConnection('127.0.0.1', servers.port(via), timeout=30)
-    try:
-        connection.request(method, BASE + path, body=json.dumps(body) if body is not None else None,
-                           headers={'Authorization': f'Bearer {token}', 'Content-Type': 'application/scim+json'})
-        answer = connection.getresponse()
-        raw = answer.read()
-        return answer.status, json.loads(raw) if raw else None
-    finally:
-        connection.close()
-
-
 def test_a_version_5_database_takes_seats_and_keeps_every_row_in_the_servers_own_data(database_url):
     """Schema version 6: every row there was is the server's own data (seat 0), its
     names still unique there, and seats made by two servers starting at once on it
@@ -312,14 +298,14 @@ def test_a_version_5_database_takes_seats_and_keeps_every_row_in_the_servers_own
         status, listing = call(servers, 'GET', '/Users?filter=userName%20sw%20%22old%22', via=1)
         assert (status, listing['totalResults']) == (200, 3)
         for via, (_, token) in enumerate(seats):
-            status, empty = call_as(servers, token, 'GET', '/Users', via=via)
+            status, empty = call(servers, 'GET', '/Users', via=via, token=token)
             assert (status, empty['totalResults']) == (200, 0)
-            assert call_as(servers, token, 'GET', '/Users/old-user-1', via=via)[0] == 404
-        status, created = call_as(servers, seats[0][1], 'POST', '/Users', user, via=1)
+            assert call(servers, 'GET', '/Users/old-user-1', via=via, token=token)[0] == 404
+        status, created = call(servers, 'POST', '/Users', user, via=1, token=seats[0][1])
         assert status == 201, created
-        assert call_as(servers, seats[0][1], 'POST', '/Users', user)[0] == 409
-        status, group = call_as(servers, seats[0][1], 'POST', '/Groups',
-                                {'schemas': [GROUP_SCHEMA], 'displayName': 'Old Group'})
+        assert call(servers, 'POST', '/Users', user, token=seats[0][1])[0] == 409
+        status, group = call(servers, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': 'Old Group'},
+                             token=seats[0][1])
         assert status == 201, group
         status, read = call(servers, 'GET', '/Groups/old-group')
         assert status == 200 and sorted(member['value'] for member in read['members']) == ['old-user-0',
