@@ -1958,6 +1958,7 @@ def authenticate():
     seat = token_seat_of(credentials.secret) if credentials.form in ACCEPTED_FORMS else None
     if seat is None:
         problem, scheme = refusal(credentials)
+        attribute_refusal(credentials, problem)
         what, fix = AUTHORIZATION_PROBLEMS[problem]
         refuse(what.format(scheme=scheme), fix + WHERE_THE_TOKEN_GOES)
     if seat == store.INSTRUCTOR and not demo_token_allowed(credentials.secret):
@@ -1968,6 +1969,22 @@ def authenticate():
         store.use_seat(seat)
         request.environ[dashboard.SEAT] = seat
         reached('first_request')
+
+
+def attribute_refusal(credentials, problem):
+    """A refused request whose header still holds a seat's token, misplaced (Basic's
+    user name) or wrapped (in quotes, in < >), is that seat's: its 401 shows as the
+    seat's last error on the board, and in the seat's exchanges, where the attendee
+    who made the mistake looks. It reads and writes nothing of the seat's data."""
+    if problem == 'basic-token-as-user':
+        inside = credentials.user
+    elif problem in ('quoted', 'placeholder'):
+        inside = credentials.secret.decode('utf-8', 'replace')[1:-1].encode('utf-8')
+    else:
+        return
+    seat = token_seat_of(inside)
+    if seat not in (None, store.INSTRUCTOR):
+        request.environ[dashboard.SEAT] = seat
 
 
 def refuse(what, fix):

@@ -11,6 +11,7 @@ seat's progress as its flow reaches it. The CLI, restarts and concurrent creates
 against real server processes are in tests/test_seat_processes.py.
 """
 
+import base64
 import json
 import threading
 from pathlib import Path
@@ -632,6 +633,37 @@ def test_the_instructors_requests_reach_no_seats_milestones(make_app):
     app.recorder.progress.flush()
     for seat in store.seats():
         assert not any(seat[name] for name in (*store.MILESTONES, 'last_error_at')), seat
+
+
+@pytest.mark.parametrize('authorization', [
+    lambda token: 'Basic ' + base64.b64encode(f'{token}:okta'.encode()).decode(),   # the token as user name
+    lambda token: f'Bearer "{token}"',
+    # Typographic quotes, as a word processor types them; WSGI gives a header's bytes as latin-1.
+    lambda token: f'Bearer \u201c{token}\u201d'.encode('utf-8').decode('latin-1'),
+    lambda token: f'Bearer <{token}>',
+], ids=['basic-token-as-user', 'quoted', 'typographic-quotes', 'placeholder'])
+def test_a_seat_token_in_a_refused_form_is_that_seats_last_error_and_exchange(make_app, authorization):
+    """The attendee who typed the token in the wrong place sees the 401 on the board's
+    row and in the seat's own exchanges; the seat's data stays out of reach."""
+    app = make_app(seats=2)
+    tokens = seat_tokens()
+    client = ScimClient(app)
+    client.headers['Authorization'] = authorization(tokens[2])
+    refused = assert_scim_error(client.get('/Users'), 401)
+    wrong = ScimClient(app)
+    wrong.headers['Authorization'] = authorization('not-a-seat-token')
+    assert_scim_error(wrong.get('/Users'), 401)
+    app.recorder.progress.flush()
+    app.recorder.exchanges.flush()
+    first, second = store.seats()
+    assert (second['last_error_status'], second['last_error_detail']) == (401, refused['detail'])
+    assert not any(second[name] for name in store.MILESTONES), second
+    assert first['last_error_status'] is None
+    with store.seat_data(2):
+        assert [(exchange['status'], exchange['path']) for exchange in store.recent_exchanges(10)] == [
+            (401, '/scim/v2/Users')]
+    with store.seat_data(store.INSTRUCTOR):   # the wrong token's
+        assert [exchange['status'] for exchange in store.recent_exchanges(10)] == [401]
 
 
 # ---------------------------------------------------------------------------
