@@ -18,7 +18,10 @@ as `Bearer <token>`, and in every other form Okta or Entra can be made to send
 dashboard, behind a login with the token, shows the users, the groups and the
 recent SCIM exchanges, scrubbed of tokens and passwords; the console prints one
 line per SCIM request. GET /healthz, without a token, says whether the database
-answers (200 or 503), for a load balancer.
+answers (200 or 503), for a load balancer. For a workshop, `--seats N` gives each
+attendee a token of their own that picks a data set of their own (users,
+groups, exchanges), and the instructor a board of everyone's progress and the
+seat cards to hand out.
 
 What it deliberately does not: password changes, nested groups (members are
 users), /Me, and authenticating end users: the password an IdP
