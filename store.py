@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 from peewee import (
     SQL, BooleanField, Case, Cast, CharField, CompositeKey, DatabaseProxy, FloatField, ForeignKeyField,
     JOIN, DatabaseError, Field, IntegerField, IntegrityError, InterfaceError, Model, NodeList, OperationalError,
-    SqliteDatabase, TextField, Value, fn)
+    Select, SqliteDatabase, TextField, Value, fn)
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 import scimfilter as F
@@ -1334,15 +1334,56 @@ class _PreparedPage:
 
     def __init__(self, model, field):
         where = (field == slot('value')) if field is not None else None
+        self.model, self.whole = model, field is None
         self.page = Prepared(lambda: _page_query(model, where))
         self.count = Prepared(lambda: model.select(fn.COUNT(SQL('*'))).where(in_seat_slot(model, where)))
+
+    def rows(self, value, limit, offset):
+        """The rows of a page; of the server's own whole collection, by WHOLE_PAGE."""
+        if self.whole and current_seat() == INSTRUCTOR:
+            return WHOLE_PAGE[self.model].rows(limit=limit, offset=offset)
+        return self.page.rows(value=value, limit=limit, offset=offset)
+
+    def total(self, value):
+        """How many match; within a snapshot()."""
+        return count_whole(self.model) if self.whole else self.count.rows(value=value)[0][0]
+
+
+# The server's own data (seat 0) whole, paged and counted without `seat = ?`: SQLite
+# checks such a condition at every index entry a COUNT(*) or an OFFSET passes, and
+# COUNT(*) of a whole table is far quicker still (at 100,000 users: 20 µs against 4.4
+# ms to count, 2.9 ms against 10 ms to skip to the last page). Seat 0 is the lowest
+# seat, so its rows come first in the (seat, created, id) index: walked from the
+# start, the first rows are seat 0's, in paging order, and the outer query drops any
+# past their end. Its count is every row less the seats' rows, which are few.
+def _whole_page_of_first_seat(model):
+    keys = (model.select(model.id, model.created, model.seat).order_by(model.seat, model.created, model.id)
+            .limit(slot('limit')).offset(slot('offset')).alias('page'))
+    query = (model.select(*_record_columns(model)).join(keys, on=(model.id == keys.c.id))
+             .where(keys.c.seat == INSTRUCTOR).order_by(keys.c.created, keys.c.id))
+    return _with_groups(query) if model is User else query
+
+
+WHOLE_PAGE = {model: Prepared(lambda model=model: _whole_page_of_first_seat(model)) for model in (User, Group)}
+COUNT_FIRST_SEAT = {model: Prepared(lambda model=model: Select(columns=[NodeList((
+    model.select(fn.COUNT(SQL('*'))), SQL('-'), model.select(fn.COUNT(SQL('*'))).where(model.seat > INSTRUCTOR)))]))
+    for model in (User, Group)}
+
+
+def count_whole(model):
+    """How many users or groups this request's seat holds; within a snapshot()."""
+    if current_seat() == INSTRUCTOR:
+        return COUNT_FIRST_SEAT[model].rows()[0][0]
+    return _PreparedPage.of(model, None).count.rows()[0][0]
 
 
 def _page_query(model, where, sort_key=None, descending=False):
     query = _page_of_keys(model, where, sort_key, descending)
-    if model is not User:
-        return query
-    # A user's groups come in the same statement: one row per (user, group).
+    return _with_groups(query) if model is User else query
+
+
+def _with_groups(query):
+    """A page of users with their groups, in the same statement: a row per (user, group)."""
     return (query.select_extend(Group.id, Group.display_name).switch(User)
             .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
             .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
@@ -1411,14 +1452,14 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
     prepared = _PreparedPage.for_filter(model, columns, filter_ast) if sort is None else None
     if prepared and start_index == 1 and count:
         page, value = prepared
-        rows = _by_resource(page.page.rows(value=value, limit=count, offset=0))
+        rows = _by_resource(page.rows(value, limit=count, offset=0))
         if len(rows) < count:
             return len(rows), rows
     with snapshot():
         if prepared:
             page, value = prepared
-            total = page.count.rows(value=value)[0][0]
-            rows = page.page.rows(value=value, limit=count, offset=start_index - 1) if count and total else []
+            total = page.total(value)
+            rows = page.rows(value, limit=count, offset=start_index - 1) if count and total else []
             return total, _by_resource(rows)
         where = filter_expression(filter_ast, columns, membership, multi_valued) if filter_ast else None
         total = model.select(fn.COUNT(SQL('*'))).where(in_seat(model, where)).scalar()
@@ -2187,7 +2228,7 @@ def recent_users(limit):
     """(how many users there are, the newest `limit` (at most IN_CHUNK) as Records
     with `group_names`, their groups' displayNames, and no links)."""
     with snapshot():   # the count and the rows agree
-        total = User.select().where(in_seat(User)).count()
+        total = count_whole(User)
         rows = list(User.select(*_record_columns(User)).where(in_seat(User))
                     .order_by(User.created.desc(), User.id.desc()).limit(limit).tuples())
         groups = {row[0]: [] for row in rows}
@@ -2203,7 +2244,7 @@ def recent_groups(limit):
     `member_count`, and no links)."""
     members = Link.select(fn.COUNT(SQL('*'))).where(Link.group == Group.id)
     with snapshot():
-        total = Group.select().where(in_seat(Group)).count()
+        total = count_whole(Group)
         rows = list(Group.select(*_record_columns(Group), members.alias('members')).where(in_seat(Group))
                     .order_by(Group.created.desc(), Group.id.desc()).limit(limit).tuples())
     return total, [Record(_record(row[:5]), member_count=row[5]) for row in rows]
