@@ -517,6 +517,10 @@ def provision_ceiling(ceiling, results, before_results, args):
             server_results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
 
 
+def cpu_per_request(result):
+    return 1000 * result['server_cpu'] / max(1, result['requests'])
+
+
 def report(results, other, args, before=None):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
@@ -528,7 +532,7 @@ def report(results, other, args, before=None):
     if other:
         header += f' {"other":>9} {"/other":>7}'
     if before:
-        header += f' {"before":>9} {"/ceiling":>9} {"/before":>8}'
+        header += f' {"before":>9} {"/ceiling":>9} {"/before":>8} {"cpu/req":>8} {"before":>7}'
     print(header)
     for scenario, result in results.items():
         if not isinstance(result, dict) or 'ceiling_rps' not in result:
@@ -545,11 +549,13 @@ def report(results, other, args, before=None):
         if before and scenario in before:
             before_rate = before[scenario]['users_per_second' if scenario == 'provision' else 'rps']
             line += (f' {before_rate:9.1f} {before_rate / before[scenario]["ceiling_rps"]:9.1%} '
-                     f'{rate / before_rate:8.1%}')
+                     f'{rate / before_rate:8.1%} {cpu_per_request(result):8.3f} '
+                     f'{cpu_per_request(before[scenario]):7.3f}')
         print(line)
     if before:
         print(f'(before: {args.before}, taking turns with this checkout; /before is the rate as a share of its '
-              f'rate, the same as the /ceiling shares\' ratio: target {BEFORE_TARGET:.0%} or more)')
+              f'rate, the same as the /ceiling shares\' ratio: target {BEFORE_TARGET:.0%} or more; cpu/req: the '
+              f'server\'s CPU ms per request, this checkout\'s and the before\'s, steadier on a busy machine)')
     print(f'(provision is users created per second, each a lookup and a create: '
           f'{results["provision"]["rps"]:.0f} req/s; its ceiling is the mean of all ceiling runs)')
     if 'filter_eq@1k' in results and 'filter_eq' in results:
@@ -597,8 +603,9 @@ def report_comparisons(results, args, before):
               f'{seats["users"]:,} users a turn, {seats["rounds"]} turns each, taking turns: '
               f'{seats_rate:.1f} / {single_rate:.1f} users/s; ratio of each turn '
               + ', '.join(f'{ratio:.1%}' for ratio in seats['ratios'])
-              + f'; median {seats["ratio"]:.1%} (target {SEATS_TARGET:.0%}); errors {seats["seats"]["errors"]} / '
-              f'{seats["single"]["errors"]}')
+              + f'; median {seats["ratio"]:.1%} (target {SEATS_TARGET:.0%}); server CPU a request '
+              f'{cpu_per_request(seats["seats"]):.3f} / {cpu_per_request(seats["single"]):.3f} ms; errors '
+              f'{seats["seats"]["errors"]} / {seats["single"]["errors"]}')
     if 'recording' in results:
         print('the console line and the exchange log (on, the default, against off: a second server on the same '
               'database, taking turns): rate on/off, and server CPU per request on/off')
