@@ -3,6 +3,8 @@
     python bench/run.py                      # 100,000 users, 10 s a scenario
     python bench/run.py --users 5000 --duration 5
     python bench/run.py --other http://127.0.0.1:8000/scim/v2 --other-token T   # a peer, side by side
+    python bench/run.py --before /tmp/before       # another checkout (an older commit), taking turns
+    python bench/run.py --scenarios seats_provision --users 5000    # workshop seats against one data set
 
 It starts `python scim_server.py` as a subprocess on a fresh SQLite file,
 provisions users the way Okta does (a userName lookup, then the create), pages
@@ -15,19 +17,32 @@ what the console line and the dashboard's exchange log cost: a few scenarios
 served by default and, taking turns, by a second server on the same database
 with both switched off.
 
+seats_provision is a workshop provisioning at once: --seats (50) seats of one
+server, each user created in the next seat with that seat's token, over the same
+connections as the single data set's `provision`, which a second fresh server
+runs in turns with it: the median of the turns' ratios (issue 19: at least 90%).
+
+--before runs a second checkout of scimlite (say `git worktree add /tmp/before
+24b7f84`) beside this one: its provisioning and every scenario take turns with
+this one's (this, before, before, this) between the same ceiling runs, and each
+is printed as a share of the before's rate.
+
 The load comes from wrk (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install
 wrk`), which costs far less CPU than the server: its share is printed. Linux or
 macOS: wrk does not run on Windows.
 """
 
 import argparse
+import csv
 import http.client
+import io
 import json
 import os
 import re
 import resource
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,10 +57,13 @@ sys.path.insert(0, str(ROOT))
 import scim_server  # noqa: E402  (for the settings the ceiling must share)
 LUA = HERE / 'scim.lua'
 SCENARIOS = ('get_by_id', 'filter_eq', 'list_page', 'patch_deactivate', 'put_replace',
-             'group_members', 'mixed', 'bulk_provision')
-# Not a wrk scenario of its own: users created by POST /Bulk against plain POST /Users (bulk_provision()).
-MEASUREMENTS = ('bulk_provision',)
+             'group_members', 'mixed', 'bulk_provision', 'seats_provision')
+# Not wrk scenarios of their own: users created by POST /Bulk against plain POST /Users
+# (bulk_provision()), and by workshop seats against one data set (seats_provision()).
+MEASUREMENTS = ('bulk_provision', 'seats_provision')
 BULK_TARGET = 3.0   # bulk users/s as a multiple of plain POST's (README, Bulk)
+SEATS_TARGET = 0.90   # seats' provisioning users/s as a share of one data set's (issue 19)
+BEFORE_TARGET = 0.95   # each scenario's rate as a share of the checkout it is compared with (issue 19)
 # The project's target for each scenario, as a share of the ceiling's rate (README, Performance).
 TARGETS = {'get_by_id': 0.50, 'filter_eq': 0.45, 'patch_deactivate': 0.30, 'put_replace': 0.30,
            'provision': 0.25, 'list_page': 0.08}
@@ -159,8 +177,8 @@ class Target:
         result['server_cpu'] = (cpu_seconds(self.process.pid) - server_before) if self.process else float('nan')
         return result
 
-    def request(self, connection, method, path, body=None):
-        headers = {'Authorization': f'Bearer {self.token}', 'Accept': 'application/scim+json',
+    def request(self, connection, method, path, body=None, token=None):
+        headers = {'Authorization': f'Bearer {token or self.token}', 'Accept': 'application/scim+json',
                    'Content-Type': 'application/scim+json'}
         connection.request(method, self.base_path + path, body=json.dumps(body) if body else None,
                            headers=headers)
@@ -204,12 +222,15 @@ class Target:
     def user_count(self):
         """How many users there are once the creates still in flight have landed."""
         connection = self.connection()
-        previous, total = None, self.request(connection, 'GET', '/Users?count=0')['totalResults']
+        previous, total = None, self.users_now(connection)
         while total != previous:
             time.sleep(0.3)
-            previous, total = total, self.request(connection, 'GET', '/Users?count=0')['totalResults']
+            previous, total = total, self.users_now(connection)
         connection.close()
         return total
+
+    def users_now(self, connection):
+        return self.request(connection, 'GET', '/Users?count=0')['totalResults']
 
     def provision(self, count, connections, longest_chunk=10, scenario='provision'):
         """Okta's create flow (or another `scenario` of creates: bench/scim.lua's create,
@@ -251,32 +272,69 @@ class Target:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+class Seats(Target):
+    """A server with workshop seats: bench/scim.lua's seats_provision creates users
+    in all of them, and their users are counted across them."""
+
+    def __init__(self, name, url, token, process, seat_tokens):
+        super().__init__(name, url, token, process)
+        self.seat_tokens = seat_tokens
+        (self.data / 'tokens.txt').write_text('\n'.join(seat_tokens) + '\n')
+
+    def users_now(self, connection):
+        return sum(self.request(connection, 'GET', '/Users?count=0', token=seat)['totalResults']
+                   for seat in self.seat_tokens)
+
+
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
 
-def measure(target, scenarios, duration, connections, ceiling=None, small=None):
+def combined(runs):
+    """One result from several runs of a scenario: counts and CPU added up, rates and
+    latencies averaged (users per second over the time all the runs took)."""
+    result = {key: sum(run[key] for run in runs) for key in ('requests', 'errors', 'wrk_cpu', 'server_cpu', 'seconds')}
+    result.update({key: sum(run[key] for run in runs) / len(runs) for key in ('rps', 'p50_ms', 'p99_ms')})
+    if all('users' in run for run in runs):
+        result['users'] = sum(run['users'] for run in runs)
+        result['users_per_second'] = result['users'] / result['seconds']
+        result['rps'] = result['requests'] / result['seconds']
+    return result
+
+
+def measure(target, scenarios, duration, connections, ceiling=None, small=None, twin=None, twin_results=None):
     """Each scenario for `duration` seconds. With a ceiling, a ceiling run comes
     before each scenario and after the last, and each scenario is compared with
     the two around it: the machine's speed drifts, a ratio taken minutes apart
     would measure the drift. filter_eq also runs against `small` (1,000 users)
-    right before and after, for the same reason."""
+    right before and after, for the same reason. With a `twin` (another checkout),
+    the two take turns, half the duration each (target, twin, twin, target), and
+    the twin's results go to `twin_results`."""
     results = {}
     half = max(3, duration // 2)
     before = ceiling.wrk('ceiling', half, connections)['rps'] if ceiling else None
     for scenario in scenarios:
         if small and scenario == 'filter_eq':
             small_runs = [small.wrk('filter_eq', duration, connections)]
-        results[scenario] = target.wrk(scenario, duration, connections)
+        if twin:
+            turns = {target: [], twin: []}
+            for server in (target, twin, twin, target):
+                turns[server].append(server.wrk(scenario, half, connections))
+            results[scenario], twin_results[scenario] = combined(turns[target]), combined(turns[twin])
+        else:
+            results[scenario] = target.wrk(scenario, duration, connections)
         if small and scenario == 'filter_eq':
             small_runs.append(small.wrk('filter_eq', duration, connections))
             results['filter_eq@1k'] = dict(small_runs[0], rps=sum(r['rps'] for r in small_runs) / 2)
         if ceiling:
             after = ceiling.wrk('ceiling', half, connections)['rps']
             results[scenario]['ceiling_rps'] = (before + after) / 2
+            if twin:
+                twin_results[scenario]['ceiling_rps'] = results[scenario]['ceiling_rps']
             before = after
         print(f'  {target.name:9} {scenario:17} {results[scenario]["rps"]:9.1f} req/s'
-              + (f'  (ceiling {results[scenario]["ceiling_rps"]:.0f})' if ceiling else ''), flush=True)
+              + (f'  (ceiling {results[scenario]["ceiling_rps"]:.0f})' if ceiling else '')
+              + (f'  {twin.name} {twin_results[scenario]["rps"]:.1f} req/s' if twin else ''), flush=True)
     return results
 
 
@@ -286,6 +344,26 @@ def prepare(target, users, connections, results):
     results['provision'] = target.provision(users, connections)
     print(f'  {target.name:9} provision          {results["provision"]["users_per_second"]:9.1f} users/s',
           flush=True)
+    fill(target, users, results)
+
+
+def prepare_alternately(target, twin, users, connections, results, twin_results):
+    """prepare() both, their provisioning taking turns (target, twin, twin, target,
+    half the users a turn), so that the machine's drift falls on both alike."""
+    half = users // 2
+    turns = {target: [], twin: []}
+    for server, count in ((target, half), (twin, half), (twin, users - half), (target, users - half)):
+        print(f'  {server.name:9} provisioning {count} users ...', flush=True)
+        turns[server].append(server.provision(count, connections))
+    for server, server_results in ((target, results), (twin, twin_results)):
+        server_results['provision'] = combined(turns[server])
+        print(f'  {server.name:9} provision          {server_results["provision"]["users_per_second"]:9.1f} '
+              f'users/s', flush=True)
+        fill(server, users, server_results)
+
+
+def fill(target, users, results):
+    """After provisioning: 20 groups, then page through all the users as Okta's import does."""
     target.create_groups(20)
     count, total, elapsed = target.page_through()
     if count != users or total != users:
@@ -376,6 +454,31 @@ def bulk_provision(target, users, connections):
     return result
 
 
+def seats_provision(single, seated, users, connections, rounds):
+    """Okta's create flow, `users` users a turn, on `single` (a server without seats)
+    and across all the seats of `seated` at once, over the same connections, taking
+    turns (single, seats, seats, single, ...) `rounds` times each, so that the
+    machine's drift falls on both alike: users/s of each, and the median of the
+    rounds' ratios (seats / single). Both servers are stopped at the end."""
+    runs = {'single': [], 'seats': []}
+    try:
+        for round_number in range(rounds):
+            turns = (('single', single, 'provision'), ('seats', seated, 'seats_provision'))
+            for name, server, scenario in (turns if round_number % 2 == 0 else turns[::-1]):
+                runs[name].append(server.provision(users, connections, scenario=scenario))
+            print(f'  seats_provision    round {round_number + 1}: single '
+                  f'{runs["single"][-1]["users_per_second"]:8.1f} users/s, {len(seated.seat_tokens)} seats '
+                  f'{runs["seats"][-1]["users_per_second"]:8.1f} users/s', flush=True)
+    finally:
+        single.stop()
+        seated.stop()
+    ratios = [seats['users_per_second'] / single['users_per_second']
+              for single, seats in zip(runs['single'], runs['seats'], strict=True)]
+    return {'single': combined(runs['single']), 'seats': combined(runs['seats']), 'ratios': ratios,
+            'ratio': statistics.median(ratios), 'seat_count': len(seated.seat_tokens),
+            'users': users, 'rounds': rounds}
+
+
 COST_SCENARIOS = ('get_by_id', 'patch_deactivate', 'mixed')
 
 
@@ -404,7 +507,21 @@ def recording_cost(target, quiet, duration, connections, users=2000):
     return cost
 
 
-def report(results, other, args):
+def provision_ceiling(ceiling, results, before_results, args):
+    """provision's ceiling: the mean of all the ceiling runs (the provisioning ran before them)."""
+    ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
+    if not ceiling_rates:   # only bulk_provision or seats_provision was asked for
+        ceiling_rates = [ceiling.wrk('ceiling', max(3, args.duration // 2), args.connections)['rps']]
+    for server_results in (results, before_results):
+        if 'provision' in server_results:
+            server_results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
+
+
+def cpu_per_request(result):
+    return 1000 * result['server_cpu'] / max(1, result['requests'])
+
+
+def report(results, other, args, before=None):
     print()
     print(f'scimlite benchmark: {args.users} users, {args.duration} s a scenario, '
           f'{args.connections} keep-alive connections, wrk -t1')
@@ -414,6 +531,8 @@ def report(results, other, args):
               f'{"/ceiling":>9} {"target":>7}')
     if other:
         header += f' {"other":>9} {"/other":>7}'
+    if before:
+        header += f' {"before":>9} {"/ceiling":>9} {"/before":>8} {"cpu/req":>8} {"before":>7}'
     print(header)
     for scenario, result in results.items():
         if not isinstance(result, dict) or 'ceiling_rps' not in result:
@@ -427,7 +546,16 @@ def report(results, other, args):
         if other and scenario in other:
             other_rate = other[scenario].get('users_per_second') if scenario == 'provision' else other[scenario]['rps']
             line += f' {other_rate:9.1f} {(rate / other_rate if other_rate else float("inf")):6.1f}x'
+        if before and scenario in before:
+            before_rate = before[scenario]['users_per_second' if scenario == 'provision' else 'rps']
+            line += (f' {before_rate:9.1f} {before_rate / before[scenario]["ceiling_rps"]:9.1%} '
+                     f'{rate / before_rate:8.1%} {cpu_per_request(result):8.3f} '
+                     f'{cpu_per_request(before[scenario]):7.3f}')
         print(line)
+    if before:
+        print(f'(before: {args.before}, taking turns with this checkout; /before is the rate as a share of its '
+              f'rate, the same as the /ceiling shares\' ratio: target {BEFORE_TARGET:.0%} or more; cpu/req: the '
+              f'server\'s CPU ms per request, this checkout\'s and the before\'s, steadier on a busy machine)')
     print(f'(provision is users created per second, each a lookup and a create: '
           f'{results["provision"]["rps"]:.0f} req/s; its ceiling is the mean of all ceiling runs)')
     if 'filter_eq@1k' in results and 'filter_eq' in results:
@@ -458,6 +586,26 @@ def report(results, other, args):
               f'POST /Bulk of 100 {bulk["users_per_second"]:.1f} users/s '
               f'({bulk["server_cpu_ms_per_user"]:.2f} ms, {bulk["errors"]} errors); '
               f'ratio {results["bulk_provision"]["ratio"]:.2f}x (target {BULK_TARGET:.0f}x)')
+    report_comparisons(results, args, before)
+
+
+def report_comparisons(results, args, before):
+    """The lines of bulk_provision's before, seats_provision, and the recording's cost."""
+    if before and 'bulk_provision' in before:
+        print(f'bulk_provision before: plain {before["bulk_provision"]["create"]["users_per_second"]:.1f} users/s, '
+              f'bulk {before["bulk_provision"]["bulk_create"]["users_per_second"]:.1f} users/s, ratio '
+              f'{before["bulk_provision"]["ratio"]:.2f}x (after: {results["bulk_provision"]["ratio"]:.2f}x)')
+    if 'seats_provision' in results:
+        seats = results['seats_provision']
+        single_rate, seats_rate = seats['single']['users_per_second'], seats['seats']['users_per_second']
+        print(f'seats_provision: {seats["seat_count"]} seats provisioning at once (Okta\'s lookup, then the create, '
+              f'each user in the next seat) against one data set, {args.connections} connections each, '
+              f'{seats["users"]:,} users a turn, {seats["rounds"]} turns each, taking turns: '
+              f'{seats_rate:.1f} / {single_rate:.1f} users/s; ratio of each turn '
+              + ', '.join(f'{ratio:.1%}' for ratio in seats['ratios'])
+              + f'; median {seats["ratio"]:.1%} (target {SEATS_TARGET:.0%}); server CPU a request '
+              f'{cpu_per_request(seats["seats"]):.3f} / {cpu_per_request(seats["single"]):.3f} ms; errors '
+              f'{seats["seats"]["errors"]} / {seats["single"]["errors"]}')
     if 'recording' in results:
         print('the console line and the exchange log (on, the default, against off: a second server on the same '
               'database, taking turns): rate on/off, and server CPU per request on/off')
@@ -467,7 +615,7 @@ def report(results, other, args):
                   f'cpu {on["cpu_ms"]:.3f} / {off["cpu_ms"]:.3f} ms = {on["cpu_ms"] / off["cpu_ms"]:6.1%}')
 
 
-def main(argv=None):
+def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--users', type=int, default=100_000)
     parser.add_argument('--duration', type=int, default=10, help='seconds a scenario')
@@ -478,10 +626,23 @@ def main(argv=None):
     parser.add_argument('--other-users', type=int, help='users for the other server (default: --users)')
     parser.add_argument('--bulk-users', type=int, default=10_000,
                         help='users bulk_provision creates each way (plain POST /Users, POST /Bulk)')
+    parser.add_argument('--before', help='another checkout of scimlite (a folder) to measure taking turns with this '
+                        'one, e.g. an older commit: git worktree add /tmp/before 24b7f84')
+    parser.add_argument('--seats', type=int, default=50, help='seats that seats_provision provisions at once')
+    parser.add_argument('--seats-users', type=int, default=4000,
+                        help='users each turn of seats_provision creates (seats, and one data set)')
+    parser.add_argument('--seats-rounds', type=int, default=5, help='turns of seats_provision, each way')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--no-recording-cost', action='store_true',
                         help='skip measuring the console line and exchange log against a quiet server')
     args = parser.parse_args(argv)
+    if args.before and not (Path(args.before) / 'scim_server.py').is_file():
+        die(f'--before {args.before}: no scim_server.py there')
+    return args
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
     if not shutil.which('wrk'):
         die('wrk is needed: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)')
     scenarios = [s for s in args.scenarios.split(',') if s]
@@ -490,11 +651,24 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix='scimlite-bench-'))
     env = {k: v for k, v in os.environ.items() if not k.startswith('SCIM_')}
 
-    def scimlite(name, *extra):
-        process, port = start([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--token', token,
-                               '--database', f'sqlite:///{(workdir / f"{name}.db").as_posix()}', *extra],
+    def database(name):
+        return f'sqlite:///{(workdir / f"{name}.db").as_posix()}'
+
+    def scimlite(name, *extra, checkout=ROOT):
+        process, port = start([sys.executable, str(Path(checkout) / 'scim_server.py'), '--port', '0',
+                               '--token', token, '--database', database(name), *extra],
                               r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', env)
         return Target(name, f'http://127.0.0.1:{port}/scim/v2', token, process)
+
+    def seated_server():
+        """A server with `--seats` workshop seats, their tokens read as the instructor would (--seat-cards)."""
+        plain = scimlite('seats', '--seats', str(args.seats))
+        cards = subprocess.run([sys.executable, str(ROOT / 'scim_server.py'), '--token', token,
+                                '--database', database('seats'), '--seat-cards'],
+                               cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+        shutil.rmtree(plain.data, ignore_errors=True)
+        return Seats('seats', plain.origin + plain.base_path, token, plain.process,
+                     [card['token'] for card in csv.DictReader(io.StringIO(cards))])
 
     def quiet_twin():
         """A second server on the main server's database, without the console line or the exchange log."""
@@ -511,22 +685,28 @@ def main(argv=None):
          str(scim_server.SWITCH_INTERVAL)], r'port (\d+)')
     ceiling = Target('ceiling', f'http://127.0.0.1:{ceiling_port}', token, ceiling_process)
     other = Target('other', args.other, args.other_token) if args.other else None
-    results, other_results, small_results = {}, {}, {}
+    before = scimlite('before', checkout=args.before) if args.before else None
+    results, other_results, small_results, before_results = {}, {}, {}, {}
     try:
         prepare(small, min(args.users, FIRST_STAGE_USERS), args.connections, small_results)
-        prepare(scim, args.users, args.connections, results)
+        if before:
+            prepare_alternately(scim, before, args.users, args.connections, results, before_results)
+        else:
+            prepare(scim, args.users, args.connections, results)
         results['peak_rss_mb'] = peak_rss_mb(scim.process.pid)
         results['queries'] = time_queries(scim, args.users)
         results.update(measure(scim, [s for s in scenarios if s not in MEASUREMENTS], args.duration,
-                               args.connections, ceiling, small))
+                               args.connections, ceiling, small, before, before_results))
         if 'bulk_provision' in scenarios:
             results['bulk_provision'] = dict(bulk_provision(scim, args.bulk_users, args.connections),
                                              users=args.bulk_users)
+        if 'bulk_provision' in scenarios and before:
+            before_results['bulk_provision'] = bulk_provision(before, args.bulk_users, args.connections)
+        if 'seats_provision' in scenarios:
+            results['seats_provision'] = seats_provision(scimlite('single'), seated_server(), args.seats_users,
+                                                         args.connections, args.seats_rounds)
         results['peak_rss_mb'] = max(results['peak_rss_mb'], peak_rss_mb(scim.process.pid))
-        ceiling_rates = [r['ceiling_rps'] for r in results.values() if isinstance(r, dict) and 'ceiling_rps' in r]
-        if not ceiling_rates:   # only bulk_provision was asked for
-            ceiling_rates = [ceiling.wrk('ceiling', max(3, args.duration // 2), args.connections)['rps']]
-        results['provision']['ceiling_rps'] = sum(ceiling_rates) / len(ceiling_rates)
+        provision_ceiling(ceiling, results, before_results, args)
         results['member_add_ms'] = time_member_adds(scim)
         if not args.no_recording_cost:
             quiet = quiet_twin()
@@ -539,16 +719,14 @@ def main(argv=None):
             prepare(other, args.other_users or args.users, args.connections, other_results)
             other_results.update(measure(other, [s for s in scenarios if s not in MEASUREMENTS], args.duration,
                                          args.connections))
-        report(results, other_results, args)
+        report(results, other_results, args, before_results)
         if args.json:
             Path(args.json).write_text(json.dumps({'scimlite': results, 'other': other_results,
-                                                   'args': vars(args)}, indent=1))
+                                                   'before': before_results, 'args': vars(args)}, indent=1))
     finally:
-        scim.stop()
-        small.stop()
-        ceiling.stop()
-        if other:
-            other.stop()
+        for server in (scim, small, ceiling, other, before):
+            if server:
+                server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,9 +1,10 @@
 -- wrk script for the scimlite benchmark: one scenario per run, chosen by the first argument.
 --   wrk -t1 -c8 -d10s -s bench/scim.lua http://127.0.0.1:PORT -- SCENARIO DATADIR TOKEN BASEPATH [LIMIT]
--- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py.
+-- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py,
+-- and for seats_provision tokens.txt, the workshop seats' tokens.
 
 local scenario, datadir, token, base, limit, prefix
-local ids, names, groups = {}, {}, {}
+local ids, names, groups, seat_tokens = {}, {}, {}, {}
 local counter, created = 0, 0
 
 local function lines(path)
@@ -20,9 +21,9 @@ local function pick(list)
   return list[math.random(#list)]
 end
 
-local function headers()
+local function headers(as)
   return {
-    ["Authorization"] = "Bearer " .. token,
+    ["Authorization"] = "Bearer " .. (as or token),
     ["Accept"] = "application/scim+json",
     ["Content-Type"] = "application/scim+json; charset=utf-8",
     ["User-Agent"] = "Okta SCIM Client 1.0.0",
@@ -51,28 +52,42 @@ function init(args)
   ids = lines(datadir .. "/ids.txt")
   names = lines(datadir .. "/names.txt")
   groups = lines(datadir .. "/groups.txt")
+  seat_tokens = lines(datadir .. "/tokens.txt")
 end
 
 local scenarios = {}
 
 -- Okta's provisioning: a lookup by userName, then the create; LIMIT users, then stop.
 -- PREFIX makes this run's userNames its own: a create still in flight when an earlier
--- run stopped cannot collide with this one's.
+-- run stopped cannot collide with this one's. Each user's two requests carry the
+-- token `token_of(its number)` gives.
 local lookup_next = true
-scenarios.provision = function()
-  if created >= limit then
-    wrk.thread:stop()
-    return wrk.format("GET", base .. "/ServiceProviderConfig", headers())
+local function okta_provision(token_of)
+  return function()
+    if created >= limit then
+      wrk.thread:stop()
+      return wrk.format("GET", base .. "/ServiceProviderConfig", headers())
+    end
+    local user_name = string.format("%s%07d@bench.example", prefix, counter)
+    local as = token_of(counter)
+    if lookup_next then
+      lookup_next = false
+      return wrk.format("GET", base .. "/Users?filter=userName%20eq%20%22" .. quoted(user_name) ..
+        "%22&startIndex=1&count=100", headers(as))
+    end
+    lookup_next, counter, created = true, counter + 1, created + 1
+    return wrk.format("POST", base .. "/Users", headers(as), user_body(user_name))
   end
-  local user_name = string.format("%s%07d@bench.example", prefix, counter)
-  if lookup_next then
-    lookup_next = false
-    return wrk.format("GET", base .. "/Users?filter=userName%20eq%20%22" .. quoted(user_name) ..
-      "%22&startIndex=1&count=100", headers())
-  end
-  lookup_next, counter, created = true, counter + 1, created + 1
-  return wrk.format("POST", base .. "/Users", headers(), user_body(user_name))
 end
+
+scenarios.provision = okta_provision(function() return token end)
+
+-- A workshop provisioning at once: Okta's flow, each user in the next seat's data
+-- (the seats in turn, tokens.txt), so that all the seats work however few the
+-- connections; TOKEN (the server's own) only asks for the spec when done.
+scenarios.seats_provision = okta_provision(function(number)
+  return seat_tokens[number % #seat_tokens + 1]
+end)
 
 -- Creates without the lookup first, LIMIT users: one POST /Users a user, or
 -- (bulk_create) one POST /Bulk of up to BULK_SIZE POSTs. Then cheap GETs until the
