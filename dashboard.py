@@ -478,10 +478,13 @@ class Recorder:
         self.exchanges = (ExchangeLog(settings['exchanges_kept'], tokens)
                           if settings['record_exchanges'] else None)
         self.progress = SeatProgress()
+        self.recording = bool(self.console or self.exchanges)
 
     def __call__(self, environ, start_response):
         if not self.is_recorded(environ.get('PATH_INFO', '')):
             return self.application(environ, start_response)
+        if not self.recording:
+            return self.progress_only(environ, start_response)
         received_ns, started = time.time_ns(), time.perf_counter()
         environ['wsgi.input'] = tee = TeeInput(environ['wsgi.input'])
         answer = []
@@ -498,6 +501,19 @@ class Recorder:
         if self.exchanges:
             self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers, content)
         self.progress.note(environ, status, content)
+        return body
+
+    def progress_only(self, environ, start_response):
+        """With nothing printed or recorded, a seat's request still has its progress noted."""
+        answer = []
+
+        def remember(status, headers, exc_info=None):
+            answer.append(status)
+            return start_response(status, headers, exc_info)
+        body = self.application(environ, remember)
+        if SEAT in environ:
+            content = b''.join(body) if isinstance(body, list) else b''
+            self.progress.note(environ, answer[0] if answer else '500', content)
         return body
 
     def close(self, finish=False):

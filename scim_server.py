@@ -1031,14 +1031,16 @@ class Storage:
     #                  change(record) -> (new resource, store member changes)
     delete: object   # (id, expected versions)
     # The workshop board's milestones (store.MILESTONES) a write reaches: a create's,
-    # and an update's, (stored resource, new resource, the record written) -> names.
+    # and an update's, (stored record, new resource, the record written) -> names.
     created_milestone: str
     update_milestones: object
     connection_checked: bool = False   # a GET of the list may be an IdP's connection check
 
 
 def user_update_milestones(stored, resource, record):
-    if resource.get('active') is False and stored.get('active') is not False:
+    # `stored` is a Record: its resource is parsed only if asked for, here only
+    # when the new one is inactive.
+    if resource.get('active') is False and stored['resource'].get('active') is not False:
         return ('user_updated', 'user_deactivated')
     return ('user_updated',)
 
@@ -1269,12 +1271,14 @@ class Watched:
 
     def __call__(self, current):
         changed = self.change(current)
-        self.seen = (current['resource'], changed[0])
+        if store.current_seat() != store.INSTRUCTOR:   # the server's own data reaches none
+            self.seen = (current, changed[0])
         return changed
 
     def report(self, record):
-        for milestone in self.storage.update_milestones(*self.seen, record):
-            reached(milestone)
+        if self.seen is not None:
+            for milestone in self.storage.update_milestones(*self.seen, record):
+                reached(milestone)
 
 
 def reached(milestone):

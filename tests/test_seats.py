@@ -666,6 +666,22 @@ def test_a_seat_token_in_a_refused_form_is_that_seats_last_error_and_exchange(ma
         assert [exchange['status'] for exchange in store.recent_exchanges(10)] == [401]
 
 
+def test_milestones_and_errors_are_kept_with_nothing_printed_or_recorded(make_app):
+    """quiet = on and record_exchanges = off print and record no exchange; the board
+    still learns what each seat's IdP did."""
+    app = make_app(seats=1, quiet=True, record_exchanges=False)
+    client = seat_client(app, seat_tokens()[1])
+    client.get('/Users?startIndex=1&count=2', status=200)
+    client.create_user('ann@example.com')
+    assert_scim_error(client.get('/Users/nobody'), 404)
+    app.recorder.progress.flush()
+    [seat] = store.seats()
+    assert {name for name in store.MILESTONES if seat[name]} == {'first_request', 'connection_test', 'user_created'}
+    assert seat['last_error_status'] == 404 and 'nobody' in seat['last_error_detail']
+    with store.seat_data(1):
+        assert store.recent_exchanges(10) == []
+
+
 # ---------------------------------------------------------------------------
 # Without seats: the server of before
 # ---------------------------------------------------------------------------
