@@ -93,8 +93,8 @@ class KnownTokens:
     """The tokens to scrub from what is printed and recorded: the server's own and
     every workshop seat's. Seats live in the database, where another process may add
     some, so theirs are read again at most every RELOAD_SECONDS, and at once when a
-    seat not known here shows up. Called by the console's and the exchanges' threads,
-    never by a request's."""
+    seat not known here shows up. Called by the console's and the exchanges' threads
+    (and by a seat's reset, which writes what is queued of its exchanges at once)."""
 
     RELOAD_SECONDS = 2.0
 
@@ -495,7 +495,8 @@ class Recorder:
         body = self.application(environ, remember)
         status, headers = answer or ('500', [])
         seconds = time.perf_counter() - started
-        content = b''.join(body) if isinstance(body, list) else b''
+        # The answer's bytes, for the exchange log, or for a seat's error detail.
+        content = b''.join(body) if isinstance(body, list) and (self.exchanges or SEAT in environ) else b''
         if self.console:
             self.console.add(environ, received_ns, status, seconds)
         if self.exchanges:
@@ -742,8 +743,8 @@ def viewed_seat(session):
 
 
 def find_seat(number):
-    """Seat `number`'s row (store.seats), or None."""
-    return next((seat for seat in store.seats() if seat['number'] == number), None)
+    """Seat `number`'s row, or None."""
+    return store.seat_row(number)
 
 
 @functools.lru_cache(maxsize=None)
@@ -908,7 +909,7 @@ def dashboard_label():
     if not (number.isascii() and number.isdigit() and len(number) < 6):
         raise Refused(400, 'Say which seat, by its number.')
     if label is None or len(label.strip()) > LABEL_MAX or not label.isprintable():
-        raise Refused(400, f'A label is a line of text of at most {LABEL_MAX} characters.')
+        raise Refused(400, f'A label is one line of printable text, at most {LABEL_MAX} characters.')
     try:
         store.set_label(int(number), label.strip())
     except store.NotFound:

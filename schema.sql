@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS users (
     seat          INTEGER     NOT NULL DEFAULT 0  -- whose data (version 6): 0 the server's own, else a seat
 );
 -- Every lookup is within one seat's data (0: the server's own, all there is without
--- seats), so every index the requests walk starts with the seat.
+-- seats), so the unique and paging indexes start with the seat; the others are
+-- selective enough alone (an externalId is rarely in more than a few seats).
 CREATE UNIQUE INDEX IF NOT EXISTS users_seat_user_name_key ON users (seat, user_name_key);
 CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
 -- The paging order: stable whatever startIndex and count are.

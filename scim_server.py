@@ -1039,7 +1039,9 @@ class Storage:
 
 def user_update_milestones(stored, resource, record):
     # `stored` is a Record: its resource is parsed only if asked for, here only
-    # when the new one is inactive.
+    # when the new one is inactive. A write that changed nothing made no version.
+    if record['version'] == stored['version']:
+        return ()
     if resource.get('active') is False and stored['resource'].get('active') is not False:
         return ('user_updated', 'user_deactivated')
     return ('user_updated',)
@@ -1196,7 +1198,7 @@ def resources_list(kind, storage):
     return answer
 
 
-# Entra's Test Connection looks a random GUID up (IDP-TRAFFIC.md).
+# Entra's Test Connection looks a random GUID up (tests/idp/entra-test-connection.json).
 GUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', re.IGNORECASE)
 
 

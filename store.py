@@ -1366,8 +1366,8 @@ def _whole_page_of_first_seat(model):
 
 WHOLE_PAGE = {model: Prepared(lambda model=model: _whole_page_of_first_seat(model)) for model in (User, Group)}
 COUNT_FIRST_SEAT = {model: Prepared(lambda model=model: Select(columns=[NodeList((
-    model.select(fn.COUNT(SQL('*'))), SQL('-'), model.select(fn.COUNT(SQL('*'))).where(model.seat > INSTRUCTOR)))]))
-    for model in (User, Group)}
+    model.select(fn.COUNT(SQL('*'))), SQL('-'), model.select(fn.COUNT(SQL('*'))).where(model.seat > INSTRUCTOR)))])
+    .bind(database)) for model in (User, Group)}   # no model to say which database's dialect
 
 
 def count_whole(model):
@@ -1549,13 +1549,12 @@ class _Serving:
     class, not a generator: it wraps every request."""
 
     def __enter__(self):
-        self.before = getattr(_this_thread, 'deadline', None)
+        self.before = getattr(_this_thread, 'deadline', None), current_seat()
         _this_thread.deadline = time.monotonic() + _lock_wait
         _this_thread.seat = INSTRUCTOR
 
     def __exit__(self, *exc):
-        _this_thread.deadline = self.before
-        _this_thread.seat = INSTRUCTOR
+        _this_thread.deadline, _this_thread.seat = self.before
         release_connection()
 
 
@@ -1978,7 +1977,7 @@ def _remove_members(group_id, user_ids=None):
 
 def _members_where(group_id, user_filter):
     """This group's link rows whose user matches `user_filter` (a filter on users)."""
-    users = User.select(User.id).where(filter_expression(user_filter, USER_COLUMNS, USER_MEMBERSHIP))
+    users = User.select(User.id).where(in_seat(User, filter_expression(user_filter, USER_COLUMNS, USER_MEMBERSHIP)))
     return (Link.group == group_id) & Link.user.in_(users)
 
 
@@ -2292,6 +2291,11 @@ def seats():
     return list(Seat.select().order_by(Seat.number).dicts())
 
 
+def seat_row(number):
+    """Seat `number`'s row as a dict of its columns, or None."""
+    return Seat.select().where(Seat.number == number).dicts().first()
+
+
 def seat_count():
     return Seat.select().count()
 
@@ -2336,8 +2340,14 @@ def fill_sample_data(number, users, groups):
     resources) and `groups` ((group resource, indexes of its members in `users`)).
     A userName or group name already taken there is left to its holder. Whether it
     filled it now (False: it was filled before)."""
-    with seat_data(number), writing():
-        if SampleData.select().where(SampleData.seat == number).exists():
+    with seat_data(number), lock_deadline(BUSY_TIMEOUT_MS / 1000 if is_sqlite() else math.inf), writing():
+        if not is_sqlite():   # a process filling it first may take longer than lock_wait
+            database.execute_sql('SET LOCAL lock_timeout = 0')
+            database.execute_sql('SET LOCAL statement_timeout = 0')
+        # The mark first: a second process starting at once waits for it (PostgreSQL's
+        # primary key; SQLite's write lock), then finds it and fills nothing.
+        mark = SampleData.insert(seat=number, users=len(users), created=now()).on_conflict_ignore()
+        if not database.execute_sql(*mark.sql()).rowcount:
             return False
         ids = []   # each sample user's id; None where its userName was taken
         for resource in users:
@@ -2355,7 +2365,6 @@ def fill_sample_data(number, users, groups):
             for index in member_indexes:
                 if ids[index] is not None:
                     LINK_ADD.execute(group=group_id, user=ids[index])
-        SampleData.insert(seat=number, users=len(users), created=now()).execute()
         return True
 
 

@@ -134,6 +134,31 @@ def test_two_servers_first_started_at_once_serve_the_same_seats(database_url):
             server.stop()
 
 
+def test_two_servers_first_started_at_once_fill_the_sample_data_once(database_url):
+    """Both ask for sample users at once: the second waits for the first's fill and
+    adds nothing, on SQLite and on PostgreSQL alike, and neither fails to start."""
+    count = 300
+    starting = [run_server('--port', '0', '--database', database_url, '--token', TOKEN, '--seats', '2',
+                           '--sample-users', str(count)) for _ in range(2)]
+    servers = []
+    try:
+        for process in starting:
+            servers.append(ServerProcess.attach(process))
+        for token in (TOKEN, *tokens_of(seat_cards(database_url)).values()):
+            for server in servers:
+                listed = call(server.port, token, 'GET', '/Users?count=0')
+                assert listed[0] == 200 and listed[1]['totalResults'] == count, listed
+                assert (call(server.port, token, 'GET', '/Groups?count=0')[1]['totalResults']
+                        == len(sampledata.sample_groups(count)))
+    finally:
+        for process in starting:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+        for server in servers:
+            server.stop()
+
+
 def test_seats_and_their_data_survive_a_restart_without_the_seats_flag(database_url):
     server = ServerProcess('--seats', '2', '--sample-users', '3', database=database_url, token=TOKEN)
     try:

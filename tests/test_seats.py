@@ -666,6 +666,21 @@ def test_a_seat_token_in_a_refused_form_is_that_seats_last_error_and_exchange(ma
         assert [exchange['status'] for exchange in store.recent_exchanges(10)] == [401]
 
 
+def test_a_put_that_changes_nothing_is_no_user_updated(make_app):
+    """Okta re-sends a user whole when nothing changed: the board waits for a real change."""
+    app = make_app(seats=1)
+    client = seat_client(app, seat_tokens()[1])
+    user = client.create_user('ann@example.com')
+    client.put(f'/Users/{user["id"]}', {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com', 'active': True},
+               status=200)
+    app.recorder.progress.flush()
+    assert store.seats()[0]['user_updated'] is None
+    client.put(f'/Users/{user["id"]}', {'schemas': [USER_SCHEMA], 'userName': 'ann@example.com', 'title': 'CTO'},
+               status=200)
+    app.recorder.progress.flush()
+    assert store.seats()[0]['user_updated'] is not None
+
+
 def test_milestones_and_errors_are_kept_with_nothing_printed_or_recorded(make_app):
     """quiet = on and record_exchanges = off print and record no exchange; the board
     still learns what each seat's IdP did."""
