@@ -7,6 +7,7 @@ filling each data set once; and concurrent creates of one userName in two seats
 against one and two server processes.
 """
 
+import contextlib
 import csv
 import io
 import subprocess
@@ -109,13 +110,26 @@ def test_two_first_card_printings_at_once_agree_on_the_seats(database_url):
     assert sorted(tokens_of(list(csv.reader(io.StringIO(outputs[0][0]))))) == list(range(1, 21))
 
 
-def test_two_servers_first_started_at_once_serve_the_same_seats(database_url):
-    starting = [run_server('--port', '0', '--database', database_url, '--token', TOKEN, '--seats', '4')
-                for _ in range(2)]
+@contextlib.contextmanager
+def two_started_at_once(database_url, *flags):
+    """Two servers first started at once on one database, once both listen."""
+    starting = [run_server('--port', '0', '--database', database_url, '--token', TOKEN, *flags) for _ in range(2)]
     servers = []
     try:
         for process in starting:
             servers.append(ServerProcess.attach(process))
+        yield servers
+    finally:
+        for process in starting:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+        for server in servers:
+            server.stop()
+
+
+def test_two_servers_first_started_at_once_serve_the_same_seats(database_url):
+    with two_started_at_once(database_url, '--seats', '4') as servers:
         tokens = tokens_of(seat_cards(database_url))
         assert sorted(tokens) == [1, 2, 3, 4]
         for seat, token in tokens.items():
@@ -125,38 +139,19 @@ def test_two_servers_first_started_at_once_serve_the_same_seats(database_url):
             for seat, token in tokens.items():
                 assert user_names(server.port, token) == [f'seat{seat}@example.com']
             assert user_names(server.port, TOKEN) == []
-    finally:
-        for process in starting:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
-        for server in servers:
-            server.stop()
 
 
 def test_two_servers_first_started_at_once_fill_the_sample_data_once(database_url):
     """Both ask for sample users at once: the second waits for the first's fill and
     adds nothing, on SQLite and on PostgreSQL alike, and neither fails to start."""
     count = 300
-    starting = [run_server('--port', '0', '--database', database_url, '--token', TOKEN, '--seats', '2',
-                           '--sample-users', str(count)) for _ in range(2)]
-    servers = []
-    try:
-        for process in starting:
-            servers.append(ServerProcess.attach(process))
+    with two_started_at_once(database_url, '--seats', '2', '--sample-users', str(count)) as servers:
         for token in (TOKEN, *tokens_of(seat_cards(database_url)).values()):
             for server in servers:
                 listed = call(server.port, token, 'GET', '/Users?count=0')
                 assert listed[0] == 200 and listed[1]['totalResults'] == count, listed
                 assert (call(server.port, token, 'GET', '/Groups?count=0')[1]['totalResults']
                         == len(sampledata.sample_groups(count)))
-    finally:
-        for process in starting:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
-        for server in servers:
-            server.stop()
 
 
 def test_seats_and_their_data_survive_a_restart_without_the_seats_flag(database_url):
