@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS users (
 -- selective enough alone (an externalId is rarely in more than a few seats).
 CREATE UNIQUE INDEX IF NOT EXISTS users_seat_user_name_key ON users (seat, user_name_key);
 CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
+-- Whether a user id is this seat's (a member being added), from the index alone.
+CREATE INDEX IF NOT EXISTS users_id_seat ON users (id, seat);
 -- The paging order: stable whatever startIndex and count are.
 CREATE INDEX IF NOT EXISTS users_seat_created_id ON users (seat, created, id);
 

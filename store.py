@@ -633,7 +633,7 @@ class User(BaseModel):
 
     class Meta:
         table_name = 'users'
-        indexes = ((('seat', 'user_name_key'), True), (('seat', 'created', 'id'), False))
+        indexes = ((('seat', 'user_name_key'), True), (('seat', 'created', 'id'), False), (('id', 'seat'), False))
 
 
 class Group(BaseModel):
