@@ -83,6 +83,14 @@ def request_path(path, query, tokens):
     return without_tokens(path.encode('latin-1', 'replace').decode('utf-8', 'replace'), tokens)
 
 
+def failed_once(worker, what, error):
+    """`worker` (its `failed` flag) could not reach the database: a warning the first
+    time, none again until it has worked once more."""
+    if not worker.failed:
+        log.warning('%s: %s', what, store.storage_fault(error) or store.first_line(error))
+    worker.failed = True
+
+
 def without_tokens(text, tokens):
     for token in tokens:
         text = text.replace(token, SCRUBBED)
@@ -120,10 +128,7 @@ class KnownTokens:
             rows = store.seats()
             self.failed = False
         except Exception as error:   # keep scrubbing with the tokens read before
-            if not self.failed:
-                log.warning('could not read the seats\' tokens to scrub them: %s',
-                            store.storage_fault(error) or store.first_line(error))
-            self.failed = True
+            failed_once(self, "could not read the seats' tokens to scrub them", error)
             return
         finally:
             store.release_connection()
@@ -348,10 +353,7 @@ class ExchangeLog(Periodic):
                 store.add_exchanges([self._row(*queued, tokens) for queued in batch], self.keep)
                 self.failed = False
             except Exception as error:   # the dashboard loses a batch; SCIM goes on
-                if not self.failed:
-                    log.warning('could not record %d exchange(s) for the dashboard: %s', len(batch),
-                                store.storage_fault(error) or store.first_line(error))
-                self.failed = True
+                failed_once(self, f'could not record {len(batch)} exchange(s) for the dashboard', error)
             finally:
                 store.release_connection()
 
@@ -438,10 +440,7 @@ class SeatProgress(Periodic):
             store.note_progress(batch)
             self.failed = False
         except Exception as error:   # the board misses a step; SCIM goes on
-            if not self.failed:
-                log.warning('could not record the progress of %d seat(s) for the board: %s', len(batch),
-                            store.storage_fault(error) or store.first_line(error))
-            self.failed = True
+            failed_once(self, f'could not record the progress of {len(batch)} seat(s) for the board', error)
             return
         finally:
             store.release_connection()
@@ -478,15 +477,13 @@ class Recorder:
         self.exchanges = (ExchangeLog(settings['exchanges_kept'], tokens)
                           if settings['record_exchanges'] else None)
         self.progress = SeatProgress()
-        self.recording = bool(self.console or self.exchanges)
 
     def __call__(self, environ, start_response):
         if not self.is_recorded(environ.get('PATH_INFO', '')):
             return self.application(environ, start_response)
-        if not self.recording:
-            return self.progress_only(environ, start_response)
         received_ns, started = time.time_ns(), time.perf_counter()
-        environ['wsgi.input'] = tee = TeeInput(environ['wsgi.input'])
+        if self.exchanges:   # only the exchange log keeps the request's body
+            environ['wsgi.input'] = tee = TeeInput(environ['wsgi.input'])
         answer = []
 
         def remember(status, headers, exc_info=None):
@@ -502,19 +499,6 @@ class Recorder:
         if self.exchanges:
             self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers, content)
         self.progress.note(environ, status, content)
-        return body
-
-    def progress_only(self, environ, start_response):
-        """With nothing printed or recorded, a seat's request still has its progress noted."""
-        answer = []
-
-        def remember(status, headers, exc_info=None):
-            answer.append(status)
-            return start_response(status, headers, exc_info)
-        body = self.application(environ, remember)
-        if SEAT in environ:
-            content = b''.join(body) if isinstance(body, list) else b''
-            self.progress.note(environ, answer[0] if answer else '500', content)
         return body
 
     def close(self, finish=False):
@@ -737,14 +721,9 @@ def viewed_seat(session):
         return session
     if session != store.INSTRUCTOR:
         raise Refused(403, 'A seat’s session shows that seat only.')
-    if not (asked.isascii() and asked.isdigit() and len(asked) < 6 and find_seat(int(asked))):
+    if not (asked.isascii() and asked.isdigit() and len(asked) < 6 and store.seat_row(int(asked))):
         raise Refused(404, f'There is no seat {asked[:20]!r}.')
     return int(asked)
-
-
-def find_seat(number):
-    """Seat `number`'s row, or None."""
-    return store.seat_row(number)
 
 
 @functools.lru_cache(maxsize=None)
@@ -794,7 +773,7 @@ def dashboard_home():
     has_seats = session == store.INSTRUCTOR and store.seat_count() > 0
     return page('dashboard', scim_url=installed.scim_url(), recording=settings['record_exchanges'],
                 kept=settings['exchanges_kept'], seat=seat, own=seat == session,
-                label=(find_seat(seat) or {}).get('label') if seat else None,
+                label=(store.seat_row(seat) or {}).get('label') if seat else None,
                 board=has_seats and seat == store.INSTRUCTOR, seats_hint=session == store.INSTRUCTOR and not has_seats,
                 steps=MILESTONE_STEPS)
 
