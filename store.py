@@ -2061,6 +2061,21 @@ MEMBER_CHANGES = types.SimpleNamespace(**{change.__name__: change for change in 
     AddMembers, RemoveMembers, RemoveMembersWhere, ReplaceMembersWhere, SetMembers)})
 
 
+def _coalesced(changes):
+    """The changes, each run of AddMembers, or of RemoveMembers of listed users, as one:
+    Okta removes members one operation each (`members[value eq "<id>"]`), and a PATCH
+    of 1,000 of them is then one DELETE, not 1,000. The same as applying them in
+    turn: adding A then B adds both, removing A then B removes both."""
+    runs = []   # [(AddMembers or RemoveMembers, [user ids]), or (None, a change as it is)]
+    for change in changes:
+        kind = type(change) if type(change) in (AddMembers, RemoveMembers) and change.user_ids is not None else None
+        if kind is not None and runs and runs[-1][0] is kind:
+            runs[-1][1].extend(change.user_ids)
+        else:
+            runs.append((kind, list(change.user_ids) if kind else change))
+    return [kind(tuple(item)) if kind else item for kind, item in runs]
+
+
 def _change_members(group_id, change):
     """One member change on the link rows: (link rows removed, link rows added)."""
     if isinstance(change, AddMembers):
@@ -2169,6 +2184,7 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
             _checked(record, expected_versions)
             held_key = record['resource']['displayName'].lower()
             resource, changes = change(record)
+            changes = _coalesced(changes)
             columns = _group_columns(resource)
             if columns['resource'] == record['json'] and not changes:   # text: 1 == True in Python
                 return get_group(group_id, with_members=with_members)
