@@ -5,13 +5,16 @@ another seat's user) refused with nothing changed, duplicates taken once.
 
 Runs on SQLite and, in the PostgreSQL pass, on PostgreSQL (conftest.py)."""
 
+import sqlite3
 import threading
 
 import pytest
 from playhouse.test_utils import count_queries
 
 import store
-from conftest import GROUP_SCHEMA, USER_SCHEMA, ScimClient, assert_scim_error, store_rows
+from conftest import (GROUP_SCHEMA, ON_POSTGRESQL, USER_SCHEMA, ScimClient, assert_scim_error, postgresql,
+                      store_rows)
+from test_backends import wait_until_blocked_by
 
 
 def stored_users(count, prefix='member'):
@@ -203,6 +206,48 @@ def test_another_seats_user_among_thousands_is_unknown(make_app):
         assert stranger in detail and mine[0] not in detail
     assert store_rows() == before
     assert clients[1].get(f'/Users/{stranger}', status=200).json['groups'] == []
+
+
+@pytest.mark.parametrize('method', ['PUT', 'PATCH replace'])
+def test_a_user_deleted_while_thousands_are_set_is_named_and_nothing_changes(client, database_url, users, method):
+    """As tests/test_backends.py's PATCH add, for a whole member list: another process
+    deletes one of the users, committing only once the write has begun. PostgreSQL's
+    foreign key refuses the insert of the link rows (the check before it saw the user);
+    SQLite's write waits for the lock, then its check sees the user gone."""
+    group = client.create_group('Everyone', users[:1000])
+    doomed = users[1500]
+    before = set(store_rows()['Link'])
+    if ON_POSTGRESQL:
+        other = postgresql(database_url)
+        other.autocommit = False
+        other.cursor().execute('DELETE FROM users WHERE id = %s', (doomed,))
+    else:
+        other = sqlite3.connect(database_url[len('sqlite:///'):], isolation_level=None)
+        other.execute('PRAGMA foreign_keys = ON')
+        other.execute('BEGIN IMMEDIATE')
+        other.execute('DELETE FROM users WHERE id = ?', (doomed,))
+    answers = {}
+
+    def write():
+        if method == 'PUT':
+            answers['write'] = put_members(client, group, users[500:3000])
+        else:
+            answers['write'] = client.patch(f'/Groups/{group["id"]}', [
+                {'op': 'replace', 'path': 'members', 'value': as_members(users[500:3000])}])
+    writing = threading.Thread(target=write)
+    writing.start()
+    try:
+        if ON_POSTGRESQL:   # the insert of the link rows waits on the row the delete locked
+            assert 'link' in wait_until_blocked_by(database_url, other.get_backend_pid()).lower()
+        other.commit() if ON_POSTGRESQL else other.execute('COMMIT')
+    finally:
+        other.close()
+        writing.join(30)
+    assert not writing.is_alive()
+    detail = assert_scim_error(answers['write'], 400, 'invalidValue')['detail']
+    assert doomed in detail and users[500] not in detail
+    assert set(store_rows()['Link']) == before
+    assert member_ids(client, group) == set(users[:1000])
 
 
 # ---------------------------------------------------------------------------
