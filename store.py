@@ -1962,8 +1962,9 @@ def _listed(*columns):
 
 
 def _as_ids(user_ids):
-    """What a slot of _listed() takes: the ids as one JSON array (as sent: JSON keeps
-    any text the database can store, and PostgreSQL in any encoding reads it)."""
+    """The ids as the `ids` slot of _listed() takes them: one JSON array, its letters
+    sent as text, as every other value is (PostgreSQL turns \\u escapes back into
+    letters only as far as the database's encoding allows)."""
     return json.dumps(list(user_ids), ensure_ascii=False)
 
 
