@@ -1465,7 +1465,7 @@ class _PreparedPage:
         self.page = Prepared(lambda: _page_query(model, where, with_links=with_links))
         self.count = Prepared(lambda: model.select(fn.COUNT(SQL('*'))).where(in_seat_slot(model, where)))
         if self.whole:
-            self.after = Prepared(lambda: _page_query(model, _after(model), with_links=with_links))
+            self.after = Prepared(lambda: _page_after(model, with_links))
 
     def rows(self, value, limit, offset):
         return self.page.rows(value=value, limit=limit, offset=offset)
@@ -1487,7 +1487,7 @@ class _PreparedPage:
             return total, [], changes
         end = PAGE_ENDS.get((current_seat(), self.model, start_index, changes))
         if end is not None:
-            rows = self.after.rows(created=end[0], id=end[1], limit=count, offset=0)
+            rows = self.after.rows(created=end[0], id=end[1], limit=count)
         elif current_seat() == INSTRUCTOR:
             rows = WHOLE_PAGE[self.model, self.with_links].rows(limit=count, offset=start_index - 1)
         else:
@@ -1556,9 +1556,21 @@ WHOLE_PAGE = {(model, with_links): Prepared(lambda model=model, with_links=with_
     model, with_links)) for model in (User, Group) for with_links in (True, False)}
 
 
-def _after(model):
-    """Rows after (created, id) in the paging order: a range of the (seat, created, id) index."""
-    return (model.created >= slot('created')) & ((model.created > slot('created')) | (model.id > slot('id')))
+def _page_after(model, with_links):
+    """The `limit` rows after (created, id) in the paging order: a range of the
+    (seat, created, id) index, whose rows are read where it points (in insertion
+    order, near each other), not looked up again by id as an OFFSET page's are."""
+    after = (model.created >= slot('created')) & ((model.created > slot('created')) | (model.id > slot('id')))
+    page = (model.select(*_record_columns(model)).where(in_seat_slot(model, after))
+            .order_by(model.created, model.id).limit(slot('limit')).alias('page'))
+    query = Select(from_list=[page], columns=[page.c.id, page.c.resource, page.c.version, page.c.created,
+                                              page.c.last_modified]).order_by(page.c.created, page.c.id)
+    if model is User and with_links:
+        query = (query.join(Link, JOIN.LEFT_OUTER, on=(Link.user == page.c.id))
+                 .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
+                 .select_extend(Group.id, Group.display_name)
+                 .order_by_extend(in_code_point_order(Group.display_name_key), Group.id))
+    return query.bind(database)
 
 
 def _page_query(model, where, sort_key=None, descending=False, with_links=True):
