@@ -474,7 +474,7 @@ def scim_reply(document, status=200, location=None, version=None):
     return (document if isinstance(document, str) else encode(document)).encode('utf-8')
 
 
-SENT_AT_ONCE = 256 * 1024   # bytes of a streamed answer handed to the server at a time
+SENT_AT_ONCE = 64 * 1024   # bytes of a streamed answer handed to the server at a time
 
 
 class AnswerCutShort(Exception):

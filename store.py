@@ -1648,6 +1648,11 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
     page is not full: it holds every match, so the lookup IdPs send before every
     create is a single statement."""
     prepared = _PreparedPage.for_filter(model, columns, filter_ast, with_links) if sort is None else None
+    if prepared and start_index == 1 and count:
+        page, value = prepared
+        rows = _by_resource(page.rows(value, limit=count, offset=0))
+        if len(rows) < count:
+            return len(rows), rows
     if prepared and prepared[0].whole:
         page = prepared[0]
         with snapshot():
@@ -1656,11 +1661,6 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
         if rows:   # where the next page starts
             PAGE_ENDS.note((current_seat(), model, start_index + len(rows), changes), (rows[-1][0][3], rows[-1][0][0]))
         return total, rows
-    if prepared and start_index == 1 and count:
-        page, value = prepared
-        rows = _by_resource(page.rows(value, limit=count, offset=0))
-        if len(rows) < count:
-            return len(rows), rows
     with snapshot():
         if prepared:
             page, value = prepared
