@@ -492,8 +492,9 @@ def sent_in_pieces(pieces, what):
     thread added to the server's meanwhile (STREAMS), so that a large answer, or a
     client reading it slowly, does not hold up the requests behind it."""
     pieces = iter(pieces)
-    yield next(pieces).encode('utf-8')
-    sent, chunk = 0, []
+    data = next(pieces).encode('utf-8')
+    yield data
+    sent, chunk = len(data), []
     try:
         with store.serving(), STREAMS.one():
             size = 0

@@ -437,19 +437,23 @@ COUNT_TRIGGERS = {
             ON CONFLICT (seat, kind) DO UPDATE SET total = total + 1, changes = changes + 1;"""),
         ('delete', f"""UPDATE resource_count SET total = total - 1, changes = changes + 1
             WHERE seat = OLD.seat AND kind = '{table}';"""))],
+    # PostgreSQL: at commit (deferred), each time both of the seat's rows locked in
+    # one order first. Two transactions that each add a user and a group (bulk
+    # requests do) would otherwise each hold one row and wait for the other's; and
+    # the rows are held only for the moment of the commit, not the whole transaction.
     'postgresql': ["""CREATE OR REPLACE FUNCTION scimlite_count() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            whose integer := CASE WHEN TG_OP = 'INSERT' THEN NEW.seat ELSE OLD.seat END;
         BEGIN
-            IF TG_OP = 'INSERT' THEN
-                INSERT INTO resource_count (seat, kind, total, changes) VALUES (NEW.seat, TG_TABLE_NAME, 1, 1)
-                ON CONFLICT (seat, kind) DO UPDATE
-                SET total = resource_count.total + 1, changes = resource_count.changes + 1;
-            ELSE
-                UPDATE resource_count SET total = total - 1, changes = changes + 1
-                WHERE seat = OLD.seat AND kind = TG_TABLE_NAME;
-            END IF;
+            PERFORM 1 FROM resource_count WHERE seat = whose ORDER BY kind FOR UPDATE;
+            INSERT INTO resource_count (seat, kind, total, changes)
+            VALUES (whose, TG_TABLE_NAME, CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END, 1)
+            ON CONFLICT (seat, kind) DO UPDATE
+            SET total = resource_count.total + EXCLUDED.total, changes = resource_count.changes + 1;
             RETURN NULL;
-        END $$"""] + [f"""CREATE TRIGGER {table}_counted AFTER INSERT OR DELETE ON "{table}"
-        FOR EACH ROW EXECUTE FUNCTION scimlite_count()""" for table in ('users', 'groups')],
+        END $$"""] + [f"""CREATE CONSTRAINT TRIGGER {table}_counted AFTER INSERT OR DELETE ON "{table}"
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION scimlite_count()"""
+                   for table in ('users', 'groups')],
 }
 COUNT_TRIGGER_NAMES = {'sqlite': {'users_counted_insert', 'users_counted_delete', 'groups_counted_insert',
                                   'groups_counted_delete'},
@@ -477,6 +481,17 @@ def _keep_counts():
     for table in ('users', 'groups'):
         database.execute_sql(f"""INSERT INTO resource_count (seat, kind, total, changes)
             SELECT seat, '{table}', COUNT(*), 0 FROM "{table}" GROUP BY seat""")
+    _count_rows_for(database.execute_sql('SELECT MAX(number) FROM seat').fetchone()[0] or 0)
+
+
+def _count_rows_for(seats):
+    """Both count rows of seat 0 and seats 1 to `seats`, made where missing: the
+    trigger locks a seat's existing rows in one order, and a row it had to make
+    first would be locked out of that order."""
+    for number in range(seats + 1):
+        for table in ('groups', 'users'):
+            database.execute_sql(f"""INSERT INTO resource_count (seat, kind, total, changes)
+                VALUES ({int(number)}, '{table}', 0, 0) ON CONFLICT (seat, kind) DO NOTHING""")
 
 
 def _write_once():
@@ -2487,6 +2502,7 @@ def ensure_seats(count):
                 token = secrets.token_urlsafe(SEAT_TOKEN_BYTES)
                 Seat.insert(number=number, token=token, token_digest=token_digest(token.encode('utf-8')),
                             created=stamp).on_conflict_ignore().execute()
+        _count_rows_for(count)
 
 
 def seat_digests():
