@@ -328,16 +328,17 @@ class ExchangeLog(Periodic):
         self.flushing = threading.Lock()
         self.failed = False
 
-    def add(self, environ, received_ns, seconds, request_body, request_length, status, headers, body):
+    def add(self, environ, received_ns, seconds, request_body, request_length, status, headers, body, length):
         """Queue the exchange (on the request's thread: cheap). `request_body` is the
-        head of what the app read of the request's body, `request_length` all it read."""
+        head of what the app read of the request's body, `request_length` all it read;
+        `body` the answer's (or the head of a streamed one), of `length` bytes."""
         # A copy of the environ costs less than picking the headers out of it: that,
         # like all the rest, is the writer thread's work, for the few it keeps.
         copied = environ.copy()
         del copied['wsgi.input']
         copied.pop('bottle.request', None)
         self.queue.append((received_ns, next(self.sequence), seconds, copied, request_body[:MAX_LOGGED_BODY],
-                           request_length, status, headers, body[:MAX_LOGGED_BODY], len(body)))
+                           request_length, status, headers, body[:MAX_LOGGED_BODY], length))
         if self.thread is None:
             self.start()
 
@@ -490,16 +491,24 @@ class Recorder:
             answer[:] = status, headers
             return start_response(status, headers, exc_info)
         body = self.application(environ, remember)
+        if not isinstance(body, list):   # streamed: recorded once sent (RecordedStream)
+            return RecordedStream(body, lambda head, length: self.record(
+                environ, received_ns, started, tee if self.exchanges else None, answer, head, length))
+        # The answer's bytes, for the exchange log, or for a seat's error detail.
+        content = b''.join(body) if self.exchanges or SEAT in environ else b''
+        self.record(environ, received_ns, started, tee if self.exchanges else None, answer, content, len(content))
+        return body
+
+    def record(self, environ, received_ns, started, tee, answer, content, length):
+        """The request's console line, exchange and seat progress; `content` is the
+        answer's body, or the head of it, of `length` bytes."""
         status, headers = answer or ('500', [])
         seconds = time.perf_counter() - started
-        # The answer's bytes, for the exchange log, or for a seat's error detail.
-        content = b''.join(body) if isinstance(body, list) and (self.exchanges or SEAT in environ) else b''
         if self.console:
             self.console.add(environ, received_ns, status, seconds)
         if self.exchanges:
-            self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers, content)
+            self.exchanges.add(environ, received_ns, seconds, tee.head, tee.length, status, headers, content, length)
         self.progress.note(environ, status, content)
-        return body
 
     def close(self, finish=False):
         """Stop recording and printing. With `finish`, what is queued is written and
@@ -513,6 +522,32 @@ class Recorder:
         for worker in (self.exchanges, self.console, self.progress):
             if worker is not None:
                 worker.stop()
+
+
+class RecordedStream:
+    """A streamed answer (an iterable of bytes) that keeps its first MAX_LOGGED_BODY
+    bytes and counts the rest as they are sent, and has the exchange recorded when
+    it closes: sent whole, cut short (AnswerCutShort), or abandoned by its client."""
+
+    def __init__(self, body, recorded):
+        self.body, self.recorded = body, recorded
+        self.head, self.length = b'', 0
+
+    def __iter__(self):
+        for chunk in self.body:
+            if len(self.head) < MAX_LOGGED_BODY:
+                self.head += chunk[:MAX_LOGGED_BODY - len(self.head)]
+            self.length += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            if hasattr(self.body, 'close'):
+                self.body.close()
+        finally:
+            recorded, self.recorded = self.recorded, None
+            if recorded is not None:
+                recorded(self.head, self.length)
 
 
 class TeeInput:

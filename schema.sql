@@ -58,6 +58,19 @@ CREATE TABLE IF NOT EXISTS link (
 );
 CREATE INDEX IF NOT EXISTS link_user_id ON link (user_id);
 
+-- How many users and groups each seat's data holds (schema version 7), kept by
+-- triggers (store.COUNT_TRIGGERS) in the transaction of every insert and delete,
+-- so that a whole collection's totalResults is one row read, however large it is.
+-- `changes` counts those inserts and deletes: while it stays the same, a user's
+-- position in the paging order stays the same too (store.PAGE_ENDS).
+CREATE TABLE IF NOT EXISTS resource_count (
+    seat    INTEGER    NOT NULL,
+    kind    VARCHAR(8) NOT NULL,  -- the table: users or groups
+    total   INTEGER    NOT NULL,
+    changes INTEGER    NOT NULL,
+    PRIMARY KEY (seat, kind)
+);
+
 -- The schema's version (store.SCHEMA_VERSION), one row: an older database is
 -- upgraded in place when a newer scimlite opens it (store.MIGRATIONS).
 CREATE TABLE IF NOT EXISTS scimlite_schema (

@@ -143,6 +143,9 @@ SELECT_CONNECTION_LIMIT = 500
 # wait (on SQLite they give their turn away meanwhile). Waits end at `lock_wait`
 # seconds: a 503. Added only then: on SQLite each thread costs every request.
 LOCK_WAITERS = 16
+# Threads added beyond those while answers are streamed, one per answer: a group of
+# 100,000 members takes seconds to send, longer to a slow client (sent_in_pieces).
+STREAM_THREADS = 4
 SECONDS_SETTINGS = ('lock_wait', 'statement_timeout')   # seconds, fractions allowed
 BOOLEAN_SETTINGS = ('quiet', 'record_exchanges')
 BOOLEANS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
@@ -458,14 +461,98 @@ def _finite_float(text):
 def scim_reply(document, status=200, location=None, version=None):
     """Write a SCIM response: the media type, and Location and ETag where given.
 
-    `document` is a dict, or JSON text already encoded (see render)."""
+    `document` is a dict, JSON text already encoded (see render), or Pieces of it:
+    those are sent as they are made (sent_in_pieces)."""
     response.status = status
     response.content_type = SCIM_MEDIA_TYPE
     if location:
         response.set_header('Location', location)
     if version is not None:
         response.set_header('ETag', etag(version))
+    if isinstance(document, Pieces):
+        return sent_in_pieces(document, f'{request.method} {request.path}')
     return (document if isinstance(document, str) else encode(document)).encode('utf-8')
+
+
+SENT_AT_ONCE = 64 * 1024   # bytes of a streamed answer handed to the server at a time
+
+
+class AnswerCutShort(Exception):
+    """A streamed answer failed after its status line went out: the connection is
+    closed before the answer's end (a chunked answer without its last chunk), which
+    every HTTP client reports as an incomplete answer."""
+
+
+def sent_in_pieces(pieces, what):
+    """The bytes of a streamed answer, in chunks of about SENT_AT_ONCE.
+
+    The first piece needs no database and goes while the request is being served
+    (Bottle takes it before it answers); the rest are made as the server sends
+    them, after the request's serving() has ended: in one of their own, with a
+    thread added to the server's meanwhile (STREAMS), so that a large answer, or a
+    client reading it slowly, does not hold up the requests behind it."""
+    pieces = iter(pieces)
+    data = next(pieces).encode('utf-8')
+    yield data
+    sent, chunk = len(data), []
+    try:
+        with store.serving(), STREAMS.one():
+            size = 0
+            for piece in pieces:
+                chunk.append(piece)
+                size += len(piece)
+                if size >= SENT_AT_ONCE:
+                    data = ''.join(chunk).encode('utf-8')
+                    chunk, size = [], 0
+                    sent += len(data)
+                    yield data
+            data = ''.join(chunk).encode('utf-8')
+    except Exception as error:
+        fault = store.storage_fault(error) or store.first_line(error)
+        log.warning('%s: answer cut short after %d bytes: %s', what, sent, fault)
+        raise AnswerCutShort(fault) from None
+    yield data
+
+
+class Streams:
+    """waitress's thread count follows what is going on: `threads`, LOCK_WAITERS
+    more while any write waits for a lock (store.watch_long_waits), and one more per
+    answer being streamed, STREAM_THREADS at most. Without a server (tests, the
+    zip's checks), only counted."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.streaming = 0
+        self.waiting = False
+        self.dispatcher = self.base = None
+
+    def serve_with(self, dispatcher, base):
+        self.dispatcher, self.base = dispatcher, base
+
+    def waits(self, waiting):
+        self.waiting = waiting
+        self.adjust()
+
+    @contextlib.contextmanager
+    def one(self):
+        with self.lock:
+            self.streaming += 1
+        self.adjust()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.streaming -= 1
+            self.adjust()
+
+    def adjust(self):
+        if self.dispatcher is not None:
+            with self.lock:
+                self.dispatcher.set_thread_count(self.base + (LOCK_WAITERS if self.waiting else 0)
+                                                 + min(self.streaming, STREAM_THREADS))
+
+
+STREAMS = Streams()
 
 
 def etag(version):
@@ -525,7 +612,8 @@ def base_url():
 
 def render(record, kind, projection=None):
     """A stored record -> the SCIM resource we answer with: JSON text, or with a
-    projection a document to project and encode.
+    projection a document to project and encode; a group whose members are a
+    store.MemberStream: a Pieces of its text.
 
     Without a projection the stored JSON text is spliced into the answer as it
     is: a page of 100 users is not parsed and encoded again (it holds no id,
@@ -534,19 +622,67 @@ def render(record, kind, projection=None):
     # membership comes from the link rows (an empty list when there is none)
     membership = kind.membership
     name, value_type, other = membership.attribute, membership.value_type, f'{base}{membership.other_endpoint}/'
-    members = [{'value': other_id, 'display': display, 'type': value_type, '$ref': other + other_id}
-               for other_id, display in record['links']]
+    links = record['links']
+    streamed = isinstance(links, store.MemberStream)
+    members = [] if streamed else [{'value': other_id, 'display': display, 'type': value_type,
+                                    '$ref': other + other_id} for other_id, display in links]
     location = f'{base}{kind.endpoint}/{record["id"]}'
-    if projection is None:
+    if projection is None or projection.drops_only(name):
         # created and lastModified are our own fixed-width UTC stamps: nothing to escape.
-        return (f'{record["json"][:-1]},"id":{quote(record["id"])},"{name}":{encode(members) if members else "[]"},'
+        listed = '' if projection else f'"{name}":{MEMBERS_HERE if streamed else encode(members)},'
+        text = (f'{record["json"][:-1]},"id":{quote(record["id"])},{listed}'
                 f'"meta":{{"resourceType":"{kind.name}","created":"{record["created"]}",'
                 f'"lastModified":"{record["last_modified"]}","location":{quote(location)},'
                 f'"version":{quote(etag(record["version"]))}}}}}')
+        return Pieces.of_members(text, links, value_type, other, None) if streamed else text
     document = {'id': record['id'], **record['resource'], name: members, 'meta': {
         'resourceType': kind.name, 'created': record['created'], 'lastModified': record['last_modified'],
         'location': location, 'version': etag(record['version'])}}
-    return projection.apply(document)
+    if not streamed:
+        return projection.apply(document)
+    # Which of a member's keys the projection keeps: those of a member it is shown.
+    document[name] = [{'value': '', 'display': '', 'type': '', '$ref': ''}]
+    projected = projection.apply(document)
+    if name not in projected:
+        return projected
+    keys = tuple(projected[name][0]) if projected[name] else ()
+    projected[name] = MEMBERS_MARK
+    return Pieces.of_members(encode(projected), links, value_type, other, keys)
+
+
+# Where a streamed group's members go in its text: a string no resource holds (a
+# value with a NUL is refused), encoded as JSON (MEMBERS_HERE).
+MEMBERS_MARK = '\x00members\x00'
+
+
+class Pieces:
+    """An answer's JSON text in pieces (str), for an answer too large to hold at
+    once: the first needs no database, the others are read as they are sent."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __iter__(self):
+        return iter(self.pieces)
+
+    @classmethod
+    def of_members(cls, text, stream, value_type, other, keys):
+        """`text` with its members (MEMBERS_HERE) read from `stream`, a piece at a
+        time; each member with only `keys` where not None."""
+        head, tail = text.split(MEMBERS_HERE, 1)
+
+        def pieces():
+            yield head + '['
+            comma = ''
+            for rows in stream:
+                members = [{'value': other_id, 'display': display, 'type': value_type, '$ref': other + other_id}
+                           for other_id, display in rows]
+                if keys is not None:
+                    members = [{key: member[key] for key in keys} for member in members]
+                yield comma + encode(members)[1:-1]
+                comma = ','
+            yield ']' + tail
+        return cls(pieces())
 
 
 quote = json.JSONEncoder(ensure_ascii=False).encode   # one JSON string
@@ -554,6 +690,9 @@ quote = json.JSONEncoder(ensure_ascii=False).encode   # one JSON string
 
 def encode(document):
     return json.dumps(document, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
+
+
+MEMBERS_HERE = encode(MEMBERS_MARK)
 
 
 # ---------------------------------------------------------------------------
@@ -843,6 +982,12 @@ class Projection:
         named = [sub for urn, attr, sub in self.paths if urn is None and attr and attr.lower() == attribute]
         return bool(named) if self.include else None not in named
 
+    def drops_only(self, attribute):
+        """Whether it only leaves out a core attribute (`excludedAttributes=groups`): then
+        the stored text is spliced without it (render), not parsed and encoded again."""
+        return not self.include and all(urn is None and attr and attr.lower() == attribute and sub is None
+                                        for urn, attr, sub in self.paths)
+
     def apply(self, document):
         if self.include:
             kept = {key: value for key, value in document.items() if key in ALWAYS_RETURNED}
@@ -913,10 +1058,25 @@ def list_response(records, total, start_index, kind, projection):
 
 
 def list_document(resources, total, start_index):
-    """A ListResponse as JSON text, of rendered resources (spliced text or documents, see render)."""
-    items = ','.join(item if isinstance(item, str) else encode(item) for item in resources)
-    return (f'{{"schemas":["{LIST_SCHEMA}"],"totalResults":{int(total)},"startIndex":{int(start_index)},'
-            f'"itemsPerPage":{len(resources)},"Resources":[{items}]}}')
+    """A ListResponse as JSON text, of rendered resources (spliced text or documents,
+    see render); Pieces if any of them is."""
+    head = (f'{{"schemas":["{LIST_SCHEMA}"],"totalResults":{int(total)},"startIndex":{int(start_index)},'
+            f'"itemsPerPage":{len(resources)},"Resources":[')
+    if any(isinstance(item, Pieces) for item in resources):
+        return Pieces(_listed_in_pieces(head, resources))
+    return head + ','.join(item if isinstance(item, str) else encode(item) for item in resources) + ']}'
+
+
+def _listed_in_pieces(head, resources):
+    yield head
+    for number, item in enumerate(resources):
+        comma = ',' if number else ''
+        if isinstance(item, Pieces):
+            yield comma
+            yield from item
+        else:
+            yield comma + (item if isinstance(item, str) else encode(item))
+    yield ']}'
 
 
 # ===========================================================================
@@ -1058,7 +1218,7 @@ STORAGE = {
     'User': Storage(
         get=lambda user_id, with_members: store.get_user(user_id),
         list=lambda where, start, count, with_members, multi_valued, sort: store.list_users(
-            where, start, count, multi_valued, sort),
+            where, start, count, multi_valued, sort, with_members),
         create=lambda resource, member_ids: store.create_user(resource),
         update=lambda user_id, change, expected, with_members: store.update_user(
             user_id, lambda current: change(current)[0], expected),
@@ -2479,9 +2639,10 @@ def connections_that_fit(connection_limit):
 def threads_while_waiting(settings, dispatcher):
     """waitress runs `threads`, and LOCK_WAITERS more while any request waits for a
     lock, so that reads go on. All at once: added one per waiting write, the writes
-    queued behind the first took a thread each a watchdog's tick after another."""
-    store.watch_long_waits(lambda waiting: dispatcher.set_thread_count(
-        settings['threads'] + (LOCK_WAITERS if waiting else 0)))
+    queued behind the first took a thread each a watchdog's tick after another.
+    And one more per answer being streamed (Streams)."""
+    STREAMS.serve_with(dispatcher, settings['threads'])
+    store.watch_long_waits(STREAMS.waits)
 
 
 def print_seat_cards(settings):
@@ -2505,6 +2666,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(levelname)s %(message)s')
     # "Task queue depth is 1" on every burst says only that all threads are busy.
     logging.getLogger('waitress.queue').setLevel(logging.ERROR)
+    # An answer cut short has its one line (sent_in_pieces), not waitress's traceback too.
+    logging.getLogger('waitress').addFilter(
+        lambda record: not (record.exc_info and record.exc_info[0] is AnswerCutShort))
     try:
         settings = load_settings(argv)
     except SettingsError as error:
