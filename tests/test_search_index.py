@@ -230,3 +230,30 @@ def test_filters_decode_what_they_stored(client, people):
         'ann.lee@example.com', 'ann lee', 'ann@work.example\nann.lee@home.example')
     stored = json.loads(store.User.get(store.User.id == people[0]).resource)
     assert stored['emails'][0]['value'] == 'ann@work.example'
+
+
+def test_a_search_with_too_many_candidates_scans_and_answers_alike(client, people, monkeypatch):
+    monkeypatch.setattr(store, 'MAX_CANDIDATES', 1)
+    assert_indexes_agree(client, monkeypatch)
+    if store.is_sqlite():
+        assert 'user_search' not in user_query_sql('userName co "example"')[0]
+        assert 'user_search' in user_query_sql('userName co "ann.lee"')[0]
+
+
+def user_query_sql(text, order_by=()):
+    where = store.filter_expression(scimfilter.parse_filter(text), store.USER_COLUMNS, store.USER_MEMBERSHIP,
+                                    {'emails': True})
+    query = store.User.select(store.User.id).where(store.in_seat(store.User, where)).order_by(*order_by)
+    return query.sql()
+
+
+def test_sqlite_takes_the_trigram_candidates_before_the_paging_index(client, people):
+    """Told how unselective the seat is (_describe_users_indexes), SQLite's planner looks
+    the candidates up rather than walking a seat's users in paging order."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's planner")
+    for text in ('userName co "ann"', 'emails[type eq "work" and value co "ann"]'):
+        for order in ([store.User.created, store.User.id], [store.User.title_key.is_null(), store.User.title_key]):
+            sql, params = user_query_sql(text, order)
+            plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
+            assert 'user_text VIRTUAL TABLE' in plan and '(id=? AND seat=?)' in plan, plan
