@@ -494,7 +494,10 @@ SEARCH_SCHEMA = {
         'table': 'CREATE TABLE IF NOT EXISTS user_search ('
                  'user_id VARCHAR(64) NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE, '
                  'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
-        'sort': _sort_indexes(' COLLATE "C"'),   # as in_code_point_order sorts
+        # As in_code_point_order sorts; userName's key is NOT NULL and unique in its seat,
+        # so one index serves both directions (read backwards, ties sorted as they come).
+        'sort': [*_sort_indexes(' COLLATE "C"'), 'CREATE INDEX IF NOT EXISTS users_sort_user_name_key ON users '
+                 '(seat, user_name_key COLLATE "C")'],
         'trigram': [f'CREATE INDEX IF NOT EXISTS user_search_{name}_trigram ON user_search '
                     f'USING gin ({name} gin_trgm_ops)' for name in SEARCHED_COLUMNS],
     },
@@ -504,14 +507,18 @@ SEARCH_SCHEMA = {
 def _make_search_schema():
     """The side table, the sort indexes and, where the database can, the trigram index
     (at every start, as schema.sql: what exists is left as it is)."""
-    global _trigram_index
+    global _trigram_index, _building
     schema = SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']
     database.execute_sql(schema['table'])
-    for statement in schema['sort']:
+    for number, statement in enumerate(schema['sort'], 1):
+        _progress(f'sort index {number} of {len(schema["sort"])}')
         database.execute_sql(statement)
     _trigram_index = None
+    _progress('trigram index')
     if _make_trigram_index(schema['trigram']):
         _trigram_index = 'fts5' if is_sqlite() else 'pg_trgm'
+    _progress('done')
+    _building = None
     if is_sqlite():
         _describe_users_indexes()
 
@@ -584,11 +591,19 @@ def _make_trigram_index(statements):
 
 
 BUILD_BATCH = 10000
+_building = None   # time.monotonic() when _build_search_index started, while it goes on
+
+
+def _progress(step):
+    if _building is not None:
+        print(f'scimlite: building search index: {step} ({time.monotonic() - _building:.0f} s so far)',
+              file=sys.stderr, flush=True)
 
 
 def _build_search_index():
     """Schema version 7 on a database with users: their sort keys and search values,
     in batches, each batch's progress on the console; then the indexes, at once."""
+    global _building
     database.execute_sql(SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']['table'])
     total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
     started, done, last = time.monotonic(), 0, ''
@@ -611,9 +626,8 @@ def _build_search_index():
                     'VALUES ({p}, {lower}({p}), {lower}({p}), {lower}({p}))', searches)
         done, last = done + len(rows), rows[-1][0]
         print(f'scimlite: building search index: {done:,} of {total:,} users', file=sys.stderr, flush=True)
-    if total:
-        print(f'scimlite: building search index: indexing ({time.monotonic() - started:.0f} s so far)',
-              file=sys.stderr, flush=True)
+    if total:   # _make_search_schema goes on with the indexes, and says so
+        _building = started
 
 
 def _write_many(sql, rows):
@@ -697,19 +711,43 @@ def _write_once():
         database.execute_sql('UPDATE scimlite_schema SET version = version')
 
 
-def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
+def _apply_schema_when_unlocked(seconds=None):
     """apply_schema, waiting out another process that is opening the same SQLite file:
     turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
     answer "database is locked" at once instead of calling its busy handler."""
-    deadline = time.monotonic() + seconds
+    seconds = BUSY_TIMEOUT_MS / 1000 if seconds is None else seconds
+    started = time.monotonic()
+    told = False
     while True:
         try:
             return apply_schema()
         except OperationalError as error:
-            if not is_sqlite() or 'locked' not in str(error) or time.monotonic() > deadline:
+            if not is_sqlite() or 'locked' not in str(error):
                 raise
+            if time.monotonic() > started + seconds:
+                # Building version 7's indexes takes minutes at a million users: another
+                # process doing that is waited for (PostgreSQL's advisory lock waits anyway).
+                if time.monotonic() > started + UPGRADE_WAIT or not _upgrade_in_progress():
+                    raise
+                if not told:
+                    print('scimlite: waiting for another scimlite to finish upgrading the database',
+                          file=sys.stderr, flush=True)
+                    told = True
             database.close()   # the next try connects again, pragmas and all
             time.sleep(0.05)
+
+
+UPGRADE_WAIT = 3600   # seconds start-up waits for another process upgrading the SQLite file
+
+
+def _upgrade_in_progress():
+    """Whether the file's schema is older than this scimlite's, read without the write
+    lock (WAL): then the process holding that lock is presumably upgrading it."""
+    try:
+        found = database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0]
+    except DatabaseError:
+        return False
+    return found is not None and found < SCHEMA_VERSION
 
 
 def _schema_statements():

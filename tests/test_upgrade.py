@@ -326,7 +326,8 @@ def test_a_version_6_database_gets_its_search_indexes_built_with_the_progress_sh
     make_old_database(database_url, version=6)
     store.open_database(database_url)
     try:
-        assert 'building search index: 3 of 3 users' in capsys.readouterr().err
+        printed = capsys.readouterr().err
+        assert 'building search index: 3 of 3 users' in printed and 'building search index: done' in printed
         assert store._trigram_index == ('fts5' if store.is_sqlite() else 'pg_trgm')
         users = [row[0] for row in store.UserSearch.select(store.UserSearch.user_name).order_by(
             store.UserSearch.user_id).tuples()]
@@ -354,3 +355,25 @@ def test_two_servers_starting_at_once_on_a_version_6_database_build_the_search_i
     finally:
         servers.stop()
     assert run_sql(database_url, [('SELECT COUNT(*) FROM user_search', ())]) == [(3,)]
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's write lock (PostgreSQL waits on its advisory lock)")
+def test_a_server_starting_while_another_upgrades_waits_for_it(database_url, monkeypatch, capsys):
+    """Building version 7's indexes takes minutes at a million users, far past the
+    start-up's usual wait for the file's write lock: a second server waits it out."""
+    import sqlite3
+    import threading
+    make_old_database(database_url, version=6)
+    upgrading = sqlite3.connect(database_url[len('sqlite:///'):], isolation_level=None, check_same_thread=False)
+    upgrading.execute('PRAGMA journal_mode = wal')
+    upgrading.execute('BEGIN IMMEDIATE')
+    finish = threading.Timer(1.5, lambda: (upgrading.execute('ROLLBACK'), upgrading.close()))
+    monkeypatch.setattr(store, 'BUSY_TIMEOUT_MS', 300)
+    finish.start()
+    try:
+        store.open_database(database_url)
+        assert 'waiting for another scimlite to finish upgrading' in capsys.readouterr().err
+        assert store.UserSearch.select().count() == 3
+    finally:
+        finish.join()
+        store.close_database()
