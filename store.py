@@ -475,7 +475,7 @@ SEARCH_SCHEMA = {
         'sort': _sort_indexes(''),
         'trigram': [
             "CREATE VIRTUAL TABLE user_text USING fts5(user_name, display_name, emails, content='user_search', "
-            "content_rowid='row', tokenize='trigram')",
+            "content_rowid='row', tokenize='trigram', columnsize=0)",
             'CREATE TRIGGER IF NOT EXISTS user_search_added AFTER INSERT ON user_search BEGIN '
             'INSERT INTO user_text (rowid, user_name, display_name, emails) '
             'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
@@ -617,11 +617,10 @@ def _build_search_index():
         for user_id, user_name, display_name, text in rows:
             resource = json.loads(text)
             sort = _sort_values(resource)
-            sorts.append((*(sort[name] for name in SORT_VALUES), sort['sort_odd'], user_id))
+            sorts.append((*(sort[f'sort_{name}'] for name in SORT_VALUES), sort['sort_odd'], user_id))
             searches.append((user_id, user_name, display_name, _email_values(resource)))
-        _write_many('UPDATE users SET display_name_key = {lower}(display_name), title_key = {lower}({p}), '
-                    'family_name_key = {lower}({p}), given_name_key = {lower}({p}), email_key = {lower}({p}), '
-                    'sort_odd = {p} WHERE id = {p}', sorts)
+        keys = ', '.join(f'{name}_key = {{lower}}({{p}})' for name in SORT_VALUES)
+        _write_many(f'UPDATE users SET {keys}, sort_odd = {{p}} WHERE id = {{p}}', sorts)
         _write_many('INSERT INTO user_search (user_id, user_name, display_name, emails) '
                     'VALUES ({p}, {lower}({p}), {lower}({p}), {lower}({p}))', searches)
         done, last = done + len(rows), rows[-1][0]
@@ -639,21 +638,22 @@ def _write_many(sql, rows):
         execute_batch(database.cursor(), sql, rows, page_size=1000)
 
 
-# What sortBy sorts by, from the resource: each a string or None (SORT_VALUES).
-SORT_VALUES = {'title': ('title',), 'family_name': ('name', 'familyName'), 'given_name': ('name', 'givenName'),
-               'email': None}
+# What sortBy sorts by, from the resource: users.<name>_key, each a string or None.
+SORT_VALUES = {'display_name': ('displayName',), 'title': ('title',), 'family_name': ('name', 'familyName'),
+               'given_name': ('name', 'givenName'), 'email': None}
 
 
 def _sort_values(resource):
-    """{title, family_name, given_name, email: the string sortBy sorts by, or None;
-    sort_odd: whether one of them is there but not a string}: the database lower-cases
+    """{sort_<name>: the string sortBy sorts by, or None, for each of SORT_VALUES;
+    sort_odd: whether one of them is there but not a string, or longer than an index
+    entry may be (PostgreSQL's B-tree refuses 2,704 bytes)}: the database lower-cases
     them as it writes them (USER_INSERT), as sort_expression's JSON path would."""
     values, odd = {}, False
     for name, keys in SORT_VALUES.items():
         found = _primary_email(resource.get('emails')) if keys is None else _at(resource, keys)
-        if found is not None and not isinstance(found, str):
+        if found is not None and not (isinstance(found, str) and len(found.encode('utf-8')) <= MAX_INDEXED_BYTES):
             odd, found = True, None
-        values[name] = found
+        values[f'sort_{name}'] = found
     values['sort_odd'] = odd
     return values
 
@@ -1791,8 +1791,7 @@ def sort_expression(model, columns, multi_valued, path):
     primary value (its first value when none is primary). Text sorts ignoring case,
     in code-point order; numbers before text, numerically."""
     key = _attr_key(path)
-    if model is User and not path.urn and key in SORT_KEY_COLUMNS and (
-            key == 'displayname' or not _odd_sort_values()):   # display_name_key is the column's
+    if model is User and not path.urn and key in SORT_KEY_COLUMNS and not _odd_sort_values():
         return in_code_point_order(SORT_KEY_COLUMNS[key])
     if not path.urn and key in columns:
         column = columns[key]
@@ -1924,20 +1923,34 @@ def _user_columns(resource):
 USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'active', 'resource')
 
 
-def _user_writes():
-    """The columns a user's write sets, from the slots _user_columns fills: the sort
+SORT_WRITABLE = (*(f'sort_{name}' for name in SORT_VALUES), 'sort_odd')
+
+
+def _user_writes(names=USER_WRITABLE + SORT_WRITABLE):
+    """The columns a user's write sets, of `names` (_user_columns' keys): the sort
     keys lower-cased by the database, as sort_expression's JSON path lower-cases."""
-    return {**{name: slot(name) for name in USER_WRITABLE}, 'display_name_key': lower(slot('display_name')),
-            **{f'{name}_key': lower(slot(name)) for name in SORT_VALUES}, 'sort_odd': slot('sort_odd')}
+    return {f'{name[5:]}_key' if name.startswith('sort_') and name != 'sort_odd' else name:
+            lower(slot(name)) if name.startswith('sort_') and name != 'sort_odd' else slot(name) for name in names}
 
 
 USER_INSERT = Prepared(lambda: User.insert(
     id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
     **_user_writes()))
-# Optimistic: the update lands only on the version that was read.
-USER_UPDATE = Prepared(lambda: User.update(
-    version=User.version + 1, last_modified=slot('stamp'),
-    **_user_writes()).where((User.id == slot('id')) & (User.version == slot('version'))))
+_USER_UPDATES = {}
+
+
+def _user_update(before, after):
+    """The UPDATE of a user's row from `before` to `after` (_user_columns): optimistic,
+    it lands only on the version that was read. It sets the sort keys and externalId
+    only where they change: SQLite rewrites an index entry of every column SET, changed
+    or not, and each sorted column has two indexes."""
+    names = tuple(name for name in USER_WRITABLE + SORT_WRITABLE
+                  if name not in SORT_WRITABLE + ('external_id',) or before[name] != after[name])
+    if names not in _USER_UPDATES:
+        _USER_UPDATES[names] = Prepared(lambda: User.update(
+            version=User.version + 1, last_modified=slot('stamp'),
+            **_user_writes(names)).where((User.id == slot('id')) & (User.version == slot('version'))))
+    return _USER_UPDATES[names]
 
 
 class UserSearch(BaseModel):
@@ -2302,7 +2315,9 @@ def update_user(user_id, change, expected_versions=None):
             stamp = now()
             try:
                 with writer_turn(), database.atomic():
-                    written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
+                    before = {'external_id': record['resource'].get('externalId'), **_sort_values(record['resource'])}
+                    written = _user_update(before, columns).changed(id=user_id, version=record['version'], stamp=stamp,
+                                                                    **columns)
                     if written and _searched_changed(record['resource'], columns):
                         SEARCH_UPDATE.execute(id=user_id, **columns)
             except IntegrityError as error:

@@ -124,6 +124,15 @@ def test_a_seat_with_a_title_that_is_not_a_string_sorts_by_the_json_path(client,
     assert total == len(USERS) + 2
 
 
+def test_a_title_longer_than_an_index_entry_sorts_by_the_json_path(client, people, monkeypatch):
+    """PostgreSQL's B-tree refuses an entry over 2,704 bytes: such a value is left out
+    of the sort keys, and its seat sorts as before."""
+    user_id = create(client, 0, userName='long@example.com', title='T' * 3000, displayName='D' * 3000)
+    put_user(client, user_id, 0, userName='long@example.com', title='U' * 6000)
+    assert store._odd_sort_values()
+    assert_indexes_agree(client, monkeypatch)
+
+
 def put_user(client, user_id, number, **attributes):
     client.put(f'/Users/{user_id}', {'schemas': [sampledata.USER_SCHEMA], **USERS[number], **attributes}, status=200)
 
