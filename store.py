@@ -459,8 +459,10 @@ SEARCHED_COLUMNS = ('user_name', 'display_name', 'emails')
 
 
 def _sort_indexes(collate):
+    # Each expression as sort_expression spells it: PostgreSQL matches an index's
+    # expressions to the ORDER BY's as written, COLLATE and all.
     return [f'CREATE INDEX IF NOT EXISTS users_sort_{name}{suffix} ON users '
-            f'(seat, ({name} IS NULL), {name}{collate}{direction}, created, id)'
+            f'(seat, (({name}{collate}) IS NULL), {name}{collate}{direction}, created, id)'
             for name in SORTED_COLUMNS for suffix, direction in (('', ''), ('_desc', ' DESC'))]
 
 

@@ -266,3 +266,23 @@ def test_sqlite_takes_the_trigram_candidates_before_the_paging_index(client, peo
             sql, params = user_query_sql(text, order)
             plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
             assert 'user_text VIRTUAL TABLE' in plan and '(id=? AND seat=?)' in plan, plan
+
+
+@pytest.mark.parametrize('descending', [False, True])
+@pytest.mark.parametrize('attribute, index', [('title', 'users_sort_title_key'), ('emails', 'users_sort_email_key'),
+                                              ('externalId', 'users_sort_external_id')])
+def test_a_sorted_page_walks_its_index(client, people, attribute, index, descending):
+    """The ORDER BY is spelt as the index is (its COLLATE too, on PostgreSQL): no sort."""
+    sort_key = store.sort_expression(store.User, store.USER_COLUMNS, {'emails': True},
+                                     scimfilter.AttrPath(attribute))
+    keys = store.User.select(store.User.id).where(store.User.seat == 0).order_by(
+        sort_key.is_null(), sort_key.desc() if descending else sort_key, store.User.created, store.User.id).limit(100)
+    sql, params = keys.sql()
+    if store.is_sqlite():
+        plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
+        assert index in plan and 'TEMP B-TREE' not in plan, plan
+    else:
+        with store.database.atomic():
+            store.database.execute_sql('SET LOCAL enable_seqscan = off')
+            plan = ' '.join(row[0] for row in store.database.execute_sql('EXPLAIN ' + sql, params))
+        assert index in plan and 'Sort' not in plan, plan
