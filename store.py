@@ -458,12 +458,12 @@ SORTED_COLUMNS = ('display_name_key', 'title_key', 'family_name_key', 'given_nam
 SEARCHED_COLUMNS = ('user_name', 'display_name', 'emails')
 
 
-def _sort_indexes(collate):
+def _sort_indexes(collate, names=SORTED_COLUMNS):
     # Each expression as sort_expression spells it: PostgreSQL matches an index's
     # expressions to the ORDER BY's as written, COLLATE and all.
     return [f'CREATE INDEX IF NOT EXISTS users_sort_{name}{suffix} ON users '
             f'(seat, (({name}{collate}) IS NULL), {name}{collate}{direction}, created, id)'
-            for name in SORTED_COLUMNS for suffix, direction in (('', ''), ('_desc', ' DESC'))]
+            for name in names for suffix, direction in (('', ''), ('_desc', ' DESC'))]
 
 
 # The side table differs by database: on SQLite its rowid is the FTS5 table's, so it
@@ -496,10 +496,9 @@ SEARCH_SCHEMA = {
         'table': 'CREATE TABLE IF NOT EXISTS user_search ('
                  'user_id VARCHAR(64) NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE, '
                  'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
-        # As in_code_point_order sorts; userName's key is NOT NULL and unique in its seat,
-        # so one index serves both directions (read backwards, ties sorted as they come).
-        'sort': [*_sort_indexes(' COLLATE "C"'), 'CREATE INDEX IF NOT EXISTS users_sort_user_name_key ON users '
-                 '(seat, user_name_key COLLATE "C")'],
+        # As in_code_point_order sorts: userName too, whose COLLATE hides from _page_of_keys
+        # that its key is NOT NULL (SQLite sorts it by users_seat_user_name_key).
+        'sort': _sort_indexes(' COLLATE "C"', SORTED_COLUMNS + ('user_name_key',)),
         'trigram': [f'CREATE INDEX IF NOT EXISTS user_search_{name}_trigram ON user_search '
                     f'USING gin ({name} gin_trgm_ops)' for name in SEARCHED_COLUMNS],
     },

@@ -6,6 +6,7 @@ every kind of write, where the database has no trigram index, and after an upgra
 import json
 import urllib.parse
 
+import peewee
 import pytest
 
 import sampledata
@@ -270,13 +271,15 @@ def test_sqlite_takes_the_trigram_candidates_before_the_paging_index(client, peo
 
 @pytest.mark.parametrize('descending', [False, True])
 @pytest.mark.parametrize('attribute, index', [('title', 'users_sort_title_key'), ('emails', 'users_sort_email_key'),
-                                              ('externalId', 'users_sort_external_id')])
+                                              ('externalId', 'users_sort_external_id'),
+                                              ('userName', 'users_s')])   # SQLite: users_seat_user_name_key
 def test_a_sorted_page_walks_its_index(client, people, attribute, index, descending):
     """The ORDER BY is spelt as the index is (its COLLATE too, on PostgreSQL): no sort."""
     sort_key = store.sort_expression(store.User, store.USER_COLUMNS, {'emails': True},
                                      scimfilter.AttrPath(attribute))
-    keys = store.User.select(store.User.id).where(store.User.seat == 0).order_by(
-        sort_key.is_null(), sort_key.desc() if descending else sort_key, store.User.created, store.User.id).limit(100)
+    nulls_last = [] if isinstance(sort_key, peewee.Field) and not sort_key.null else [sort_key.is_null()]
+    keys = store.User.select(store.User.id).where(store.User.seat == 0).order_by(   # as _page_of_keys orders
+        *nulls_last, sort_key.desc() if descending else sort_key, store.User.created, store.User.id).limit(100)
     sql, params = keys.sql()
     if store.is_sqlite():
         plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
