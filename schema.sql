@@ -17,7 +17,17 @@ CREATE TABLE IF NOT EXISTS users (
     version       INTEGER     NOT NULL DEFAULT 1,  -- meta.version and the ETag
     created       TEXT        NOT NULL,  -- UTC, fixed width, so text order is time order
     last_modified TEXT        NOT NULL,
-    seat          INTEGER     NOT NULL DEFAULT 0  -- whose data (version 6): 0 the server's own, else a seat
+    seat          INTEGER     NOT NULL DEFAULT 0,  -- whose data (version 6): 0 the server's own, else a seat
+    -- What sortBy sorts by (version 7), lower-cased by the database as the sort
+    -- compares: each string attribute's value, NULL when it is absent or not a string;
+    -- sort_odd is TRUE when one is there but not a string (a number, an object): its
+    -- seat's sorts then take today's path, through the JSON (store.sort_expression).
+    display_name_key TEXT,
+    title_key        TEXT,
+    family_name_key  TEXT,
+    given_name_key   TEXT,
+    email_key        TEXT,    -- the primary email's value, else the first one's
+    sort_odd         BOOLEAN NOT NULL DEFAULT FALSE
 );
 -- Every lookup is within one seat's data (0: the server's own, all there is without
 -- seats), so the unique and paging indexes start with the seat; the others are
@@ -28,6 +38,11 @@ CREATE INDEX IF NOT EXISTS users_external_id ON users (external_id);
 CREATE INDEX IF NOT EXISTS users_id_seat ON users (id, seat);
 -- The paging order: stable whatever startIndex and count are.
 CREATE INDEX IF NOT EXISTS users_seat_created_id ON users (seat, created, id);
+-- Whether a seat holds a user whose sort values are not all strings (version 7).
+CREATE INDEX IF NOT EXISTS users_seat_sort_odd ON users (seat) WHERE sort_odd;
+-- The sort indexes (one per attribute and direction, their first column "IS NULL"
+-- as the nulls-last ORDER BY spells it) and the search side table user_search differ
+-- between the databases: store.SEARCH_SCHEMA makes them, after this file.
 
 -- A group's displayName is unique too, ignoring case (schema version 4): the UNIQUE
 -- index is on display_name_unique, the lower-cased name a group holds. It is NULL
@@ -58,7 +73,7 @@ CREATE TABLE IF NOT EXISTS link (
 );
 CREATE INDEX IF NOT EXISTS link_user_id ON link (user_id);
 
--- How many users and groups each seat's data holds (schema version 7), kept by
+-- How many users and groups each seat's data holds (schema version 8), kept by
 -- triggers (store.COUNT_TRIGGERS) in the transaction of every insert and delete,
 -- so that a whole collection's totalResults is one row read, however large it is.
 -- `changes` counts those inserts and deletes: while it stays the same, a user's

@@ -310,7 +310,7 @@ def _postgresql(url, lock_wait, statement_timeout):
     return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300, **params)
 
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -327,7 +327,10 @@ SCHEMA_VERSION = 7
 #    they are (0, the server's own, for every row there was), and the unique and
 #    paging indexes start with it (schema.sql makes the new ones, after this); the
 #    seat and sample_data tables are new.
-# 7: resource_count, each seat's users and groups counted by triggers; the new table
+# 7: search and sort indexes: users' sort key columns, and the user_search side
+#    table with its trigram index (SEARCH_SCHEMA), built from every user there is,
+#    with its progress on the console (_build_search_index).
+# 8: resource_count, each seat's users and groups counted by triggers; the new table
 #    comes from schema.sql, its rows from _keep_counts, which makes the triggers.
 MIGRATIONS = {
     2: [],
@@ -348,7 +351,13 @@ MIGRATIONS = {
         'DROP INDEX IF EXISTS groups_display_name_unique',
         'DROP INDEX IF EXISTS groups_created_id',
     ],
-    7: [],
+    7: [
+        *(f'ALTER TABLE users ADD COLUMN {name} TEXT' for name in (
+            'display_name_key', 'title_key', 'family_name_key', 'given_name_key', 'email_key')),
+        'ALTER TABLE users ADD COLUMN sort_odd BOOLEAN NOT NULL DEFAULT FALSE',
+        lambda: _build_search_index(),
+    ],
+    8: [],
 }
 # The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
 # type, before or after DEFAULT (a database browser rewrites the CREATE statement).
@@ -420,6 +429,7 @@ def apply_schema():
                 statement() if callable(statement) else database.execute_sql(statement)
         for statement in _schema_statements():
             database.execute_sql(statement)
+        _make_search_schema()
         _keep_counts()
         if found < SCHEMA_VERSION or 'scimlite_schema' not in tables:
             database.execute_sql('DELETE FROM scimlite_schema')
@@ -494,6 +504,285 @@ def _count_rows_for(seats):
                 VALUES ({int(number)}, '{table}', 0, 0) ON CONFLICT (seat, kind) DO NOTHING""")
 
 
+# ---------------------------------------------------------------------------
+# Search and sort indexes (schema version 7)
+# ---------------------------------------------------------------------------
+# `userName co "ann"` and its kin, on userName, displayName and emails' values, are
+# narrowed by a trigram index to the few users that can match, and the exact test
+# (_compare) runs on those only: the index never decides a match alone. It is a side
+# table, user_search, of each user's values lower-cased (the stored JSON stays as it
+# is), indexed by SQLite's FTS5 trigram tokenizer (SQLite 3.34 or newer) or
+# PostgreSQL's pg_trgm. Where neither is there, the side table is kept all the same
+# and filters scan as before. The write paths keep it (_write_search_values); a
+# deleted user's row goes with it (ON DELETE CASCADE), and on SQLite the FTS5 table
+# follows user_search by triggers.
+#
+# sortBy on the attributes IdPs and the dashboard sort by walks an index of its
+# own per direction: users' sort key columns, whose indexes start with the seat and
+# with the "IS NULL" term the nulls-last ORDER BY starts with (_page_of_keys).
+
+TRIGRAM_EXTENSION = 'pg_trgm'   # PostgreSQL's (tests name one that is not there)
+# The trigram index in use: 'fts5', 'pg_trgm', or None (filters scan); set at open.
+_trigram_index = None
+
+SORTED_COLUMNS = ('display_name_key', 'title_key', 'family_name_key', 'given_name_key', 'email_key',
+                  'external_id')
+SEARCHED_COLUMNS = ('user_name', 'display_name', 'emails')
+
+
+# The sort keys with an index of their own, per direction: title, which the
+# dashboard and conformance tools sort by (userName's unique index serves it on
+# SQLite). Each index costs every create and every change of its value (all six
+# sort keys indexed both ways cost a create 165 µs, 2.6 times its CPU before); the
+# other sort keys are sorted from their column, without reading the JSON.
+INDEXED_SORTS = ('title_key',)
+
+
+def _sort_indexes(collate, names=INDEXED_SORTS):
+    # Each expression as sort_expression spells it: PostgreSQL matches an index's
+    # expressions to the ORDER BY's as written, COLLATE and all.
+    return [f'CREATE INDEX IF NOT EXISTS users_sort_{name}{suffix} ON users '
+            f'(seat, (({name}{collate}) IS NULL), {name}{collate}{direction}, created, id)'
+            for name in names for suffix, direction in (('', ''), ('_desc', ' DESC'))]
+
+
+# The side table differs by database: on SQLite its rowid is the FTS5 table's, so it
+# is an INTEGER PRIMARY KEY (VACUUM renumbers an implicit rowid, and would scramble
+# the index).
+SEARCH_SCHEMA = {
+    'sqlite': {
+        'table': 'CREATE TABLE IF NOT EXISTS user_search (row INTEGER PRIMARY KEY, '
+                 'user_id VARCHAR(64) NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE, '
+                 'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
+        'sort': _sort_indexes(''),
+        'trigram': [
+            "CREATE VIRTUAL TABLE user_text USING fts5(user_name, display_name, emails, content='user_search', "
+            "content_rowid='row', tokenize='trigram', columnsize=0)",
+            'CREATE TRIGGER IF NOT EXISTS user_search_added AFTER INSERT ON user_search BEGIN '
+            'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+            'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
+            'CREATE TRIGGER IF NOT EXISTS user_search_removed AFTER DELETE ON user_search BEGIN '
+            "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+            "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); END",
+            'CREATE TRIGGER IF NOT EXISTS user_search_changed AFTER UPDATE ON user_search BEGIN '
+            "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+            "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); "
+            'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+            'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
+            "INSERT INTO user_text (user_text) VALUES ('rebuild')",   # from what user_search holds
+        ],
+    },
+    'postgresql': {
+        'table': 'CREATE TABLE IF NOT EXISTS user_search ('
+                 'user_id VARCHAR(64) NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE, '
+                 'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
+        # As in_code_point_order sorts: userName too, whose COLLATE hides from _page_of_keys
+        # that its key is NOT NULL (SQLite sorts it by users_seat_user_name_key).
+        'sort': _sort_indexes(' COLLATE "C"', INDEXED_SORTS + ('user_name_key',)),
+        'trigram': [f'CREATE INDEX IF NOT EXISTS user_search_{name}_trigram ON user_search '
+                    f'USING gin ({name} gin_trgm_ops)' for name in SEARCHED_COLUMNS],
+    },
+}
+
+
+def _make_search_schema():
+    """The side table, the sort indexes and, where the database can, the trigram index
+    (at every start, as schema.sql: what exists is left as it is)."""
+    global _trigram_index, _building
+    schema = SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']
+    database.execute_sql(schema['table'])
+    for number, statement in enumerate(schema['sort'], 1):
+        _progress(f'sort index {number} of {len(schema["sort"])}')
+        database.execute_sql(statement)
+    _trigram_index = None
+    _progress('trigram index')
+    if _make_trigram_index(schema['trigram']):
+        _trigram_index = 'fts5' if is_sqlite() else 'pg_trgm'
+    _progress('done')
+    _building = None
+    if is_sqlite():
+        _describe_users_indexes()
+
+
+# SQLite's planner, with no statistics (nobody runs ANALYZE), takes `seat = ?` to
+# match ten rows of any index that starts with the seat: it then walks the paging
+# index, in (created, id) order, through all of a seat's million users for `userName
+# co "ann"`, rather than take the trigram index's thirty candidates and sort them.
+# So the users table's indexes are described to it as they are: the seat picks out
+# (nearly) every row, a sort key many, the rest one. Rewritten at each start for the
+# indexes there are then, marked as ours ("scimlite", a word SQLite skips); a real
+# ANALYZE's figures (no mark) are left as they are.
+PLANNER_ROWS = 1000000
+SORT_KEY_ROWS = 100
+
+
+def _describe_users_indexes():
+    rows = database.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")
+    if rows.fetchone() is None:
+        database.execute_sql('ANALYZE sqlite_schema')   # makes sqlite_stat1, empty
+    if database.execute_sql("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'users' AND stat NOT LIKE '% scimlite'"
+                            ).fetchone():
+        return
+    described = []
+    for name, partial in database.execute_sql(
+            "SELECT name, sql LIKE '% WHERE %' FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'"):
+        rows = PLANNER_ROWS if not partial else 1   # a partial index: users_seat_sort_odd's few
+        estimates = [rows]
+        for _, _, column, _, _, key in database.execute_sql(f'PRAGMA index_xinfo("{name}")').fetchall():
+            if not key:
+                continue
+            if column not in ('seat', None):   # None: an expression, (key IS NULL)
+                rows = min(rows, SORT_KEY_ROWS if column.endswith('_key') and column != 'user_name_key' else 1)
+            estimates.append(rows)
+        described.append(('users', name, ' '.join(map(str, estimates)) + ' scimlite'))
+    current = database.execute_sql("SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl = 'users' ORDER BY idx")
+    if sorted(described) != [tuple(row) for row in current.fetchall()]:
+        database.execute_sql("DELETE FROM sqlite_stat1 WHERE tbl = 'users'")
+        database.cursor().executemany('INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)', described)
+        database.execute_sql('ANALYZE sqlite_schema')   # this connection reads them now; the others as they open
+
+
+def _make_trigram_index(statements):
+    """Whether the trigram index is there, made now if it was not. SQLite without
+    FTS5 or its trigram tokenizer, or PostgreSQL without pg_trgm (not installed, or
+    no right to create it): False, and nothing changed."""
+    if is_sqlite():
+        if 'user_text' in database.get_tables() or database.execute_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
+            return True
+        try:
+            with savepoint():
+                for statement in statements:
+                    database.execute_sql(statement)
+        except OperationalError as error:   # no such module: fts5, no such tokenizer: trigram
+            log.warning('no trigram index for searches (%s): co/sw/ew filters scan', first_line(error))
+            return False
+        return True
+    try:
+        with savepoint():
+            database.execute_sql(f'CREATE EXTENSION IF NOT EXISTS {TRIGRAM_EXTENSION}')
+    except DatabaseError as error:
+        if not database.execute_sql('SELECT 1 FROM pg_extension WHERE extname = %s', (TRIGRAM_EXTENSION,)).fetchone():
+            log.warning('no trigram index for searches (%s: %s): co/sw/ew filters scan', TRIGRAM_EXTENSION,
+                        first_line(error))
+            return False
+    for statement in statements:
+        database.execute_sql(statement)
+    return True
+
+
+BUILD_BATCH = 10000
+_building = None   # time.monotonic() when _build_search_index started, while it goes on
+
+
+def _progress(step):
+    if _building is not None:
+        print(f'scimlite: building search index: {step} ({time.monotonic() - _building:.0f} s so far)',
+              file=sys.stderr, flush=True)
+
+
+def _build_search_index():
+    """Schema version 7 on a database with users: their sort keys and search values,
+    in batches, each batch's progress on the console; then the indexes, at once."""
+    global _building
+    database.execute_sql(SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']['table'])
+    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
+    started, done, last = time.monotonic(), 0, ''
+    while True:
+        rows = database.execute_sql(
+            f'SELECT id, user_name, display_name, resource FROM users WHERE id > {database.param} '
+            f'ORDER BY id LIMIT {BUILD_BATCH}', (last,)).fetchall()
+        if not rows:
+            break
+        sorts, searches = [], []
+        for user_id, user_name, display_name, text in rows:
+            resource = json.loads(text)
+            sort = _sort_values(resource)
+            sorts.append((*(sort[f'sort_{name}'] for name in SORT_VALUES), sort['sort_odd'], user_id))
+            searches.append((user_id, user_name, display_name, _email_values(resource)))
+        keys = ', '.join(f'{name}_key = {{lower}}({{p}})' for name in SORT_VALUES)
+        _write_many(f'UPDATE users SET {keys}, sort_odd = {{p}} WHERE id = {{p}}', sorts)
+        _write_many('INSERT INTO user_search (user_id, user_name, display_name, emails) '
+                    'VALUES ({p}, {lower}({p}), {lower}({p}), {lower}({p}))', searches)
+        done, last = done + len(rows), rows[-1][0]
+        print(f'scimlite: building search index: {done:,} of {total:,} users', file=sys.stderr, flush=True)
+    if total:   # _make_search_schema goes on with the indexes, and says so
+        _building = started
+
+
+def _write_many(sql, rows):
+    sql = sql.format(p=database.param, lower='scim_lower' if is_sqlite() else 'lower')
+    if is_sqlite():
+        database.cursor().executemany(sql, rows)
+    else:   # psycopg2's executemany is a round trip a row
+        from psycopg2.extras import execute_batch
+        execute_batch(database.cursor(), sql, rows, page_size=1000)
+
+
+# What sortBy sorts by, from the resource: users.<name>_key, each a string or None.
+SORT_VALUES = {'display_name': ('displayName',), 'title': ('title',), 'family_name': ('name', 'familyName'),
+               'given_name': ('name', 'givenName'), 'email': None}
+
+
+def _sort_values(resource):
+    """{sort_<name>: the string sortBy sorts by, or None, for each of SORT_VALUES;
+    sort_odd: whether one of them is there but not a string, or longer than an index
+    entry may be (PostgreSQL's B-tree refuses 2,704 bytes)}: the database lower-cases
+    them as it writes them (USER_INSERT), as sort_expression's JSON path would."""
+    values, odd = {}, False
+    for name, keys in SORT_VALUES.items():
+        found = _primary_email(resource.get('emails')) if keys is None else _at(resource, keys)
+        if found is not None and not (isinstance(found, str) and len(found.encode('utf-8')) <= MAX_INDEXED_BYTES):
+            odd, found = True, None
+        values[f'sort_{name}'] = found
+    values['sort_odd'] = odd
+    return values
+
+
+def _at(resource, keys):
+    found = resource
+    for key in keys:
+        found = found.get(key) if isinstance(found, dict) else None
+    return found
+
+
+_ODD = object()   # not a string, nor absent: a sort by it takes the JSON path
+
+
+def _primary_email(emails):
+    """The value of the first email whose primary is true, else of the first one, as
+    sort_expression's JSON path picks it; _ODD where that path might differ."""
+    if emails is None or emails == []:
+        return None
+    if not isinstance(emails, list) or not all(isinstance(item, dict) and isinstance(item.get('primary', False), bool)
+                                               for item in emails):
+        return _ODD
+    chosen = next((item for item in emails if item.get('primary') is True), emails[0])
+    return chosen.get('value')
+
+
+def _email_values(resource):
+    """Every string an emails filter could compare, one a line: each email's value, and
+    every string anywhere in an emails that is not a list of objects."""
+    emails = resource.get('emails')
+    if emails is None:
+        return None
+    if isinstance(emails, list):
+        found = [item.get('value') if isinstance(item, dict) else _strings(item) for item in emails]
+        found = [value for part in found for value in (part if isinstance(part, list) else [part])]
+    else:
+        found = _strings(emails)
+    return '\n'.join(value for value in found if isinstance(value, str)) or None
+
+
+def _strings(value):
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [text for item in value for text in _strings(item)] if isinstance(value, list) else []
+
+
 def _write_once():
     """Write, changing nothing: a read-only file, file system or database (a full
     disk, too) is then a one-line error at start, not a failure at the first write.
@@ -503,19 +792,43 @@ def _write_once():
         database.execute_sql('UPDATE scimlite_schema SET version = version')
 
 
-def _apply_schema_when_unlocked(seconds=BUSY_TIMEOUT_MS / 1000):
+def _apply_schema_when_unlocked(seconds=None):
     """apply_schema, waiting out another process that is opening the same SQLite file:
     turning a rollback-journal file into WAL takes an exclusive lock, and SQLite can
     answer "database is locked" at once instead of calling its busy handler."""
-    deadline = time.monotonic() + seconds
+    seconds = BUSY_TIMEOUT_MS / 1000 if seconds is None else seconds
+    started = time.monotonic()
+    told = False
     while True:
         try:
             return apply_schema()
         except OperationalError as error:
-            if not is_sqlite() or 'locked' not in str(error) or time.monotonic() > deadline:
+            if not is_sqlite() or 'locked' not in str(error):
                 raise
+            if time.monotonic() > started + seconds:
+                # Building version 7's indexes takes minutes at a million users: another
+                # process doing that is waited for (PostgreSQL's advisory lock waits anyway).
+                if time.monotonic() > started + UPGRADE_WAIT or not _upgrade_in_progress():
+                    raise
+                if not told:
+                    print('scimlite: waiting for another scimlite to finish upgrading the database',
+                          file=sys.stderr, flush=True)
+                    told = True
             database.close()   # the next try connects again, pragmas and all
             time.sleep(0.05)
+
+
+UPGRADE_WAIT = 3600   # seconds start-up waits for another process upgrading the SQLite file
+
+
+def _upgrade_in_progress():
+    """Whether the file's schema is older than this scimlite's, read without the write
+    lock (WAL): then the process holding that lock is presumably upgrading it."""
+    try:
+        found = database.execute_sql('SELECT MAX(version) FROM scimlite_schema').fetchone()[0]
+    except DatabaseError:
+        return False
+    return found is not None and found < SCHEMA_VERSION
 
 
 def _schema_statements():
@@ -702,6 +1015,13 @@ class User(BaseModel):
     created = TextField()
     last_modified = TextField()
     seat = IntegerField(default=0)   # whose data: INSTRUCTOR's, or a workshop seat's
+    # What sortBy sorts by (schema version 7; SORT_KEYS, _sort_values)
+    display_name_key = TextField(null=True)
+    title_key = TextField(null=True)
+    family_name_key = TextField(null=True)
+    given_name_key = TextField(null=True)
+    email_key = TextField(null=True)
+    sort_odd = BooleanField(default=False)
 
     class Meta:
         table_name = 'users'
@@ -1116,7 +1436,8 @@ class _FilterTranslator:
         if core and path.attr == self.membership[0]:
             return self.membership_exists(path.sub or 'value', op, value, str(path))
         if core and key in self.columns:
-            return self.columns[key].expression(op, value, str(path))
+            return self.narrowed(SEARCHED_ATTRIBUTES.get(key), op, value,
+                                 self.columns[key].expression(op, value, str(path)))
         if core and path.attr == 'meta':
             raise UnsupportedFilter(f'{path} cannot be searched: only meta.resourceType, meta.created '
                                     'and meta.lastModified')
@@ -1130,7 +1451,8 @@ class _FilterTranslator:
             if path.sub and not complex_values:
                 raise UnsupportedFilter(f'{path} has no sub-attributes: its values are simple')
             item_keys = [path.sub or 'value'] if complex_values else []
-            return self.any_item(attr_keys, self.json.compare(ITEM, item_keys, op, value))
+            return self.narrowed(SEARCHED_ATTRIBUTES.get(key) if not path.urn else None, op, value,
+                                 self.any_item(attr_keys, self.json.compare(ITEM, item_keys, op, value)))
         keys = attr_keys + ([path.sub] if path.sub else [])
         return self.json.compare(self.document, keys, op, value)
 
@@ -1143,7 +1465,11 @@ class _FilterTranslator:
             raise UnsupportedFilter(f'inside {self.membership[0]}[...] give one comparison')
         if not self.multi_valued.get(_multi_valued_key(path)):
             raise UnsupportedFilter(f'{path} is not a multi-valued complex attribute: it takes no [filter]')
-        return self.any_item(_stored_keys(path), self.item_filter(expr.filter))
+        matched = self.any_item(_stored_keys(path), self.item_filter(expr.filter))
+        if path.urn or _attr_key(path) != 'emails':
+            return matched
+        value_test = _value_test(expr.filter)
+        return self.narrowed('emails', *value_test, matched) if value_test else matched
 
     def item_filter(self, expr):
         """A filter inside `attr[...]`: its names are sub-attributes of one element."""
@@ -1153,6 +1479,29 @@ class _FilterTranslator:
             raise UnsupportedFilter('inside [...] name sub-attributes only, e.g. emails[type eq "work"]')
         op, value = _op_and_value(expr)
         return self.json.compare(ITEM, [expr.path.attr], op, value)
+
+    def narrowed(self, searched, op, value, matched):
+        """`matched`, and, where the trigram index can find a superset of its users
+        (a string of 3 characters or more that every match contains), within those:
+        the index narrows, `matched` decides."""
+        if (self.model is not User or searched is None or op not in ('eq', 'co', 'sw', 'ew')
+                or _trigram_index is None or not isinstance(value, str)):
+            return matched
+        if _trigram_index == 'fts5':
+            text = value.lower()
+            if len(text) < 3 or '\x00' in text:
+                return matched
+            query = _fts_query(searched, text)
+            if not _few_candidates(query):
+                return matched
+            candidates = SQL('(SELECT user_id FROM user_search WHERE row IN '
+                             '(SELECT rowid FROM user_text WHERE user_text MATCH ?))', [query])
+        else:
+            if len(value) < 3 or '\x00' in value:
+                return matched
+            pattern = '%' + re.sub(r'([\\%_])', r'\\\1', value) + '%'
+            candidates = SQL(f'(SELECT user_id FROM user_search WHERE {searched} LIKE lower(%s))', [pattern])
+        return matched & User.id.in_(candidates)
 
     def any_item(self, keys, condition):
         """EXISTS an element of the JSON array at `keys` for which `condition` holds."""
@@ -1180,6 +1529,41 @@ class _FilterTranslator:
         if op == 'ne':
             return ~fn.EXISTS(links.join(other).where(column.expression('eq', value, name)))
         return fn.EXISTS(links.join(other).where(column.expression(op, value, name)))
+
+
+def _fts_query(column, text):
+    """An FTS5 query for the rows whose `column` contains `text`: pieces of it six
+    characters long, each two into the next so every trigram is asked, all of them
+    (FTS5 answers that far sooner than one long phrase, whose common trigrams, as in
+    "example.com", it reads in full)."""
+    pieces = (text[start:start + 6].replace('"', '""') for start in range(0, len(text) - 2, 4))
+    return ' AND '.join(f'{column} : "{piece}"' for piece in pieces)
+
+
+# Past this many candidates the scan is as quick: narrowing to most of a million users
+# would look each one up (a second for `userName co "example.com"`, against 0.7 s).
+MAX_CANDIDATES = 10000
+
+
+def _few_candidates(query):
+    found = database.execute_sql('SELECT COUNT(*) FROM (SELECT 1 FROM user_text WHERE user_text MATCH ? LIMIT ?)',
+                                 (query, MAX_CANDIDATES + 1)).fetchone()[0]
+    return found <= MAX_CANDIDATES
+
+
+# Filters the trigram index narrows: {attribute key: user_search's column}.
+SEARCHED_ATTRIBUTES = {'username': 'user_name', 'displayname': 'display_name', 'emails': 'emails',
+                       'emails.value': 'emails'}
+
+
+def _value_test(expr):
+    """(op, value) of a `value op "text"` every element `expr` matches must pass (it is
+    `expr`, or a term of its and), else None."""
+    if isinstance(expr, F.And):
+        return _value_test(expr.left) or _value_test(expr.right)
+    if isinstance(expr, F.Compare) and not expr.path.urn and not expr.path.sub and expr.path.attr == 'value':
+        return expr.op, expr.value
+    return None
 
 
 def _stored_keys(path):
@@ -1629,6 +2013,8 @@ def sort_expression(model, columns, multi_valued, path):
     primary value (its first value when none is primary). Text sorts ignoring case,
     in code-point order; numbers before text, numerically."""
     key = _attr_key(path)
+    if model is User and not path.urn and key in SORT_KEY_COLUMNS and not _odd_sort_values():
+        return in_code_point_order(SORT_KEY_COLUMNS[key])
     if not path.urn and key in columns:
         column = columns[key]
         if column.value_type != 'string':
@@ -1648,6 +2034,19 @@ def sort_expression(model, columns, multi_valued, path):
             SQL(') IS NOT TRUE, scim_item.key LIMIT 1)')))))
     keys = ([path.urn] if path.urn else []) + [path.attr] + ([path.sub] if path.sub else [])
     return json_.sort_key(document, keys)
+
+
+# sortBy attributes with a sort key column of their own (schema version 7): their
+# indexes make the first page a walk of a hundred index entries.
+SORT_KEY_COLUMNS = {'displayname': User.display_name_key, 'title': User.title_key,
+                    'name.familyname': User.family_name_key, 'name.givenname': User.given_name_key,
+                    'emails': User.email_key, 'emails.value': User.email_key}
+
+
+def _odd_sort_values():
+    """Whether this seat has a user with a sorted attribute that is not a string (a
+    number, say): the key columns cannot order it as the JSON path does."""
+    return User.select(SQL('1')).where(User.sort_odd & (User.seat == current_seat())).exists()
 
 
 def snapshot():
@@ -1683,7 +2082,9 @@ def _page(model, columns, membership, filter_ast, start_index, count, multi_valu
             rows = page.rows(value, limit=count, offset=start_index - 1) if count and total else []
             return total, _by_resource(rows)
         where = filter_expression(filter_ast, columns, membership, multi_valued) if filter_ast else None
-        total = model.select(fn.COUNT(SQL('*'))).where(in_seat(model, where)).scalar()
+        # A sorted whole collection is counted as an unsorted one is (count_whole).
+        total = (count_whole(model) if where is None
+                 else model.select(fn.COUNT(SQL('*'))).where(in_seat(model, where)).scalar())
         rows = []
         if count and total >= start_index:
             sort_key = sort_expression(model, columns, multi_valued or {}, sort[0]) if sort else None
@@ -1747,17 +2148,72 @@ def _user_columns(resource):
         'display_name': resource.get('displayName'),
         'active': resource.get('active'),   # None: unassigned
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
+        **_sort_values(resource),
+        'emails': _email_values(resource),
     }
 
 
 USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'active', 'resource')
+
+
+SORT_WRITABLE = (*(f'sort_{name}' for name in SORT_VALUES), 'sort_odd')
+
+
+def _user_writes(names=USER_WRITABLE + SORT_WRITABLE):
+    """The columns a user's write sets, of `names` (_user_columns' keys): the sort
+    keys lower-cased by the database, as sort_expression's JSON path lower-cases."""
+    return {f'{name[5:]}_key' if name.startswith('sort_') and name != 'sort_odd' else name:
+            lower(slot(name)) if name.startswith('sort_') and name != 'sort_odd' else slot(name) for name in names}
+
+
 USER_INSERT = Prepared(lambda: User.insert(
     id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
-    **{name: slot(name) for name in USER_WRITABLE}))
-# Optimistic: the update lands only on the version that was read.
-USER_UPDATE = Prepared(lambda: User.update(
-    version=User.version + 1, last_modified=slot('stamp'),
-    **{name: slot(name) for name in USER_WRITABLE}).where((User.id == slot('id')) & (User.version == slot('version'))))
+    **_user_writes()))
+_USER_UPDATES = {}
+
+
+def _user_update(before, after):
+    """The UPDATE of a user's row from `before` to `after` (_user_columns): optimistic,
+    it lands only on the version that was read. It sets the sort keys and externalId
+    only where they change: SQLite rewrites an index entry of every column SET, changed
+    or not, and each sorted column has two indexes."""
+    names = tuple(name for name in USER_WRITABLE + SORT_WRITABLE
+                  if name not in SORT_WRITABLE + ('external_id',) or before[name] != after[name])
+    if names not in _USER_UPDATES:
+        _USER_UPDATES[names] = Prepared(lambda: User.update(
+            version=User.version + 1, last_modified=slot('stamp'),
+            **_user_writes(names)).where((User.id == slot('id')) & (User.version == slot('version'))))
+    return _USER_UPDATES[names]
+
+
+class UserSearch(BaseModel):
+    """A user's searched values, lower-cased, for the trigram index (SEARCH_SCHEMA
+    makes the table; on SQLite it has a `row` too, the FTS5 table's rowid)."""
+    user_id = CharField(primary_key=True, max_length=64)
+    user_name = TextField()
+    display_name = TextField(null=True)
+    emails = TextField(null=True)   # one a line (_email_values)
+
+    class Meta:
+        table_name = 'user_search'
+
+
+SEARCH_INSERT = Prepared(lambda: UserSearch.insert(
+    user_id=slot('id'), **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}))
+SEARCH_UPDATE = Prepared(lambda: UserSearch.update(
+    **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(UserSearch.user_id == slot('id')))
+
+
+def _insert_user(user_id, stamp, columns):
+    """A new user's row, and its searched values beside it."""
+    USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
+    SEARCH_INSERT.execute(id=user_id, **columns)
+
+
+def _searched_changed(resource, columns):
+    """Whether `columns` (_user_columns) change the searched values `resource` had."""
+    return (resource.get('userName'), resource.get('displayName'), _email_values(resource)) != (
+        columns['user_name'], columns['display_name'], columns['emails'])
 MAX_WRITE_ATTEMPTS = 20
 
 _writer = threading.RLock()   # a retry holds it while its UPDATE takes it again
@@ -2063,8 +2519,8 @@ def create_user(resource):
     user_id = new_id()
     columns = _user_columns(resource)
     try:
-        with writer_turn():
-            USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
+        with writer_turn(), database.atomic():
+            _insert_user(user_id, stamp, columns)
     except IntegrityError as error:
         if not _unique_violation(error):
             raise
@@ -2091,8 +2547,12 @@ def update_user(user_id, change, expected_versions=None):
                 return record
             stamp = now()
             try:
-                with writer_turn():
-                    written = USER_UPDATE.changed(id=user_id, version=record['version'], stamp=stamp, **columns)
+                with writer_turn(), database.atomic():
+                    before = {'external_id': record['resource'].get('externalId'), **_sort_values(record['resource'])}
+                    written = _user_update(before, columns).changed(id=user_id, version=record['version'], stamp=stamp,
+                                                                    **columns)
+                    if written and _searched_changed(record['resource'], columns):
+                        SEARCH_UPDATE.execute(id=user_id, **columns)
             except IntegrityError as error:
                 if not _unique_violation(error):
                     raise
@@ -2624,7 +3084,7 @@ def fill_sample_data(number, users, groups):
                 ids.append(None)
                 continue
             ids.append(new_id())
-            USER_INSERT.execute(id=ids[-1], stamp=now(), **_user_columns(resource))
+            _insert_user(ids[-1], now(), _user_columns(resource))
         for resource, member_indexes in groups:
             columns = _group_columns(resource)
             if Group.select().where(in_seat(Group, Group.display_name_key == columns['display_name_key'])).exists():

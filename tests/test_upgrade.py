@@ -18,7 +18,7 @@ import test_concurrency
 from test_concurrency import Servers, call
 
 # schema.sql as older scimlites shipped it, by schema version.
-OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3, 4, 5)}
+OLD_SCHEMAS = {version: Path(__file__).with_name('data') / f'schema_v{version}.sql' for version in (1, 3, 4, 5, 6)}
 STAMP = '2025-01-02T03:04:05.000000Z'
 USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User'
 GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group'
@@ -35,7 +35,7 @@ def run_sql(database_url, statements):
 
 
 def make_old_database(database_url, version=1, groups=()):
-    """The tables of schema `version` (1, 3, 4 or 5), and rows written the way that scimlite
+    """The tables of schema `version` (1, 3, 4, 5 or 6), and rows written the way that scimlite
     wrote them: three users, a group of two of them, and `groups`, each
     (id, displayName, created, the numbers of the users who are its members)."""
     if ON_POSTGRESQL:
@@ -318,3 +318,62 @@ def test_a_version_5_database_takes_seats_and_keeps_every_row_in_the_servers_own
     assert run_sql(database_url, [('SELECT seat FROM request_log WHERE id = ?', ('0' * 20 + 'old',))]) == [(0,)]
     if not ON_POSTGRESQL:
         assert run_sql(database_url, [('PRAGMA integrity_check', ())]) == [('ok',)]
+
+
+def test_a_version_6_database_gets_its_search_indexes_built_with_the_progress_shown(database_url, capsys):
+    """Schema version 7: the sort keys and the trigram index are built from every user
+    there is, the progress on the console; searches and sorts then use them."""
+    make_old_database(database_url, version=6)
+    store.open_database(database_url)
+    try:
+        printed = capsys.readouterr().err
+        assert 'building search index: 3 of 3 users' in printed and 'building search index: done' in printed
+        assert store._trigram_index == ('fts5' if store.is_sqlite() else 'pg_trgm')
+        users = [row[0] for row in store.UserSearch.select(store.UserSearch.user_name).order_by(
+            store.UserSearch.user_id).tuples()]
+        assert users == ['old0@example.com', 'old1@example.com', 'old2@example.com']
+        keys = store.User.select(store.User.title_key, store.User.sort_odd).order_by(store.User.id).tuples()
+        assert list(keys) == [('title 0', False), ('title 1', False), ('title 2', False)]
+        total, found = store.list_users(store.F.parse_filter('userName co "ld1@exa"'), 1, 10)
+        assert (total, [user['id'] for user in found]) == (1, ['old-user-1'])
+        total, found = store.list_users(None, 1, 10, sort=(store.F.AttrPath('title'), True))
+        assert [user['id'] for user in found] == ['old-user-2', 'old-user-1', 'old-user-0']
+    finally:
+        store.close_database()
+    assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
+
+
+def test_two_servers_starting_at_once_on_a_version_6_database_build_the_search_indexes_once(database_url):
+    make_old_database(database_url, version=6)
+    servers = start_at_once(database_url)
+    try:
+        for via in (0, 1):
+            status, listing = call(servers, 'GET', '/Users?filter=userName%20co%20%22ld2@%22', via=via)
+            assert (status, [user['id'] for user in listing['Resources']]) == (200, ['old-user-2'])
+            status, listing = call(servers, 'GET', '/Users?sortBy=title&sortOrder=descending', via=via)
+            assert [user['id'] for user in listing['Resources']] == ['old-user-2', 'old-user-1', 'old-user-0']
+    finally:
+        servers.stop()
+    assert run_sql(database_url, [('SELECT COUNT(*) FROM user_search', ())]) == [(3,)]
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's write lock (PostgreSQL waits on its advisory lock)")
+def test_a_server_starting_while_another_upgrades_waits_for_it(database_url, monkeypatch, capsys):
+    """Building version 7's indexes takes minutes at a million users, far past the
+    start-up's usual wait for the file's write lock: a second server waits it out."""
+    import sqlite3
+    import threading
+    make_old_database(database_url, version=6)
+    upgrading = sqlite3.connect(database_url[len('sqlite:///'):], isolation_level=None, check_same_thread=False)
+    upgrading.execute('PRAGMA journal_mode = wal')
+    upgrading.execute('BEGIN IMMEDIATE')
+    finish = threading.Timer(1.5, lambda: (upgrading.execute('ROLLBACK'), upgrading.close()))
+    monkeypatch.setattr(store, 'BUSY_TIMEOUT_MS', 300)
+    finish.start()
+    try:
+        store.open_database(database_url)
+        assert 'waiting for another scimlite to finish upgrading' in capsys.readouterr().err
+        assert store.UserSearch.select().count() == 3
+    finally:
+        finish.join()
+        store.close_database()
