@@ -564,7 +564,7 @@ def import_all(target, budget):
         ids, names = seeded_ids + [i for i, _ in extra], seeded_names + [n for _, n in extra]
     target.use_ids(ids, names, total)
     print(f'  {target.name:18} import of all       {elapsed:8.1f} s'
-          + ('' if complete else f' (cut short at {len(ids):,} of {total:,} users)')
+          + ('' if complete else f' (cut short at {target.results["import_all"]["users"]:,} of {total:,} users)')
           + f', last page {last_page_ms:.1f} ms', flush=True)
 
 
