@@ -319,7 +319,7 @@ class Target:
     def create_groups(self, count, name='Bench group'):
         connection = self.connection()
         ids = [self.request(connection, 'POST', '/Groups', {
-            'schemas': [GROUP_SCHEMA], 'displayName': f'{name} {number}', 'members': []})['id']
+            'schemas': [GROUP_SCHEMA], 'displayName': f'{name} {number} ({self.run})', 'members': []})['id']
             for number in range(count)]
         connection.close()
         return ids
@@ -576,7 +576,7 @@ def prepare_by_api(target, users, connections):
     print(f'  {target.name:18} provision          {target.results["provision"]["users_per_second"]:9.1f} users/s',
           flush=True)
     (target.data / 'groups.txt').write_text('\n'.join(target.create_groups(20)) + '\n')
-    target.size = users
+    target.size = target.user_count()   # a peer may have had users before
     import_all(target, float('inf'))
 
 
@@ -851,7 +851,7 @@ def big_groups(target, members, args):
           f'{result["fill_seconds"]:.1f} s', flush=True)
     path = f'/Groups?count={len(target.big_groups)}'
     result['list'] = watched(target, lambda: read_whole(target, path))
-    expected = [f'Bench big group {n}' for n in range(len(target.big_groups))]
+    expected = [f'Bench big group {n} ({target.run})' for n in range(len(target.big_groups))]
     if result['list']['names'] != expected or result['list']['members'] != members * len(target.big_groups):
         raise BenchError(f'{target.name}: GET {path} answered {result["list"]["names"]} with '
                          f'{result["list"]["members"]} members, not the {len(expected)} big groups')
@@ -898,7 +898,7 @@ def group_writes(target, rounds=3, put_members=10_000, patch_members=1000):
     group_id = target.create_groups(1, 'Bench PUT group')[0]
     put, patch = [], []
     for _ in range(rounds):
-        body = {'schemas': [GROUP_SCHEMA], 'displayName': 'Bench PUT group 0',
+        body = {'schemas': [GROUP_SCHEMA], 'displayName': f'Bench PUT group 0 ({target.run})',
                 'members': [{'value': next(members)} for _ in range(min(put_members, len(pool)))]}
         put.append(target.timed(connection, 'PUT', f'/Groups/{group_id}', body)[0])
     for _ in range(rounds):
@@ -1291,7 +1291,8 @@ class Lab:
                                  size=stub.size)
             shutil.rmtree(target.data, ignore_errors=True)
             target.data, target.run, target.results = stub.data, stub.run, stub.results
-            target.seeded, target.to_provision, target.checkout_label = stub.seeded, stub.to_provision, label
+            target.seeded, target.to_provision = stub.seeded, stub.to_provision
+            target.checkout_label = stub.checkout_label
             target.results.update(seeded=target.seeded, provisioned=target.to_provision)
             self.targets.append(target)
         return self.targets
@@ -1371,7 +1372,7 @@ def parse_arguments(argv):
     parser.add_argument('--duration', type=int, default=10, help='seconds a scenario')
     parser.add_argument('--connections', type=int, default=8)
     parser.add_argument('--scenarios', default=','.join(SCENARIOS))
-    parser.add_argument('--import-seconds', type=float, default=1200,
+    parser.add_argument('--import-seconds', type=float, default=600,
                         help='the longest the import of all users may take on one server, then it is cut short')
     parser.add_argument('--big-group-members', type=int, default=100_000,
                         help=f'members of each of the {BIG_GROUPS} big groups (at most every user)')
