@@ -1,10 +1,12 @@
 """The scimlite benchmark: one command, ratios against a ceiling measured in the same run.
 
     python bench/run.py                                   # 100,000 users, 10 s a scenario
-    python bench/run.py --users 1000000                   # a million users
+    python bench/run.py --users 1000000                   # a million users (about 25 minutes)
     python bench/run.py --users 100000,1000000            # two sizes in one run: each rate's ratio to the smaller
     python bench/run.py --users 100000,1000000 --database postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/run.py --users 5000,20000 --duration 3   # a quick look
+    python bench/run.py --users 5000,20000 --duration 3   # a quick look (about 4 minutes)
+    python bench/run.py --users 1M --duration 5 --import-seconds 120 --no-recording-cost \
+        --scenarios get_by_id,filter_eq,patch_deactivate,put_replace,big_groups   # shorter
     python bench/run.py --other http://127.0.0.1:8000/scim/v2 --other-token T   # a peer, side by side
     python bench/run.py --before /tmp/before              # another checkout (an older commit), taking turns
     python bench/run.py --scenarios seats_provision --users 5000    # workshop seats against one data set
@@ -13,11 +15,12 @@ For each size in --users it makes a fresh SQLite file, and with --database a
 throw-away PostgreSQL database named from that URL (dropped at the end), and
 stores all but --provision-users of the users in it in-process, through the
 checkout's own store, as a POST /Users stores them (bench/seed.py; a million
-takes a minute on SQLite, a few on PostgreSQL). Then it starts `python
+take a few minutes on SQLite, about twice that on PostgreSQL). Then it starts `python
 scim_server.py` on each, checks that a seeded user and one created through the
 API from the same body read back alike, and provisions the rest the way Okta does
 (a userName lookup, then the create), the servers taking turns. It pages through
-all the users the way Okta imports (100 a page, by startIndex), times single
+all the users the way Okta imports (100 a page, by startIndex; cut short after
+--import-seconds, and its last page timed alone), times single
 searches chosen to match a few seeded users each, and runs each scenario for a
 fixed time with keep-alive connections, the servers taking turns (half the time
 each, in order and back again) between runs of a ceiling, a bare Bottle+waitress
@@ -27,11 +30,12 @@ of SQLite's at the same size, with PostgreSQL's settings.
 
 Then, on each server: five groups of 100,000 members (at most every user) are
 made and listed at once, every member in the answer, read at full speed and then
-by a slow reader, while the server's RSS is sampled every 10 ms and a GET
+by a slow reader (--slow-read-kb a second for --slow-read-seconds, then the rest at
+full speed), while the server's RSS is sampled every 10 ms and a GET
 /Users/{id} is sent every 50 ms on another connection; pages of users with and
 without their groups (excludedAttributes=groups); a PUT of a 10,000-member group
-and a PATCH adding 1,000 members; adding one member to a big group and to a group
-of ten; users created by POST /Bulk against plain POST /Users; and the server's
+and a PATCH adding 1,000 members; adding one member to the first big group and
+to a group of ten; users created by POST /Bulk against plain POST /Users; and the server's
 peak RSS (VmHWM). Last, seats_provision, and what the console line and the
 dashboard's exchange log cost: a few scenarios served by default and, taking
 turns, by a second server on the same database with both switched off.
