@@ -1,10 +1,10 @@
 """The scimlite benchmark: one command, ratios against a ceiling measured in the same run.
 
     python bench/run.py                                   # 100,000 users, 10 s a scenario
-    python bench/run.py --users 1000000                   # a million users (about 25 minutes)
+    python bench/run.py --users 1000000                   # a million users (about 25 minutes, estimated)
     python bench/run.py --users 100000,1000000            # two sizes in one run: each rate's ratio to the smaller
     python bench/run.py --users 100000,1000000 --database postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/run.py --users 5000,20000 --duration 3   # a quick look (about 4 minutes)
+    python bench/run.py --users 5000,20000 --duration 3   # a quick look (about 5 minutes)
     python bench/run.py --users 1M --duration 5 --import-seconds 120 --no-recording-cost \
         --scenarios get_by_id,filter_eq,patch_deactivate,put_replace,big_groups   # shorter
     python bench/run.py --other http://127.0.0.1:8000/scim/v2 --other-token T   # a peer, side by side
