@@ -1,11 +1,13 @@
 -- wrk script for the scimlite benchmark: one scenario per run, chosen by the first argument.
 --   wrk -t1 -c8 -d10s -s bench/scim.lua http://127.0.0.1:PORT -- SCENARIO DATADIR TOKEN BASEPATH [LIMIT]
--- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py,
+-- DATADIR holds ids.txt, names.txt and groups.txt (one value a line), written by bench/run.py:
+-- the ids and userNames of a random sample of the users, at most 100,000 whatever their number,
+-- so that every size loads as much; users.txt, how many users there are (list_page's range);
 -- and for seats_provision tokens.txt, the workshop seats' tokens.
 
 local scenario, datadir, token, base, limit, prefix
 local ids, names, groups, seat_tokens = {}, {}, {}, {}
-local counter, created = 0, 0
+local users, counter, created = 0, 0, 0
 
 local function lines(path)
   local found = {}
@@ -53,6 +55,8 @@ function init(args)
   names = lines(datadir .. "/names.txt")
   groups = lines(datadir .. "/groups.txt")
   seat_tokens = lines(datadir .. "/tokens.txt")
+  users = tonumber(lines(datadir .. "/users.txt")[1] or "0") or 0
+  if users < #ids then users = #ids end
 end
 
 local scenarios = {}
@@ -146,7 +150,7 @@ scenarios.filter_eq = function()
 end
 
 scenarios.list_page = function()
-  local start = math.random(math.max(1, #ids - 99))
+  local start = math.random(math.max(1, users - 99))
   return wrk.format("GET", base .. "/Users?startIndex=" .. start .. "&count=100", headers())
 end
 
