@@ -249,16 +249,16 @@ def test_total_results_of_every_group_is_the_real_number(client):
 # ---------------------------------------------------------------------------
 
 def drop_counting(database_url):
-    """Make a current database what schema version 6 was: no triggers, no resource_count."""
+    """Make a current database what schema version 7 was: no triggers, no resource_count."""
     if ON_POSTGRESQL:
         run_sql(database_url, ('DROP TRIGGER users_counted ON users', ()),
                 ('DROP TRIGGER groups_counted ON "groups"', ()), ('DROP FUNCTION scimlite_count()', ()))
     else:
         run_sql(database_url, *[(f'DROP TRIGGER {name}', ()) for name in store.COUNT_TRIGGER_NAMES['sqlite']])
-    run_sql(database_url, ('DROP TABLE resource_count', ()), ('UPDATE scimlite_schema SET version = 6', ()))
+    run_sql(database_url, ('DROP TABLE resource_count', ()), ('UPDATE scimlite_schema SET version = 7', ()))
 
 
-def test_a_version_6_database_is_counted_when_it_opens_and_counts_on(make_app, database_url):
+def test_a_version_7_database_is_counted_when_it_opens_and_counts_on(make_app, database_url):
     app = make_app(seats=1)
     clients = {0: ScimClient(app), 1: seat_client(app, seat_tokens()[1])}
     made = {seat: [client.create_user(f'user{n}@example.com')['id'] for n in range(3 + seat)]
@@ -266,7 +266,7 @@ def test_a_version_6_database_is_counted_when_it_opens_and_counts_on(make_app, d
     clients[1].create_group('Team', made[1])
     app.close()
     drop_counting(database_url)
-    # Written as a version 6 scimlite would: nothing counts it.
+    # Written as a version 7 scimlite would: nothing counts it.
     run_sql(database_url, ('DELETE FROM users WHERE id = ?', (made[0][0],)))
     assert 'resource_count' not in {name for (name,) in run_sql(database_url, (
         "SELECT name FROM sqlite_master WHERE type = 'table'" if not ON_POSTGRESQL else
@@ -288,7 +288,7 @@ def test_a_version_6_database_is_counted_when_it_opens_and_counts_on(make_app, d
     assert_counted(1)
 
 
-def test_servers_starting_at_once_on_a_version_6_database_count_it_once(make_app, database_url):
+def test_servers_starting_at_once_on_a_version_7_database_count_it_once(make_app, database_url):
     """One upgrades and counts, the other waits and finds the triggers made: each
     count is right, and each insert is counted once."""
     app = make_app(seats=1)
