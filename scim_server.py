@@ -2642,6 +2642,7 @@ def threads_while_waiting(settings, dispatcher):
     queued behind the first took a thread each a watchdog's tick after another.
     And one more per answer being streamed (Streams)."""
     STREAMS.serve_with(dispatcher, settings['threads'])
+    store.serve_threads(settings['threads'])
     store.watch_long_waits(STREAMS.waits)
 
 
