@@ -9,14 +9,14 @@ reset, writes made beside the server in SQL, and the upgrade of a database made
 before the triggers."""
 
 import threading
-from contextlib import closing
 
 import pytest
 from playhouse.test_utils import count_queries
 
 import store
 from conftest import (GROUP_SCHEMA, ON_POSTGRESQL, PATCH_SCHEMA, USER_SCHEMA, ScimClient, assert_scim_error,
-                      driver_connection, store_rows)
+                      store_rows)
+import test_upgrade
 from test_bulk import bulk, post_group, post_user
 from test_seats import seat_client, seat_tokens
 from test_concurrency import call
@@ -28,12 +28,7 @@ KINDS = (store.User, store.Group)
 def run_sql(database_url, *statements):
     """(sql with ? placeholders, parameters)... on a connection of the driver's own; the
     last statement's rows."""
-    connection, placeholder = driver_connection(database_url)
-    with closing(connection):
-        cursor = connection.cursor()
-        for sql, parameters in statements:
-            cursor.execute(sql.replace('?', placeholder), parameters)
-        return cursor.fetchall() if cursor.description else None
+    return test_upgrade.run_sql(database_url, statements)
 
 
 def real_counts(model):
