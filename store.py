@@ -973,13 +973,22 @@ def health_problem():
     /healthz, which a load balancer may call every second, so one read of a one-row
     table and no write. On SQLite the file must also still be the one opened (a file
     deleted or replaced under the server takes no more writes: WatchedSqliteDatabase)."""
-    try:
-        if is_sqlite():
-            database.obj.check_files()
-        database.execute_sql('SELECT version FROM scimlite_schema').fetchone()
-    except (StoreError, DatabaseError, InterfaceError) as error:
-        return first_line(storage_fault(error) or error)
-    return None
+    for attempt in range(2):
+        try:
+            if is_sqlite():
+                database.obj.check_files()
+            database.execute_sql('SELECT version FROM scimlite_schema').fetchone()
+        except (StoreError, DatabaseError, InterfaceError) as error:
+            # A PostgreSQL connection the pool lent may have been cut since it was last
+            # used (a restart): that says nothing of the database now. So once more, on
+            # another connection (a broken one is not given back to the pool).
+            if attempt or is_sqlite():
+                return first_line(storage_fault(error) or error)
+            with contextlib.suppress(DatabaseError, InterfaceError):
+                database.obj.rollback()
+            release_connection()
+            continue
+        return None
 
 
 def close_database():
