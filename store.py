@@ -522,17 +522,18 @@ def _keep_counts():
     for table in ('users', 'groups'):
         database.execute_sql(f"""INSERT INTO resource_count (seat, kind, total, changes)
             SELECT seat, '{table}', COUNT(*), 0 FROM "{table}" GROUP BY seat""")
-    _count_rows_for(database.execute_sql('SELECT MAX(number) FROM seat').fetchone()[0] or 0)
+    _count_rows_for_every_seat()
 
 
-def _count_rows_for(seats):
-    """Both count rows of seat 0 and seats 1 to `seats`, made where missing: the
-    trigger locks a seat's existing rows in one order, and a row it had to make
-    first would be locked out of that order."""
-    for number in range(seats + 1):
-        for table in ('groups', 'users'):
-            database.execute_sql(f"""INSERT INTO resource_count (seat, kind, total, changes)
-                VALUES ({int(number)}, '{table}', 0, 0) ON CONFLICT (seat, kind) DO NOTHING""")
+def _count_rows_for_every_seat():
+    """Both count rows of seat 0 and of every seat, made where missing: the trigger
+    locks a seat's existing rows in one order, and a row it had to make first would
+    be locked out of that order."""
+    database.execute_sql("""INSERT INTO resource_count (seat, kind, total, changes)
+        SELECT seats.number, kinds.kind, 0, 0
+        FROM (SELECT 0 AS number UNION SELECT number FROM seat) AS seats
+        CROSS JOIN (SELECT 'groups' AS kind UNION SELECT 'users') AS kinds
+        WHERE TRUE ON CONFLICT (seat, kind) DO NOTHING""")
 
 
 # ---------------------------------------------------------------------------
@@ -556,8 +557,6 @@ TRIGRAM_EXTENSION = 'pg_trgm'   # PostgreSQL's (tests name one that is not there
 # The trigram index in use: 'fts5', 'pg_trgm', or None (filters scan); set at open.
 _trigram_index = None
 
-SORTED_COLUMNS = ('display_name_key', 'title_key', 'family_name_key', 'given_name_key', 'email_key',
-                  'external_id')
 SEARCHED_COLUMNS = ('user_name', 'display_name', 'emails')
 
 
@@ -3050,7 +3049,7 @@ def ensure_seats(count):
                 token = secrets.token_urlsafe(SEAT_TOKEN_BYTES)
                 Seat.insert(number=number, token=token, token_digest=token_digest(token.encode('utf-8')),
                             created=stamp).on_conflict_ignore().execute()
-        _count_rows_for(count)
+        _count_rows_for_every_seat()
 
 
 def seat_digests():
