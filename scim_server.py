@@ -624,8 +624,7 @@ def render(record, kind, projection=None):
     name, value_type, other = membership.attribute, membership.value_type, f'{base}{membership.other_endpoint}/'
     links = record['links']
     streamed = isinstance(links, store.MemberStream)
-    members = [] if streamed else [{'value': other_id, 'display': display, 'type': value_type,
-                                    '$ref': other + other_id} for other_id, display in links]
+    members = [] if streamed else member_items(links, value_type, other)
     location = f'{base}{kind.endpoint}/{record["id"]}'
     if projection is None or projection.drops_only(name):
         # created and lastModified are our own fixed-width UTC stamps: nothing to escape.
@@ -648,6 +647,12 @@ def render(record, kind, projection=None):
     keys = tuple(projected[name][0]) if projected[name] else ()
     projected[name] = MEMBERS_MARK
     return Pieces.of_members(encode(projected), links, value_type, other, keys)
+
+
+def member_items(links, value_type, other):
+    """Membership as answered: (other id, its display) -> value, display, type, $ref."""
+    return [{'value': other_id, 'display': display, 'type': value_type, '$ref': other + other_id}
+            for other_id, display in links]
 
 
 # Where a streamed group's members go in its text: a string no resource holds (a
@@ -675,8 +680,7 @@ class Pieces:
             yield head + '['
             comma = ''
             for rows in stream:
-                members = [{'value': other_id, 'display': display, 'type': value_type, '$ref': other + other_id}
-                           for other_id, display in rows]
+                members = member_items(rows, value_type, other)
                 if keys is not None:
                     members = [{key: member[key] for key in keys} for member in members]
                 yield comma + encode(members)[1:-1]
