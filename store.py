@@ -2664,7 +2664,6 @@ GROUP_UPDATE = Prepared(lambda: Group.update(
 GRANDFATHERED_HOLDER = Prepared(lambda: Group.select(Group.id).where(
     (Group.display_name_key == slot('key')) & Group.display_name_unique.is_null()
     & (Group.seat == slot('seat'))).limit(1))
-LINK_ADD = Prepared(lambda: Link.insert(group=slot('group'), user=slot('user')).on_conflict_ignore())
 LINK_REMOVE_ALL = Prepared(lambda: Link.delete().where(Link.group == slot('group')))
 
 
@@ -3134,9 +3133,8 @@ def fill_sample_data(number, users, groups):
                 continue
             group_id = new_id()
             GROUP_INSERT.execute(id=group_id, stamp=now(), **columns)
-            for index in member_indexes:
-                if ids[index] is not None:
-                    LINK_ADD.execute(group=group_id, user=ids[index])
+            LINKS_ADD.execute(group=group_id, ids=_as_ids(ids[index] for index in member_indexes
+                                                          if ids[index] is not None))
         return True
 
 
