@@ -12,6 +12,7 @@ import pytest
 import sampledata
 import scimfilter
 import store
+import test_upgrade
 from conftest import PATCH_SCHEMA, ScimClient
 
 BULK_REQUEST = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest'
@@ -81,10 +82,28 @@ def scanned(client, monkeypatch, **query):
         return listing(client, **query)
 
 
+def index_waiting():
+    """On SQLite, index the users that wait for the trigram index (UNINDEXED_AT_MOST);
+    PostgreSQL's GIN index takes each user as it is written."""
+    if store.is_sqlite():
+        with store.database.atomic():
+            store._index_waiting()
+
+
+def waiting():
+    """The user_search rows the trigram index does not hold yet (SQLite)."""
+    return store.database.execute_sql(
+        'SELECT COUNT(*) FROM user_search WHERE row > (SELECT upto FROM user_text_upto)').fetchone()[0]
+
+
 def assert_indexes_agree(client, monkeypatch):
-    """Every filter and sort answers the same with the indexes and without them, and
-    the side table has a row for each user, and no other."""
+    """Every filter and sort answers the same with the indexes and without them, with
+    new users waiting to be indexed and once they are; the side table has a row for
+    each user, and no other."""
     assert store._trigram_index == ('fts5' if store.is_sqlite() else 'pg_trgm')
+    for text in FILTERS:
+        assert listing(client, filter=text) == scanned(client, monkeypatch, filter=text), text
+    index_waiting()
     for text in FILTERS:
         assert listing(client, filter=text) == scanned(client, monkeypatch, filter=text), text
     for attribute in SORTS:
@@ -172,9 +191,46 @@ WRITES = {
 }
 
 
+@pytest.mark.parametrize('indexed', [False, True], ids=['users waiting', 'users indexed'])
 @pytest.mark.parametrize('write', WRITES)
-def test_every_write_keeps_the_indexes(client, people, monkeypatch, write):
+def test_every_write_keeps_the_indexes(client, people, monkeypatch, write, indexed):
+    if indexed:
+        index_waiting()
     WRITES[write](client, people)
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_new_users_wait_for_the_trigram_index_and_are_found_meanwhile(client, monkeypatch):
+    """On SQLite, the write that makes UNINDEXED_AT_MOST users wait indexes them all."""
+    if not store.is_sqlite():
+        pytest.skip("PostgreSQL's GIN index keeps its own pending list")
+    monkeypatch.setattr(store, 'UNINDEXED_AT_MOST', 3)
+    ids = [add_user(client, USERS[0]), add_user(client, USERS[6])]
+    assert waiting() == 2
+    assert listing(client, filter='userName co "ann"') == (2, ids)
+    assert store.database.execute_sql("SELECT COUNT(*) FROM user_text WHERE user_text MATCH 'ann'").fetchone() == (0,)
+    ids.append(create(client, 1, userName='third.ann@example.com'))
+    assert waiting() == 0
+    assert store.database.execute_sql("SELECT COUNT(*) FROM user_text WHERE user_text MATCH 'ann'").fetchone() == (3,)
+    assert listing(client, filter='userName co "ann"') == (3, ids)
+    ids.append(create(client, 2, userName='fourth.ann@example.com'))
+    assert waiting() == 1
+    assert listing(client, filter='userName co "ann"') == (4, ids)
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_a_new_user_is_numbered_past_the_indexed_rows(client, monkeypatch):
+    """SQLite gives the next row the highest rowid + 1: after the highest indexed row
+    goes, that number is one the index takes to hold. A new row is numbered past it."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's rowids")
+    ids = [add_user(client, user) for user in USERS[:3]]
+    index_waiting()
+    client.delete(f'/Users/{ids[2]}', status=204)
+    newest = create(client, 6, userName='after.ann@example.com')
+    (row,) = store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (newest,)).fetchone()
+    assert row == 4 and waiting() == 1
+    assert listing(client, filter='userName co "after.ann"') == (1, [newest])
     assert_indexes_agree(client, monkeypatch)
 
 
@@ -288,3 +344,52 @@ def test_a_sorted_page_walks_its_index(client, people, attribute, index, descend
             store.database.execute_sql('SET LOCAL enable_seqscan = off')
             plan = ' '.join(row[0] for row in store.database.execute_sql('EXPLAIN ' + sql, params))
         assert index in plan and 'Sort' not in plan, plan
+
+
+# What schema version 8 had on SQLite: the trigram index took each user as it was written.
+VERSION_8_TRIGGERS = [
+    'CREATE TRIGGER user_search_added AFTER INSERT ON user_search BEGIN '
+    'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+    'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
+    'CREATE TRIGGER user_search_removed AFTER DELETE ON user_search BEGIN '
+    "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+    "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); END",
+    'CREATE TRIGGER user_search_changed AFTER UPDATE ON user_search BEGIN '
+    "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+    "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); "
+    'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+    'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
+]
+
+
+def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, database_url, monkeypatch):
+    client = ScimClient(make_app())
+    ids = [add_user(client, user) for user in USERS[:4]]
+    index_waiting()
+    store.close_database()
+    statements = [('UPDATE scimlite_schema SET version = 8', ())]
+    if store.is_sqlite():
+        statements = [('DROP TRIGGER user_search_removed', ()), ('DROP TRIGGER user_search_changed', ()),
+                      ('DROP TABLE user_text_upto', ()), *((sql, ()) for sql in VERSION_8_TRIGGERS), *statements,
+                      # written as version 8 did: indexed at once
+                      ("INSERT INTO users (id, user_name, user_name_key, resource, created, last_modified) "
+                       "VALUES ('v8', 'v8.ann@example.com', 'v8.ann@example.com', "
+                       "'{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],"
+                       "\"userName\":\"v8.ann@example.com\"}', '2026-12-01T00:00:00Z', '2026-12-01T00:00:00Z')", ()),
+                      ("INSERT INTO user_search (user_id, user_name) VALUES ('v8', 'v8.ann@example.com')", ())]
+    test_upgrade.run_sql(database_url, statements)
+
+    client = ScimClient(make_app())
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(9,)]
+    if store.is_sqlite():
+        assert waiting() == 0
+        triggers = {name for (name,) in store.database.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'user_search%'")}
+        assert triggers == {'user_search_removed', 'user_search_changed'}
+    found = ['v8', ids[0]] if store.is_sqlite() else [ids[0]]   # v8's created is older
+    assert listing(client, filter='userName co "ann"') == (len(found), found)
+    found.append(create(client, 6, userName='nine.ann@example.com'))
+    if store.is_sqlite():
+        assert waiting() == 1
+    assert listing(client, filter='userName co "ann"') == (len(found), found)
+    assert_indexes_agree(client, monkeypatch)
