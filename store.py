@@ -363,8 +363,8 @@ SCHEMA_VERSION = 9
 #    with its progress on the console (_build_search_index).
 # 8: resource_count, each seat's users and groups counted by triggers; the new table
 #    comes from schema.sql, its rows from _keep_counts, which makes the triggers.
-# 9: on SQLite, new users wait to be indexed by the trigram index, a thousand at a
-#    time (UNINDEXED_AT_MOST, _trigram_writes_wait).
+# 9: on SQLite, users' new and changed values wait for the trigram index, which
+#    takes a thousand at a time (UNINDEXED_AT_MOST, _trigram_writes_wait).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -580,25 +580,37 @@ def _sort_indexes(collate, names=INDEXED_SORTS):
 
 
 # FTS5 writes a segment of its own at each commit, however few its rows: indexing a
-# new user at once cost 80 µs of a create's 230 (before the index). So on SQLite a
-# new user's values wait in user_search, rows past user_text_upto.upto, until
-# UNINDEXED_AT_MOST of them wait; the write that makes them that many indexes them
-# all in its own transaction, at about 10 µs a row (_index_waiting). A search reads
-# the index and the waiting rows, an instr() over at most that many short strings,
-# so the next search finds every write: PostgreSQL's GIN indexes keep their
-# pending list the same way (fastupdate). Where an indexed row changes or goes, the
-# index follows at once (triggers); a waiting row's change or delete needs nothing.
-# A new row is numbered past `upto`, never below: SQLite would give a deleted
-# highest rowid to the next row, which the index would then take to be indexed.
+# new user at once cost 80 µs of a create's 230 (before the index), and a PUT that
+# changes a user's emails twice that. So on SQLite a user's new values wait in
+# user_search, rows numbered past user_text_upto.upto, until UNINDEXED_AT_MOST rows
+# have been numbered since; the write that reaches that many indexes them all in its
+# own transaction, at about 10 µs a row (_index_waiting). A search reads the index
+# and the waiting rows, an instr() over at most that many short strings, so the next
+# search finds every write: PostgreSQL's GIN indexes keep their pending list the
+# same way (fastupdate). A change of an indexed user's values gives its row a new
+# number, so it waits too, and leaves its old values in user_text_stale, whose
+# entries the index drops at the same time (the old number then names no row, so
+# the index's stale entry finds nobody meanwhile). A deleted indexed user leaves
+# the index at once (a trigger). Rows are numbered past `upto` and every row, never
+# below: SQLite would give a deleted highest rowid to the next row, which the index
+# would then take to be indexed.
 UNINDEXED_AT_MOST = 1000
+NEXT_ROW = 'SELECT max(upto, ifnull((SELECT max(row) FROM user_search), 0)) + 1 FROM user_text_upto'
 FOLLOWING_TRIGGERS = [
     'CREATE TABLE IF NOT EXISTS user_text_upto (upto INTEGER NOT NULL)',
+    'CREATE TABLE IF NOT EXISTS user_text_stale (row INTEGER PRIMARY KEY, user_name TEXT NOT NULL, '
+    'display_name TEXT, emails TEXT)',
     'CREATE TRIGGER IF NOT EXISTS user_search_removed AFTER DELETE ON user_search '
     'WHEN old.row <= (SELECT upto FROM user_text_upto) BEGIN '
     "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
     "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); END",
+    'CREATE TRIGGER IF NOT EXISTS user_search_moved AFTER UPDATE ON user_search '
+    'WHEN old.row <= (SELECT upto FROM user_text_upto) AND new.row <> old.row BEGIN '
+    'INSERT INTO user_text_stale (row, user_name, display_name, emails) '
+    'VALUES (old.row, old.user_name, old.display_name, old.emails); END',
+    # Not how scimlite changes a row (SEARCH_UPDATE_WAITING moves it), but kept right all the same.
     'CREATE TRIGGER IF NOT EXISTS user_search_changed AFTER UPDATE ON user_search '
-    'WHEN old.row <= (SELECT upto FROM user_text_upto) BEGIN '
+    'WHEN old.row <= (SELECT upto FROM user_text_upto) AND new.row = old.row BEGIN '
     "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
     "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); "
     'INSERT INTO user_text (rowid, user_name, display_name, emails) '
@@ -610,20 +622,24 @@ _indexed_upto = 0   # user_text_upto.upto as this process last read or wrote it
 
 
 def _trigram_writes_wait():
-    """Schema version 9: a database whose trigram index indexed each user as it was
-    written (every row of user_search is in it) now lets new users wait."""
+    """Schema version 9: a database whose trigram index took each user's values as they
+    were written (every row of user_search is in it) now lets them wait."""
     if not is_sqlite() or not database.execute_sql(
             "SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
         return
-    for name in ('added', 'removed', 'changed'):
+    for name in ('added', 'removed', 'changed'):   # version 8's
         database.execute_sql(f'DROP TRIGGER IF EXISTS user_search_{name}')
     for statement in FOLLOWING_TRIGGERS + INDEXED_UPTO:
         database.execute_sql(statement)
 
 
 def _index_waiting():
-    """Index every user_search row that waits, in the caller's transaction."""
+    """Index every user_search row that waits, and drop the stale entries, in the
+    caller's transaction."""
     global _indexed_upto
+    database.execute_sql("INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+                         "SELECT 'delete', row, user_name, display_name, emails FROM user_text_stale")
+    database.execute_sql('DELETE FROM user_text_stale')
     upto = database.execute_sql('SELECT upto FROM user_text_upto').fetchone()[0]
     database.execute_sql('INSERT INTO user_text (rowid, user_name, display_name, emails) '
                          'SELECT row, user_name, display_name, emails FROM user_search WHERE row > ?', (upto,))
@@ -2295,11 +2311,12 @@ SEARCH_UPDATE = Prepared(lambda: UserSearch.update(
     **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(UserSearch.user_id == slot('id')))
 
 
-# On SQLite with the trigram index, numbered past what the index holds (UNINDEXED_AT_MOST).
-SEARCH_INSERT_WAITING = (
-    'INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
-    'SELECT max(upto, ifnull((SELECT max(row) FROM user_search), 0)) + 1, ?, scim_lower(?), scim_lower(?), '
-    'scim_lower(?) FROM user_text_upto')
+# On SQLite with the trigram index: numbered past every row and what the index
+# holds, to wait (UNINDEXED_AT_MOST).
+SEARCH_INSERT_WAITING = (f'INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
+                         f'VALUES (({NEXT_ROW}), ?, scim_lower(?), scim_lower(?), scim_lower(?))')
+SEARCH_UPDATE_WAITING = (f'UPDATE user_search SET row = ({NEXT_ROW}), user_name = scim_lower(?), '
+                         'display_name = scim_lower(?), emails = scim_lower(?) WHERE user_id = ?')
 
 
 def _insert_user(user_id, stamp, columns):
@@ -2311,6 +2328,17 @@ def _insert_user(user_id, stamp, columns):
     row = database.execute_sql(SEARCH_INSERT_WAITING, (
         user_id, columns['user_name'], columns['display_name'], columns['emails'])).lastrowid
     if row - _indexed_upto >= UNINDEXED_AT_MOST:
+        _index_waiting()
+
+
+def _update_searched(user_id, columns):
+    """A user's changed searched values (_user_columns), in the caller's transaction."""
+    if _trigram_index != 'fts5':
+        SEARCH_UPDATE.execute(id=user_id, **columns)
+        return
+    database.execute_sql(SEARCH_UPDATE_WAITING, (columns['user_name'], columns['display_name'], columns['emails'],
+                                                 user_id))
+    if database.execute_sql('SELECT max(row) FROM user_search').fetchone()[0] - _indexed_upto >= UNINDEXED_AT_MOST:
         _index_waiting()
 
 
@@ -2656,7 +2684,7 @@ def update_user(user_id, change, expected_versions=None):
                     written = _user_update(before, columns).changed(id=user_id, version=record['version'], stamp=stamp,
                                                                     **columns)
                     if written and _searched_changed(record['resource'], columns):
-                        SEARCH_UPDATE.execute(id=user_id, **columns)
+                        _update_searched(user_id, columns)
             except IntegrityError as error:
                 if not _unique_violation(error):
                     raise

@@ -219,6 +219,32 @@ def test_new_users_wait_for_the_trigram_index_and_are_found_meanwhile(client, mo
     assert_indexes_agree(client, monkeypatch)
 
 
+def test_a_changed_user_waits_and_its_old_values_find_nobody(client, monkeypatch):
+    """An indexed user's new values wait under a new row number; the index keeps its
+    old entry, under the old number, until the next batch drops it."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index")
+    ids = [add_user(client, user) for user in USERS[:2]]
+    index_waiting()
+    put_user(client, ids[0], 0, userName='moved.zed@example.com', emails=[{'value': 'zed@work.example'}])
+    assert waiting() == 1
+    assert store.database.execute_sql('SELECT COUNT(*) FROM user_text_stale').fetchone() == (1,)
+    assert store.database.execute_sql(
+        'SELECT COUNT(*) FROM user_text WHERE user_text MATCH ?', ('"ann.lee"',)).fetchone() == (1,)   # stale
+    assert listing(client, filter='userName co "ann.lee"') == (0, [])
+    assert listing(client, filter='emails co "ann@work"') == (0, [])
+    assert listing(client, filter='userName co "zed@"') == (1, [ids[0]])
+    assert listing(client, filter='emails[type eq "work" and value co "zed@w"]') == (0, [])   # no type
+    assert listing(client, filter='emails[value co "zed@w"]') == (1, [ids[0]])
+    index_waiting()
+    assert waiting() == 0
+    assert store.database.execute_sql('SELECT COUNT(*) FROM user_text_stale').fetchone() == (0,)
+    assert store.database.execute_sql(
+        'SELECT COUNT(*) FROM user_text WHERE user_text MATCH ?', ('"ann.lee"',)).fetchone() == (0,)
+    assert listing(client, filter='userName co "zed@"') == (1, [ids[0]])
+    assert_indexes_agree(client, monkeypatch)
+
+
 def test_a_new_user_is_numbered_past_the_indexed_rows(client, monkeypatch):
     """SQLite gives the next row the highest rowid + 1: after the highest indexed row
     goes, that number is one the index takes to hold. A new row is numbered past it."""
@@ -385,7 +411,7 @@ def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, databa
         assert waiting() == 0
         triggers = {name for (name,) in store.database.execute_sql(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'user_search%'")}
-        assert triggers == {'user_search_removed', 'user_search_changed'}
+        assert triggers == {'user_search_removed', 'user_search_moved', 'user_search_changed'}
     found = ['v8', ids[0]] if store.is_sqlite() else [ids[0]]   # v8's created is older
     assert listing(client, filter='userName co "ann"') == (len(found), found)
     found.append(create(client, 6, userName='nine.ann@example.com'))
