@@ -2279,15 +2279,22 @@ USER_INSERT = Prepared(lambda: User.insert(
     id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
     **_user_writes()))
 _USER_UPDATES = {}
+INDEXED_WRITABLE = SORT_WRITABLE + ('external_id', 'user_name_key')
+
+
+def _user_indexed(resource):
+    """The INDEXED_WRITABLE columns of a stored user's resource, as _user_columns has them."""
+    return {'external_id': resource.get('externalId'), 'user_name_key': resource['userName'].lower(),
+            **_sort_values(resource)}
 
 
 def _user_update(before, after):
-    """The UPDATE of a user's row from `before` to `after` (_user_columns): optimistic,
-    it lands only on the version that was read. It sets the sort keys and externalId
-    only where they change: SQLite rewrites an index entry of every column SET, changed
-    or not, and each sorted column has two indexes."""
+    """The UPDATE of a user's row from `before` to `after` (_user_columns, or the
+    INDEXED_WRITABLE of them): optimistic, it lands only on the version that was read.
+    It sets the indexed columns only where they change: SQLite rewrites an index entry
+    of every column SET, changed or not, a page written at commit each."""
     names = tuple(name for name in USER_WRITABLE + SORT_WRITABLE
-                  if name not in SORT_WRITABLE + ('external_id',) or before[name] != after[name])
+                  if name not in INDEXED_WRITABLE or before[name] != after[name])
     if names not in _USER_UPDATES:
         _USER_UPDATES[names] = Prepared(lambda: User.update(
             version=User.version + 1, last_modified=slot('stamp'),
@@ -2680,7 +2687,7 @@ def update_user(user_id, change, expected_versions=None):
             if columns['resource'] == record['json']:   # compare text, not dicts: 1 == True in Python
                 return record
             stamp = now()
-            before = {'external_id': record['resource'].get('externalId'), **_sort_values(record['resource'])}
+            before = _user_indexed(record['resource'])
             searched = _searched_changed(record['resource'], columns)
             try:   # one UPDATE where the searched values stay, as a PATCH of `active` does
                 with writer_turn(), database.atomic() if searched else contextlib.nullcontext():

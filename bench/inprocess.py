@@ -37,7 +37,7 @@ TOKEN = 'inprocess-' + 'x' * 24   # not the demo token: seats refuse it
 BASE = '/scim/v2'
 OKTA_LOOKUP = '/Users?filter=userName%20eq%20%22{}%22&startIndex=1&count=100'
 REQUESTS = ('POST /Users', 'GET /Users/{id}', 'PATCH deactivate', 'lookup, found', 'lookup, not found',
-            'PUT /Users/{id}', 'page of 100', 'group members')
+            'PUT /Users/{id}', 'PUT, new email', 'page of 100', 'group members')
 PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp'
 GROUPS = 20
 SEATS = 50
@@ -107,7 +107,7 @@ class Workload:
 
     def timed(self):
         return dict(zip(REQUESTS, (self.post, self.get, self.patch, self.lookup_found, self.lookup_missing,
-                                   self.put, self.page, self.group_members), strict=True))
+                                   self.put, self.put_email, self.page, self.group_members), strict=True))
 
     def user_in(self, seat):
         """A random user of `seat`: (its index, its seat's token)."""
@@ -142,6 +142,14 @@ class Workload:
         index, token = self.any_user()
         self.call('PUT', f'/Users/{self.ids[index]}', user_body(
             self.names[index], id=self.ids[index], title=f'Title {secrets.randbelow(1000)}'), token)
+
+    def put_email(self):
+        """A PUT that changes what searches find: a new email, and a new displayName."""
+        index, token = self.any_user()
+        moved = f'moved{secrets.token_hex(4)}@bench.example'
+        self.call('PUT', f'/Users/{self.ids[index]}', user_body(
+            self.names[index], id=self.ids[index], displayName=f'Moved {moved}',
+            emails=[{'primary': True, 'value': moved, 'type': 'work'}]), token)
 
     def page(self):
         start = 1 + secrets.randbelow(max(1, self.per_seat - 99))
