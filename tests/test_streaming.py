@@ -117,6 +117,28 @@ def test_a_streamed_group_is_the_group_unstreamed(client, people, pieces, monkey
     assert streamed.json['displayName'] == 'Everyone' and streamed.json['schemas'] == [GROUP_SCHEMA]
 
 
+def test_sqlite_sorts_a_streamed_group_with_a_small_cache_and_sets_it_back(client, people, pieces):
+    """SQLite's sorter keeps in memory as much as the page cache may hold (_small_sorter)."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's sorter")
+    group = client.create_group('Everyone', people.values())
+    connection = store.database.connection()
+    cache = connection.execute('PRAGMA cache_size').fetchone()[0]
+    assert cache == -16 * 1024
+    statements = []
+    connection.set_trace_callback(statements.append)
+    try:
+        streamed = client.get(f'/Groups/{group["id"]}', status=200)
+    finally:
+        connection.set_trace_callback(None)
+    assert_members_in_order(streamed.json, people)
+    members_read = next(n for n, sql in enumerate(statements) if 'ORDER BY' in sql and '"link"' in sql
+                        and '"t1"."user_name"' in sql and '"t2"."group_id" = ' in sql)
+    assert statements[members_read - 1] == f'PRAGMA cache_size = {-store.ADDED_THREAD_CACHE_KIB}'
+    assert statements[members_read + 1] == f'PRAGMA cache_size = {cache}'
+    assert store.database.connection().execute('PRAGMA cache_size').fetchone()[0] == cache
+
+
 def test_a_group_of_at_most_members_at_once_is_not_streamed(client, people, pieces):
     few = dict(list(people.items())[:AT_ONCE])
     group = client.create_group('Few', few.values())
