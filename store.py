@@ -2830,12 +2830,29 @@ def _require_users(user_ids):
             raise UnknownMembers(unknown)
 
 
+# PostgreSQL: the check and the insert in one statement, one round trip (200 µs of a
+# member PATCH there): the users it names not of this seat, and the link rows it
+# added, none if it names any such user.
+LINKS_ADD_KNOWN = '''WITH listed AS (SELECT value FROM json_array_elements_text(CAST(%s AS json)) AS listed (value)),
+    unknown AS (SELECT listed.value FROM listed WHERE NOT EXISTS (
+        SELECT 1 FROM users WHERE users.id = listed.value AND users.seat = %s)),
+    added AS (INSERT INTO link (group_id, user_id) SELECT %s, listed.value FROM listed
+        WHERE NOT EXISTS (SELECT 1 FROM unknown) ON CONFLICT DO NOTHING RETURNING 1)
+    SELECT (SELECT COUNT(*) FROM added), (SELECT json_agg(value) FROM unknown)'''
+
+
 def _add_members(group_id, user_ids):
-    """Link rows for these users (already members are left as they are); how many were added."""
+    """Link rows for these users (already members are left as they are); how many were
+    added. UnknownMembers, adding none, unless every id names a user of this seat."""
     if not user_ids:
         return 0
-    _require_users(user_ids)
-    return LINKS_ADD.changed(group=group_id, ids=_as_ids(user_ids))
+    if is_sqlite():
+        _require_users(user_ids)
+        return LINKS_ADD.changed(group=group_id, ids=_as_ids(user_ids))
+    added, unknown = database.execute_sql(LINKS_ADD_KNOWN, (_as_ids(user_ids), current_seat(), group_id)).fetchone()
+    if unknown:
+        raise UnknownMembers(set(unknown))
+    return added
 
 
 def _remove_members(group_id, user_ids=None):
@@ -2945,26 +2962,12 @@ def _set_members(group_id, user_ids):
     others stay untouched, all without reading the members; (removed, added)."""
     if not user_ids:
         return LINK_REMOVE_ALL.changed(group=group_id), 0
-    _require_users(user_ids)   # before any write: an unknown id changes nothing
     ids = _as_ids(user_ids)
-    return LINKS_REMOVE_UNLISTED.changed(group=group_id, ids=ids), LINKS_ADD.changed(group=group_id, ids=ids)
-
-
-def _lock_group(group_id, version):
-    """PostgreSQL: lock the group row before any link row, as a retry does (a link
-    row's foreign key takes a share lock on it): writers of one group take turns
-    instead of deadlocking. The version read must still be the stored one."""
     if is_sqlite():
-        return   # BEGIN IMMEDIATE already holds the database
-    rows = GROUP_LOCK.rows(id=group_id)
-    if not rows:
-        raise NotFound(group_id)
-    if rows[0][0] != version:
-        raise _Lost()
-
-
-# Prepared: composing it anew cost each member PATCH 240 µs of Peewee's SQL generation.
-GROUP_LOCK = Prepared(lambda: Group.select(Group.version).where(Group.id == slot('id')).for_update('FOR NO KEY UPDATE'))
+        _require_users(user_ids)   # before any write
+        return LINKS_REMOVE_UNLISTED.changed(group=group_id, ids=ids), LINKS_ADD.changed(group=group_id, ids=ids)
+    # PostgreSQL's check comes with the insert: an unknown id then undoes the removal too.
+    return LINKS_REMOVE_UNLISTED.changed(group=group_id, ids=ids), _add_members(group_id, user_ids)
 
 
 class _Lost(Exception):
@@ -3021,46 +3024,99 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     ReplaceMembersWhere, SetMembers) are applied in order to the link rows only:
     a group's other members are neither read nor rewritten. The record passed
     to `change` has no members.
-    Optimistic, as update_user: the group row is written only on the version read.
     A change that changes nothing (adding a member twice, removing one already
     gone, as IdPs retry) writes nothing: the version stays (RFC 7644 §3.5.2.1).
     A rename to a name another group holds, in any case, is a Conflict; keeping
-    the name (a case change too) never is."""
+    the name (a case change too) never is.
+
+    PostgreSQL reads the group under its row lock (FOR NO KEY UPDATE, what an
+    UPDATE of it takes) in the write's transaction: writers of one group take
+    turns, and the lock comes before any link row's (a link row's foreign key takes
+    a share lock on the group row), so they do not deadlock. One round trip less
+    than reading, then locking and checking the version: each is 200 µs of a member
+    PATCH's 2.4 ms there. SQLite, whose single writer makes the lock pointless, is
+    optimistic, as update_user: the group row is written only on the version read."""
+    if not is_sqlite():
+        if '\x00' in group_id:   # no id holds one, and PostgreSQL cannot be asked
+            raise NotFound(group_id)
+        planned = None
+        try:
+            with writing():
+                record = _group_record(GROUP_LOCKED_BY_ID.rows(id=group_id), group_id)
+                _checked(record, expected_versions)
+                planned = _planned_group_change(record, change)
+                done = planned and _write_group_change(group_id, record, *planned)
+        except IntegrityError:   # after the rollback: PostgreSQL's aborted transaction reads nothing
+            _members_deleted_meanwhile(group_id, planned[2] if planned else ())
+            raise
+        return _group_written(group_id, record, done, with_members)
     for attempt in range(MAX_WRITE_ATTEMPTS):
         with _retry_turn(Group, group_id) if attempt else contextlib.nullcontext():
             record = get_group(group_id, with_members=False)
             _checked(record, expected_versions)
-            held_key = record['resource']['displayName'].lower()
-            resource, changes = change(record)
-            changes = _coalesced(changes)
-            columns = _group_columns(resource)
-            if columns['resource'] == record['json'] and not changes:   # text: 1 == True in Python
-                return get_group(group_id, with_members=with_members)
+            planned = _planned_group_change(record, change)
             try:
-                with writing():
-                    _lock_group(group_id, record['version'])
-                    if columns['display_name_key'] != held_key:
-                        _take_name(resource, columns)
-                    counts = [_change_members(group_id, member_change) for member_change in changes]
-                    added = sum(linked for _, linked in counts)
-                    written = bool(added or any(removed for removed, _ in counts)
-                                   or columns['resource'] != record['json'])
-                    stamp = now()
-                    if written and not _write_group_row(GROUP_UPDATE, resource, dict(
-                            columns, id=group_id, version=record['version'], stamp=stamp)):
-                        raise _Lost()
+                with writing() if planned else contextlib.nullcontext():
+                    done = planned and _write_group_change(group_id, record, *planned)
             except IntegrityError:
-                _members_deleted_meanwhile(group_id, changes)
+                _members_deleted_meanwhile(group_id, planned[2])
                 raise
             except _Lost:
                 continue
-        # `members_added`: link rows this write made (the board's "member added").
-        if with_members:   # the group as it is now, its members read after the write
-            return Record(get_group(group_id), members_added=added)
-        # The version this write made (a 204's ETag), not whatever a later writer made.
-        return Record(record, resource=resource, json=columns['resource'], links=[], members_added=added,
-                      version=record['version'] + written, last_modified=stamp if written else record['last_modified'])
+        return _group_written(group_id, record, done, with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')
+
+
+GROUP_LOCKED_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(
+    (Group.id == slot('id')) & (Group.seat == slot('seat'))).for_update('FOR NO KEY UPDATE'))
+
+
+def _group_record(rows, group_id):
+    if not rows:
+        raise NotFound(group_id)
+    return _record(rows[0], ())
+
+
+def _planned_group_change(record, change):
+    """`change` applied to `record`: None if it changes nothing, else (resource, its
+    columns, the member changes, the name's key the group held)."""
+    resource, changes = change(record)
+    changes = _coalesced(changes)
+    columns = _group_columns(resource)
+    if columns['resource'] == record['json'] and not changes:   # text: 1 == True in Python
+        return None
+    return resource, columns, changes, record['resource']['displayName'].lower()
+
+
+def _write_group_change(group_id, record, resource, columns, changes, held_key):
+    """Within writing(): a planned change written; (resource, its JSON text, link rows
+    added, whether the row was written, the stamp). _Lost if the row is no longer
+    the version read; an IntegrityError if a user or the group went meanwhile (the
+    caller finds which, after the rollback: _members_deleted_meanwhile)."""
+    if columns['display_name_key'] != held_key:
+        _take_name(resource, columns)
+    counts = [_change_members(group_id, member_change) for member_change in changes]
+    added = sum(linked for _, linked in counts)
+    written = bool(added or any(removed for removed, _ in counts) or columns['resource'] != record['json'])
+    stamp = now()
+    if written and not _write_group_row(GROUP_UPDATE, resource, dict(
+            columns, id=group_id, version=record['version'], stamp=stamp)):
+        raise _Lost()
+    return resource, columns['resource'], added, written, stamp
+
+
+def _group_written(group_id, record, done, with_members):
+    """update_group's answer, after the transaction: the group as it is now, its
+    members read after the write, or (`with_members` false) as this write made it."""
+    if done is None:
+        return get_group(group_id, with_members=with_members)
+    resource, text, added, written, stamp = done
+    # `members_added`: link rows this write made (the board's "member added").
+    if with_members:
+        return Record(get_group(group_id), members_added=added)
+    # The version this write made (a 204's ETag), not whatever a later writer made.
+    return Record(record, resource=resource, json=text, links=[], members_added=added,
+                  version=record['version'] + written, last_modified=stamp if written else record['last_modified'])
 
 
 def delete_group(group_id, expected_versions=None):
