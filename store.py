@@ -1834,6 +1834,7 @@ def _record(row, links=()):
 
 GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(
     (Group.id == slot('id')) & (Group.seat == slot('seat'))))
+GROUP_LOCKED_BY_ID = Prepared(lambda: GROUP_BY_ID.build().for_update('FOR NO KEY UPDATE'))
 
 
 _MEMBERS_BY_IN_SIZE = {}
@@ -1948,10 +1949,11 @@ def get_user(user_id):
     return _record(rows[0], [(row[5], row[6]) for row in rows if row[5] is not None])
 
 
-def get_group(group_id, with_members=True):
+def get_group(group_id, with_members=True, locked=False):
+    """`locked`: PostgreSQL, within a transaction: its row locked as an UPDATE would (update_group)."""
     if '\x00' in group_id:
         raise NotFound(group_id)
-    rows = GROUP_BY_ID.rows(id=group_id)
+    rows = (GROUP_LOCKED_BY_ID if locked else GROUP_BY_ID).rows(id=group_id)
     if not rows:
         raise NotFound(group_id)
     return _record(rows[0], _members_or_streams([group_id])[group_id] if with_members else ())
@@ -3037,12 +3039,10 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
     PATCH's 2.4 ms there. SQLite, whose single writer makes the lock pointless, is
     optimistic, as update_user: the group row is written only on the version read."""
     if not is_sqlite():
-        if '\x00' in group_id:   # no id holds one, and PostgreSQL cannot be asked
-            raise NotFound(group_id)
         planned = None
         try:
             with writing():
-                record = _group_record(GROUP_LOCKED_BY_ID.rows(id=group_id), group_id)
+                record = get_group(group_id, with_members=False, locked=True)
                 _checked(record, expected_versions)
                 planned = _planned_group_change(record, change)
                 done = planned and _write_group_change(group_id, record, *planned)
@@ -3065,16 +3065,6 @@ def update_group(group_id, change, expected_versions=None, with_members=True):
                 continue
         return _group_written(group_id, record, done, with_members)
     raise Busy(f'{group_id} is being changed by other writers; try again')
-
-
-GROUP_LOCKED_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(
-    (Group.id == slot('id')) & (Group.seat == slot('seat'))).for_update('FOR NO KEY UPDATE'))
-
-
-def _group_record(rows, group_id):
-    if not rows:
-        raise NotFound(group_id)
-    return _record(rows[0], ())
 
 
 def _planned_group_change(record, change):
