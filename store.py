@@ -2354,10 +2354,8 @@ def _insert_user(user_id, stamp, columns):
     if _trigram_index != 'fts5':
         SEARCH_INSERT.execute(id=user_id, **columns)
         return
-    row = database.execute_sql(SEARCH_INSERT_WAITING, (
-        user_id, columns['user_name'], columns['display_name'], columns['emails'])).lastrowid
-    if row - _indexed_upto >= UNINDEXED_AT_MOST:
-        _index_waiting()
+    _numbered(database.execute_sql(SEARCH_INSERT_WAITING, (
+        user_id, columns['user_name'], columns['display_name'], columns['emails'])).lastrowid)
 
 
 def _update_searched(user_id, columns):
@@ -2367,7 +2365,12 @@ def _update_searched(user_id, columns):
         return
     database.execute_sql(SEARCH_UPDATE_WAITING, (columns['user_name'], columns['display_name'], columns['emails'],
                                                  user_id))
-    if database.execute_sql('SELECT max(row) FROM user_search').fetchone()[0] - _indexed_upto >= UNINDEXED_AT_MOST:
+    _numbered(database.execute_sql('SELECT max(row) FROM user_search').fetchone()[0])
+
+
+def _numbered(row):
+    """A waiting row was numbered `row`: the write that makes UNINDEXED_AT_MOST wait indexes them."""
+    if row - _indexed_upto >= UNINDEXED_AT_MOST:
         _index_waiting()
 
 
