@@ -219,29 +219,83 @@ def test_new_users_wait_for_the_trigram_index_and_are_found_meanwhile(client, mo
     assert_indexes_agree(client, monkeypatch)
 
 
-def test_a_changed_user_waits_and_its_old_values_find_nobody(client, monkeypatch):
-    """An indexed user's new values wait under a new row number; the index keeps its
-    old entry, under the old number, until the next batch drops it."""
+def stale():
+    """The indexed users whose values changed since the index took them (SQLite)."""
+    return store.database.execute_sql('SELECT COUNT(*) FROM user_text_stale').fetchone()[0]
+
+
+def matches(text):
+    """How many entries of SQLite's trigram index hold `text`, stale ones too."""
+    return store.database.execute_sql('SELECT COUNT(*) FROM user_text WHERE user_text MATCH ?',
+                                      (f'"{text}"',)).fetchone()[0]
+
+
+def test_a_changed_user_is_found_by_its_new_values_only(client, monkeypatch):
+    """An indexed user's values change in its row; the index keeps the old ones, listed
+    as stale, until the next batch drops them and takes the new ones. Meanwhile the
+    old values find nobody and the new ones find the user."""
     if not store.is_sqlite():
         pytest.skip("SQLite's trigram index")
     ids = [add_user(client, user) for user in USERS[:2]]
     index_waiting()
+    (row,) = store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (ids[0],)).fetchone()
     put_user(client, ids[0], 0, userName='moved.zed@example.com', emails=[{'value': 'zed@work.example'}])
-    assert waiting() == 1
-    assert store.database.execute_sql('SELECT COUNT(*) FROM user_text_stale').fetchone() == (1,)
-    assert store.database.execute_sql(
-        'SELECT COUNT(*) FROM user_text WHERE user_text MATCH ?', ('"ann.lee"',)).fetchone() == (1,)   # stale
+    assert store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (ids[0],)).fetchone() == (row,)
+    assert waiting() == 0 and stale() == 1
+    assert matches('ann.lee') == 1 and matches('zed@') == 0   # the index still holds the old values
     assert listing(client, filter='userName co "ann.lee"') == (0, [])
     assert listing(client, filter='emails co "ann@work"') == (0, [])
     assert listing(client, filter='userName co "zed@"') == (1, [ids[0]])
     assert listing(client, filter='emails[type eq "work" and value co "zed@w"]') == (0, [])   # no type
     assert listing(client, filter='emails[value co "zed@w"]') == (1, [ids[0]])
+    # A second change: the stale list keeps what the index holds, the first values.
+    put_user(client, ids[0], 0, userName='again.yve@example.com', emails=[{'value': 'yve@work.example'}])
+    assert stale() == 1
+    assert listing(client, filter='userName co "zed@"') == (0, [])
+    assert listing(client, filter='userName co "yve@"') == (1, [ids[0]])
     index_waiting()
-    assert waiting() == 0
-    assert store.database.execute_sql('SELECT COUNT(*) FROM user_text_stale').fetchone() == (0,)
-    assert store.database.execute_sql(
-        'SELECT COUNT(*) FROM user_text WHERE user_text MATCH ?', ('"ann.lee"',)).fetchone() == (0,)
-    assert listing(client, filter='userName co "zed@"') == (1, [ids[0]])
+    assert waiting() == 0 and stale() == 0
+    assert matches('ann.lee') == 0 and matches('zed@') == 0 and matches('yve@') == 1
+    assert listing(client, filter='userName co "yve@"') == (1, [ids[0]])
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_a_changed_user_deleted_before_the_batch_leaves_the_index(client, monkeypatch):
+    """Deleting a user whose index entry is stale leaves that entry to the batch, which
+    drops it with the values the index holds (FTS5's integrity-check would catch a
+    'delete' with other values), and indexes nothing in its place."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index")
+    ids = [add_user(client, user) for user in USERS[:3]]
+    index_waiting()
+    put_user(client, ids[1], 1, userName='gone.zed@example.com')
+    client.delete(f'/Users/{ids[1]}', status=204)
+    client.delete(f'/Users/{ids[2]}', status=204)   # an indexed user that had not changed
+    assert stale() == 1 and matches('bob_') == 1 and matches('stanbul') == 0
+    assert listing(client, filter='userName co "zed@"') == (0, [])
+    assert listing(client, filter='userName co "bob_"') == (0, [])
+    index_waiting()
+    assert stale() == 0 and matches('bob_') == 0 and matches('zed@') == 0
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_the_change_that_makes_enough_stale_indexes_them(client, monkeypatch):
+    """On SQLite, the change that makes UNINDEXED_AT_MOST indexed users' values stale
+    indexes them, as the create that makes that many wait does."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index")
+    monkeypatch.setattr(store, 'UNINDEXED_AT_MOST', 3)
+    ids = [add_user(client, user) for user in USERS[:3]]
+    assert waiting() == 0   # the third create indexed all three
+    put_user(client, ids[0], 0, userName='one.zed@example.com')
+    put_user(client, ids[1], 1, userName='two.zed@example.com')
+    assert stale() == 2 and matches('zed@') == 0
+    client.patch(f'/Users/{ids[0]}', [{'op': 'replace', 'value': {'active': False}}],
+                 status=200)   # its searched values stay: not stale again
+    assert stale() == 2
+    put_user(client, ids[2], 2, userName='three.zed@example.com')
+    assert stale() == 0 and matches('zed@') == 3
+    assert listing(client, filter='userName co "zed@"') == (3, ids)
     assert_indexes_agree(client, monkeypatch)
 
 
@@ -362,7 +416,16 @@ def test_a_sorted_page_walks_its_index(client, people, attribute, index, descend
     keys = store.User.select(store.User.id).where(store.User.seat == 0).order_by(   # as _page_of_keys orders
         *nulls_last, sort_key.desc() if descending else sort_key, store.User.created, store.User.id).limit(100)
     sql, params = keys.sql()
-    if store.is_sqlite():
+    if store.is_sqlite() and descending and store._walked_backward(store.User, sort_key):
+        # Its one index, walked backward: the users with a title, then those without (_descending_page).
+        for has in (True, False):
+            sql, params = store.Prepared(lambda has=has: store._page_keys(
+                store.User, None, sort_key, has, has_value=has)).statement(seat=0, limit=100, offset=0)
+            plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
+            assert index in plan and 'TEMP B-TREE FOR ORDER BY' not in plan, plan
+            # Each title's ties are sorted, not the page's users.
+            assert ('TEMP B-TREE FOR RIGHT PART OF ORDER BY' in plan) == has, plan
+    elif store.is_sqlite():
         plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
         assert index in plan and 'TEMP B-TREE' not in plan, plan
     else:
@@ -406,12 +469,11 @@ def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, databa
     test_upgrade.run_sql(database_url, statements)
 
     client = ScimClient(make_app())
-    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(9,)]
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
+        (store.SCHEMA_VERSION,)]
     if store.is_sqlite():
         assert waiting() == 0
-        triggers = {name for (name,) in store.database.execute_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'user_search%'")}
-        assert triggers == {'user_search_removed', 'user_search_moved', 'user_search_changed'}
+        assert search_triggers() == {'user_search_removed', 'user_search_changed'}
     found = ['v8', ids[0]] if store.is_sqlite() else [ids[0]]   # v8's created is older
     assert listing(client, filter='userName co "ann"') == (len(found), found)
     found.append(create(client, 6, userName='nine.ann@example.com'))
@@ -419,3 +481,88 @@ def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, databa
         assert waiting() == 1
     assert listing(client, filter='userName co "ann"') == (len(found), found)
     assert_indexes_agree(client, monkeypatch)
+
+
+def search_triggers():
+    return {name for (name,) in store.database.execute_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'user_search%'")}
+
+
+def sqlite_indexes():
+    return {name for (name,) in store.database.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+# What schema version 9 had on SQLite: a changed indexed user moved to a new row number.
+VERSION_9_TRIGGERS = [
+    'CREATE TRIGGER user_search_removed AFTER DELETE ON user_search '
+    'WHEN old.row <= (SELECT upto FROM user_text_upto) BEGIN '
+    "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+    "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); END",
+    'CREATE TRIGGER user_search_moved AFTER UPDATE ON user_search '
+    'WHEN old.row <= (SELECT upto FROM user_text_upto) AND new.row <> old.row BEGIN '
+    'INSERT INTO user_text_stale (row, user_name, display_name, emails) '
+    'VALUES (old.row, old.user_name, old.display_name, old.emails); END',
+    'CREATE TRIGGER user_search_changed AFTER UPDATE ON user_search '
+    'WHEN old.row <= (SELECT upto FROM user_text_upto) AND new.row = old.row BEGIN '
+    "INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+    "VALUES ('delete', old.row, old.user_name, old.display_name, old.emails); "
+    'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+    'VALUES (new.row, new.user_name, new.display_name, new.emails); END',
+]
+
+
+def test_a_version_9_database_changes_users_in_place_once_it_opens(make_app, database_url, monkeypatch):
+    """Version 9 moved a changed indexed user to a new number and kept a descending
+    title index: a user it moved, its stale entry still in the index, is found by its
+    new values only, before and after the batch, and the descending index goes."""
+    client = ScimClient(make_app())
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index and its one title index")
+    ids = [add_user(client, user) for user in USERS[:4]]
+    index_waiting()
+    store.close_database()
+    test_upgrade.run_sql(database_url, [
+        *(('DROP TRIGGER ' + name, ()) for name in ('user_search_removed', 'user_search_changed')),
+        *((sql, ()) for sql in VERSION_9_TRIGGERS),
+        (store._sort_indexes('', directions=store.BOTH_DIRECTIONS[1:])[0], ()),
+        # as version 9 changed ids[0]: moved past every row, its old values stale
+        ("UPDATE user_search SET row = (SELECT max(row) + 1 FROM user_search), user_name = 'v9.zed@example.com' "
+         'WHERE user_id = ?', (ids[0],)),
+        ("UPDATE users SET user_name = 'v9.zed@example.com', user_name_key = 'v9.zed@example.com', "
+         "resource = json_set(resource, '$.userName', 'v9.zed@example.com') WHERE id = ?", (ids[0],)),
+        ('UPDATE scimlite_schema SET version = 9', ())])
+
+    client = ScimClient(make_app())
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(10,)]
+    assert search_triggers() == {'user_search_removed', 'user_search_changed'}
+    assert 'users_sort_title_key_desc' not in sqlite_indexes() and 'users_sort_title_key' in sqlite_indexes()
+    assert waiting() == 1 and stale() == 1 and matches('ann.lee@example') == 1
+    assert listing(client, filter='userName co "ann.lee"') == (0, [])
+    assert listing(client, filter='userName co "v9.zed"') == (1, [ids[0]])
+    put_user(client, ids[1], 1, userName='ten.yve@example.com')   # changed in place now
+    assert waiting() == 1 and stale() == 2
+    assert listing(client, filter='userName co "yve@"') == (1, [ids[1]])
+    assert_indexes_agree(client, monkeypatch)
+    assert matches('ann.lee@example') == 0 and matches('v9.zed') == 1 and matches('yve@') == 1
+
+
+@pytest.mark.parametrize('count', [1, 3, 7, 100])
+def test_descending_pages_run_from_the_titles_into_the_users_without_one(client, monkeypatch, count):
+    """Every page of a descending title sort, the users with a title first (ties in
+    the stable order) and those without last, as the JSON path sorts them: pages that
+    end among the titles, straddle the two, or start past every title."""
+    titles = ['b', 'A', None, 'c', 'a', None, 'B', 'b', None, None, 'a']
+    ids = [create(client, 3, userName=f'page{number}@example.com',
+                  **({'title': title} if title is not None else {})) for number, title in enumerate(titles)]
+    for user_id in ids[::4]:   # a change moves a user's entry in the index
+        body = client.get(f'/Users/{user_id}', status=200).json
+        client.put(f'/Users/{user_id}', {**body, 'title': 'B'}, status=200)
+    query = {'sortBy': 'title', 'sortOrder': 'descending'}
+    whole = scanned(client, monkeypatch, **query)
+    assert listing(client, **query) == whole and whole[0] == len(titles)
+    for start in range(1, len(titles) + 3):
+        page = listing(client, **query, startIndex=start, count=count)
+        assert page == (len(titles), whole[1][start - 1:start - 1 + count]), (start, count)
+    page = listing(client, **query, filter='userName sw "page1"', startIndex=2, count=count)
+    assert page == scanned(client, monkeypatch, **query, filter='userName sw "page1"', startIndex=2, count=count)
+
