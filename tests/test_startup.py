@@ -5,7 +5,11 @@ These start the real server as a subprocess and talk to it over a socket."""
 import codecs
 import http.client
 import json
+import platform
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -326,3 +330,47 @@ def test_a_sqlite_url_names_the_file_after_its_third_slash(url, path_on_windows,
     assert store.sqlite_path(url) == path
     if path:
         assert store._sqlite(url, store.LOCK_WAIT).database == path, 'the path SQLite is given'
+
+
+# A process that starts threads, each allocating, then has glibc print its heaps:
+# one "Arena N:" paragraph each.
+ARENA_PROBE = '''
+import ctypes, sys, threading
+import scim_server
+told = scim_server.cap_malloc_arenas()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+held = []
+def allocate():
+    held.extend(libc.malloc(2000) for _ in range(200))
+barrier = threading.Barrier(8)
+def together():
+    barrier.wait()
+    allocate()
+threads = [threading.Thread(target=together) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(told, flush=True)
+libc.malloc_stats()
+'''
+
+
+@pytest.mark.parametrize('environ', [{}, {'MALLOC_ARENA_MAX': '8'}])
+def test_glibc_keeps_two_heaps_for_the_server_threads(tmp_path, environ):
+    """The server caps glibc's heaps (cap_malloc_arenas) before its threads start;
+    MALLOC_ARENA_MAX in the environment wins."""
+    if not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc':
+        pytest.skip("glibc's malloc")
+    process = subprocess.run([sys.executable, '-c', ARENA_PROBE], capture_output=True, text=True, timeout=60,
+                             cwd=Path(scim_server.__file__).parent, env={
+                                 **{key: value for key, value in clean_environment().items()
+                                    if key != 'MALLOC_ARENA_MAX'}, **environ})
+    assert process.returncode == 0, process.stderr
+    heaps = process.stderr.count('Arena ')
+    if environ:
+        assert process.stdout.split() == ['False'] and heaps > scim_server.MALLOC_ARENAS, process.stderr
+    else:
+        assert process.stdout.split() == ['True'] and heaps == scim_server.MALLOC_ARENAS, process.stderr
