@@ -366,7 +366,9 @@ SCHEMA_VERSION = 10
 # 9: on SQLite, users' new and changed values wait for the trigram index, which
 #    takes a thousand at a time (UNINDEXED_AT_MOST, _trigram_writes_wait).
 # 10: on SQLite, an indexed user's changed values stay in its row, the index's
-#    stale ones listed apart, and the descending title index goes (_changed_in_place).
+#    stale ones listed apart, and the descending title index goes; a descending
+#    sort's ties come newest first, and PostgreSQL's descending indexes are made
+#    anew so (_changed_in_place).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -580,9 +582,10 @@ BOTH_DIRECTIONS = (('', ''), ('_desc', ' DESC'))
 
 def _sort_indexes(collate, names=INDEXED_SORTS, directions=BOTH_DIRECTIONS):
     # Each expression as sort_expression spells it: PostgreSQL matches an index's
-    # expressions to the ORDER BY's as written, COLLATE and all.
+    # expressions to the ORDER BY's as written, COLLATE and all. Descending, the ties
+    # are too (_page_keys): the order is the ascending one reversed, but for the nulls.
     return [f'CREATE INDEX IF NOT EXISTS users_sort_{name}{suffix} ON users '
-            f'(seat, (({name}{collate}) IS NULL), {name}{collate}{direction}, created, id)'
+            f'(seat, (({name}{collate}) IS NULL), {name}{collate}{direction}, created{direction}, id{direction})'
             for name in names for suffix, direction in directions]
 
 
@@ -643,11 +646,14 @@ def _trigram_writes_wait():
 def _changed_in_place():
     """Schema version 10: an indexed user's changed values stay in its row, and the
     values the index holds go to user_text_stale; version 9 moved the row to a new
-    number (its stale entries, under numbers no row has, are dropped alike). And
-    SQLite's descending title index goes: the ascending one is walked backward."""
-    if not is_sqlite():
-        return
+    number (its stale entries, under numbers no row has, are dropped alike). And a
+    descending sort's ties come newest first: SQLite's descending title index goes
+    (the ascending one is walked backward), PostgreSQL's are made anew with their
+    ties descending (_make_search_schema, after this)."""
     database.execute_sql('DROP INDEX IF EXISTS users_sort_title_key_desc')
+    if not is_sqlite():
+        database.execute_sql('DROP INDEX IF EXISTS users_sort_user_name_key_desc')
+        return
     if not database.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
         return
     for name in ('moved', 'changed', 'removed'):   # version 9's
@@ -2145,8 +2151,10 @@ def _with_groups(query):
 
 def _page_keys(model, where, sort_key=None, descending=False, has_value=None):
     """The keys of a page's rows, in the stable order (created, id), or by `sort_key`
-    first (nulls last, ties in the stable order); of the rows with a `sort_key` value
-    only, or without one, if `has_value` is True or False (_descending_page).
+    first, nulls last: ascending, ties in the stable order; descending, the ascending
+    order reversed but for the nulls, which stay last (ties newest first), so that an
+    index walked backward needs no sort. Of the rows with a `sort_key` value only, or
+    without one, if `has_value` is True or False (_descending_page).
 
     OFFSET walks the (created, id) index in a subquery, which reads no resource
     text; only the page's own rows are then read whole (README, Performance)."""
@@ -2160,7 +2168,8 @@ def _page_keys(model, where, sort_key=None, descending=False, has_value=None):
             # planner then walks the index without sorting by that term
             where = _has_value(sort_key, has_value) if where is None else (where & _has_value(sort_key, has_value))
             nullable = False
-        order = ([sort_key.is_null()] if nullable else []) + [sort_key.desc() if descending else sort_key] + order
+        order = [sort_key.desc(), model.created.desc(), model.id.desc()] if descending else [sort_key, *order]
+        order = ([sort_key.is_null()] if nullable else []) + order
     keys = model.select(*columns).where(in_seat_slot(model, where))
     return keys.order_by(*order).limit(slot('limit')).offset(slot('offset'))
 
@@ -2169,8 +2178,10 @@ def _page_of_keys(model, where, sort_key=None, descending=False, has_value=None)
     """The whole rows of the page _page_keys finds, in its order."""
     keys = _page_keys(model, where, sort_key, descending, has_value).alias('page')
     outer = [keys.c.created, keys.c.id]
-    if sort_key is not None:
-        outer = [keys.c.sort_null, keys.c.sort_key.desc() if descending else keys.c.sort_key] + outer
+    if sort_key is not None and descending:
+        outer = [keys.c.sort_null, keys.c.sort_key.desc(), keys.c.created.desc(), keys.c.id.desc()]
+    elif sort_key is not None:
+        outer = [keys.c.sort_null, keys.c.sort_key] + outer
     return model.select(*_record_columns(model)).join(keys, on=(model.id == keys.c.id)).order_by(*outer)
 
 
@@ -2275,14 +2286,12 @@ def _has_value(sort_key, has):
 
 
 def _descending_page(model, where, sort_key, with_links, count, offset):
-    """A page by `sort_key`, descending, nulls last, from its ascending index: the
-    users with a value first, the index walked backward from the greatest (SQLite
-    sorts only each value's ties, in the stable order), then those without, in the
-    stable order. One ORDER BY cannot do both: walked backward, the index puts the
-    users without a value first."""
+    """A page by `sort_key`, descending, nulls last (_page_keys), from its ascending
+    index walked backward: the users with a value first, then those without. One
+    ORDER BY cannot do both: walked backward, the index puts the users without a
+    value first."""
     def part(has, limit, skip):
-        # Those without a value all sort alike: ascending is as descending, and walks forward.
-        return Prepared(lambda: _page_query(model, where, sort_key, has, with_links, has_value=has)).rows(
+        return Prepared(lambda: _page_query(model, where, sort_key, True, with_links, has_value=has)).rows(
             limit=limit, offset=skip)
 
     rows = part(True, count, offset)

@@ -40,7 +40,8 @@ def order(client, people, query):
     ('sortBy=userName', ['alice', 'bob', 'carol', 'dave', 'erin']),             # ignoring case
     ('sortBy=userName&sortOrder=descending', ['erin', 'dave', 'carol', 'bob', 'alice']),
     ('sortBy=displayName', ['alice', 'bob', 'erin', 'carol', 'dave']),          # ties keep creation order; nulls last
-    ('sortBy=displayName&sortOrder=DESCENDING', ['carol', 'bob', 'erin', 'alice', 'dave']),
+    # descending: the ascending order reversed, ties too, but nulls still last
+    ('sortBy=displayName&sortOrder=DESCENDING', ['carol', 'erin', 'bob', 'alice', 'dave']),
     ('sortBy=title', ['bob', 'carol', 'dave', 'alice', 'erin']),                # a JSON attribute
     ('sortBy=emails', ['alice', 'dave', 'carol', 'bob', 'erin']),               # the primary value, else the first
     ('sortBy=emails.value', ['alice', 'dave', 'carol', 'bob', 'erin']),

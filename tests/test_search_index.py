@@ -6,7 +6,6 @@ every kind of write, where the database has no trigram index, and after an upgra
 import json
 import urllib.parse
 
-import peewee
 import pytest
 
 import sampledata
@@ -409,30 +408,24 @@ def test_sqlite_takes_the_trigram_candidates_before_the_paging_index(client, peo
 @pytest.mark.parametrize('attribute, index', [('title', 'users_sort_title_key'),
                                               ('userName', 'users_s')])   # SQLite: users_seat_user_name_key
 def test_a_sorted_page_walks_its_index(client, people, attribute, index, descending):
-    """The ORDER BY is spelt as the index is (its COLLATE too, on PostgreSQL): no sort."""
+    """The page's ORDER BY (_page_keys) is spelt as the index is (its COLLATE too, on
+    PostgreSQL), ties and all: no sort, either way."""
     sort_key = store.sort_expression(store.User, store.USER_COLUMNS, {'emails': True},
                                      scimfilter.AttrPath(attribute))
-    nulls_last = [] if isinstance(sort_key, peewee.Field) and not sort_key.null else [sort_key.is_null()]
-    keys = store.User.select(store.User.id).where(store.User.seat == 0).order_by(   # as _page_of_keys orders
-        *nulls_last, sort_key.desc() if descending else sort_key, store.User.created, store.User.id).limit(100)
-    sql, params = keys.sql()
-    if store.is_sqlite() and descending and store._walked_backward(store.User, sort_key):
-        # Its one index, walked backward: the users with a title, then those without (_descending_page).
-        for has in (True, False):
-            sql, params = store.Prepared(lambda has=has: store._page_keys(
-                store.User, None, sort_key, has, has_value=has)).statement(seat=0, limit=100, offset=0)
+    # SQLite's one title index, walked backward: the users with a title, then those
+    # without (_descending_page); otherwise one walk.
+    parts = (True, False) if descending and store._walked_backward(store.User, sort_key) else (None,)
+    for has in parts:
+        sql, params = store.Prepared(lambda has=has: store._page_keys(
+            store.User, None, sort_key, descending, has_value=has)).statement(seat=0, limit=100, offset=0)
+        if store.is_sqlite():
             plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
-            assert index in plan and 'TEMP B-TREE FOR ORDER BY' not in plan, plan
-            # Each title's ties are sorted, not the page's users.
-            assert ('TEMP B-TREE FOR RIGHT PART OF ORDER BY' in plan) == has, plan
-    elif store.is_sqlite():
-        plan = ' '.join(row[3] for row in store.database.execute_sql('EXPLAIN QUERY PLAN ' + sql, params))
-        assert index in plan and 'TEMP B-TREE' not in plan, plan
-    else:
-        with store.database.atomic():
-            store.database.execute_sql('SET LOCAL enable_seqscan = off')
-            plan = ' '.join(row[0] for row in store.database.execute_sql('EXPLAIN ' + sql, params))
-        assert index in plan and 'Sort' not in plan, plan
+            assert index in plan and 'TEMP B-TREE' not in plan, plan
+        else:
+            with store.database.atomic():
+                store.database.execute_sql('SET LOCAL enable_seqscan = off')
+                plan = ' '.join(row[0] for row in store.database.execute_sql('EXPLAIN ' + sql, params))
+            assert index in plan and 'Sort' not in plan, plan
 
 
 # What schema version 8 had on SQLite: the trigram index took each user as it was written.
@@ -566,3 +559,34 @@ def test_descending_pages_run_from_the_titles_into_the_users_without_one(client,
     page = listing(client, **query, filter='userName sw "page1"', startIndex=2, count=count)
     assert page == scanned(client, monkeypatch, **query, filter='userName sw "page1"', startIndex=2, count=count)
 
+
+
+def test_a_version_9_database_sorts_descending_ties_newest_first(make_app, database_url):
+    """Version 9's descending indexes kept ties oldest first: the upgrade drops SQLite's
+    (the ascending one is walked backward) and makes PostgreSQL's anew, ties newest
+    first, and a descending page reverses the ascending one but for the nulls."""
+    client = ScimClient(make_app())
+    ids = [create(client, 3, userName=f'tie{number}@example.com', **({'title': title} if title else {}))
+           for number, title in enumerate(['Same', None, 'same', 'Other', None])]
+    store.close_database()
+    collate = '' if store.backend(database_url) == 'sqlite' else ' COLLATE "C"'
+    names = ('title_key',) if not collate else ('title_key', 'user_name_key')
+    test_upgrade.run_sql(database_url, [
+        *((f'DROP INDEX IF EXISTS users_sort_{name}_desc', ()) for name in names),
+        *((f'CREATE INDEX users_sort_{name}_desc ON users (seat, (({name}{collate}) IS NULL), '
+           f'{name}{collate} DESC, created, id)', ()) for name in names),   # as version 9 made them
+        ('UPDATE scimlite_schema SET version = 9', ())])
+
+    client = ScimClient(make_app())
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(10,)]
+    if store.is_sqlite():
+        assert 'users_sort_title_key_desc' not in sqlite_indexes()
+    else:
+        for name in names:
+            (definition,) = store.database.execute_sql(
+                'SELECT indexdef FROM pg_indexes WHERE indexname = %s', (f'users_sort_{name}_desc',)).fetchone()
+            assert definition.endswith('DESC, created DESC, id DESC)'), definition
+    descending = listing(client, sortBy='title', sortOrder='descending')[1]
+    assert descending == [ids[2], ids[0], ids[3], ids[4], ids[1]]   # same (newest first), other, then none
+    ascending = listing(client, sortBy='title')[1]
+    assert ascending == [ids[3], ids[0], ids[2], ids[1], ids[4]]
