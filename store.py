@@ -629,13 +629,17 @@ INDEXED_UPTO = ['DELETE FROM user_text_upto',
 _indexed_upto = 0   # user_text_upto.upto as this process last read or wrote it
 
 
+def _in_sqlite_schema(name):
+    """Whether SQLite's schema holds a table, index, trigger or view of this name."""
+    return database.execute_sql('SELECT 1 FROM sqlite_master WHERE name = ?', (name,)).fetchone() is not None
+
+
 def _trigram_writes_wait():
     """Schema version 9: a database whose trigram index took each user's values as they
     were written (every row of user_search is in it) now lets them wait."""
-    if not is_sqlite() or not database.execute_sql(
-            "SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
+    if not is_sqlite() or not _in_sqlite_schema('user_text'):
         return
-    if database.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'user_text_upto'").fetchone():
+    if _in_sqlite_schema('user_text_upto'):
         return   # they wait already (a version 9 database, its version stamped down by a test)
     for name in ('added', 'removed', 'changed'):   # version 8's
         database.execute_sql(f'DROP TRIGGER IF EXISTS user_search_{name}')
@@ -654,7 +658,7 @@ def _changed_in_place():
     if not is_sqlite():
         database.execute_sql('DROP INDEX IF EXISTS users_sort_user_name_key_desc')
         return
-    if not database.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
+    if not _in_sqlite_schema('user_text'):
         return
     for name in ('moved', 'changed', 'removed'):   # version 9's
         database.execute_sql(f'DROP TRIGGER IF EXISTS user_search_{name}')
@@ -774,8 +778,7 @@ def _make_trigram_index(statements):
     FTS5 or its trigram tokenizer, or PostgreSQL without pg_trgm (not installed, or
     no right to create it): False, and nothing changed."""
     if is_sqlite():
-        if 'user_text' in database.get_tables() or database.execute_sql(
-                "SELECT 1 FROM sqlite_master WHERE name = 'user_text'").fetchone():
+        if 'user_text' in database.get_tables() or _in_sqlite_schema('user_text'):
             return True
         try:
             with savepoint():
