@@ -2169,7 +2169,7 @@ def _page_keys(model, where, sort_key=None, descending=False, has_value=None):
         columns += [sort_key.is_null().alias('sort_null'), sort_key.alias('sort_key')]
         if has_value is not None:   # which side of the nulls-last term, in the WHERE: SQLite's
             # planner then walks the index without sorting by that term
-            where = _has_value(sort_key, has_value) if where is None else (where & _has_value(sort_key, has_value))
+            where = _with_value(where, sort_key, has_value)
             nullable = False
         order = [sort_key.desc(), model.created.desc(), model.id.desc()] if descending else [sort_key, *order]
         order = ([sort_key.is_null()] if nullable else []) + order
@@ -2283,9 +2283,11 @@ def _walked_backward(model, sort_key):
     return is_sqlite() and model is User and isinstance(sort_key, Field) and sort_key.name in INDEXED_SORTS
 
 
-def _has_value(sort_key, has):
-    # As the index's second column is spelt, so the planner takes it as one of its values.
-    return sort_key.is_null() == (0 if has else 1)
+def _with_value(where, sort_key, has):
+    """`where` (or nothing), and `sort_key` has a value (or has none), spelt as the
+    index's second column is, so the planner takes it as one of that column's values."""
+    present = sort_key.is_null() == (0 if has else 1)
+    return present if where is None else (where & present)
 
 
 def _descending_page(model, where, sort_key, with_links, count, offset):
@@ -2304,8 +2306,8 @@ def _descending_page(model, where, sort_key, with_links, count, offset):
     if found:   # the page ends among them: the rest start at the first without a value
         skip = 0
     else:   # the page starts past them: how many there are
-        within = _has_value(sort_key, True) if where is None else (where & _has_value(sort_key, True))
-        skip = offset - model.select(fn.COUNT(SQL('*'))).where(in_seat(model, within)).scalar()
+        valued = in_seat(model, _with_value(where, sort_key, True))
+        skip = offset - model.select(fn.COUNT(SQL('*'))).where(valued).scalar()
     return rows + part(False, count - found, skip)
 
 
