@@ -135,6 +135,8 @@ def refuses_connections(port, timeout=5):
             return True
         except ConnectionResetError:   # it reached the queue of a socket closing as it came
             pass
+        except TimeoutError:   # its SYN came as the socket closed and was dropped, not refused:
+            pass               # the kernel sends it again after 1 s, and a try after it is refused
         time.sleep(0.02)
     return False
 
