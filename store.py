@@ -341,7 +341,7 @@ class _PostgresqlPool(PooledPostgresqlDatabase):
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -369,6 +369,7 @@ SCHEMA_VERSION = 10
 #    stale ones listed apart, and the descending title index goes; a descending
 #    sort's ties come newest first, and PostgreSQL's descending indexes are made
 #    anew so (_changed_in_place).
+# 11: the (id, seat) index on users goes (schema.sql says why).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -397,6 +398,7 @@ MIGRATIONS = {
     8: [],
     9: [lambda: _trigram_writes_wait()],
     10: [lambda: _changed_in_place()],
+    11: ['DROP INDEX IF EXISTS users_id_seat'],
 }
 # The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
 # type, before or after DEFAULT (a database browser rewrites the CREATE statement).

@@ -377,3 +377,40 @@ def test_a_server_starting_while_another_upgrades_waits_for_it(database_url, mon
     finally:
         finish.join()
         store.close_database()
+
+
+def user_indexes(database_url):
+    sql = ("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'" if not ON_POSTGRESQL
+           else "SELECT indexname FROM pg_indexes WHERE tablename = 'users'")
+    return {row[0] for row in run_sql(database_url, [(sql, ())])}
+
+
+def test_the_id_seat_index_goes_and_a_member_is_still_checked_against_its_seat(database_url):
+    """Schema version 11 drops users (id, seat), which version 6 made: a member added to
+    a seat's group must still be a user of that seat, the server's own users unknown there."""
+    make_old_database(database_url, version=6)
+    assert 'users_id_seat' in user_indexes(database_url)
+    servers = start_at_once(database_url, count=1, flags=('--seats', '1'))
+    try:
+        (_, token), = run_sql(database_url, [('SELECT number, token FROM seat', ())])
+        status, group = call(servers, 'POST', '/Groups', {'schemas': [GROUP_SCHEMA], 'displayName': 'Seat group'},
+                             token=token)
+        assert status == 201, group
+        status, user = call(servers, 'POST', '/Users', {'schemas': [USER_SCHEMA], 'userName': 'seated@example.com'},
+                            token=token)
+        assert status == 201, user
+        add = {'schemas': [PATCH_SCHEMA], 'Operations': [{'op': 'add', 'path': 'members', 'value': [
+            {'value': user['id']}, {'value': 'old-user-1'}]}]}
+        status, refused = call(servers, 'PATCH', f'/Groups/{group["id"]}', add, token=token)
+        assert (status, refused['scimType']) == (400, 'invalidValue') and 'old-user-1' in refused['detail'], refused
+        add['Operations'][0]['value'] = [{'value': user['id']}]
+        status, patched = call(servers, 'PATCH', f'/Groups/{group["id"]}?attributes=members', add, token=token)
+        assert status == 200 and [member['value'] for member in patched['members']] == [user['id']], patched
+        add['Operations'][0]['value'] = [{'value': 'old-user-1'}]
+        status, patched = call(servers, 'PATCH', '/Groups/old-group?attributes=members', add)
+        assert status == 200 and sorted(member['value'] for member in patched['members']) == [
+            'old-user-0', 'old-user-1', 'old-user-2'], patched
+    finally:
+        servers.stop()
+    assert run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [(store.SCHEMA_VERSION,)]
+    assert 'users_id_seat' not in user_indexes(database_url)
