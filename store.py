@@ -1166,7 +1166,7 @@ class User(BaseModel):
 
     class Meta:
         table_name = 'users'
-        indexes = ((('seat', 'user_name_key'), True), (('seat', 'created', 'id'), False), (('id', 'seat'), False))
+        indexes = ((('seat', 'user_name_key'), True), (('seat', 'created', 'id'), False))
 
 
 class Group(BaseModel):
