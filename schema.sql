@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS users (
     family_name_key  TEXT,
     given_name_key   TEXT,
     email_key        TEXT,    -- the primary email's value, else the first one's
-    sort_odd         BOOLEAN NOT NULL DEFAULT FALSE
+    sort_odd         BOOLEAN NOT NULL DEFAULT FALSE,
+    -- SQLite: the number of this user's row in the search side table (version 12),
+    -- by which it is found; NULL on PostgreSQL, whose side table is keyed by the id.
+    search_row       INTEGER
 );
 -- Every lookup is within one seat's data (0: the server's own, all there is without
 -- seats), so the unique and paging indexes start with the seat; the others are

@@ -341,7 +341,7 @@ class _PostgresqlPool(PooledPostgresqlDatabase):
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -370,6 +370,8 @@ SCHEMA_VERSION = 11
 #    sort's ties come newest first, and PostgreSQL's descending indexes are made
 #    anew so (_changed_in_place).
 # 11: the (id, seat) index on users goes (schema.sql says why).
+# 12: users.search_row; on SQLite each user's user_search row is found by it, and
+#    user_search loses its index of user_id (_search_rows_in_users).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -399,6 +401,7 @@ MIGRATIONS = {
     9: [lambda: _trigram_writes_wait()],
     10: [lambda: _changed_in_place()],
     11: ['DROP INDEX IF EXISTS users_id_seat'],
+    12: [lambda: _search_rows_in_users()],
 }
 # The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
 # type, before or after DEFAULT (a database browser rewrites the CREATE statement).
@@ -556,7 +559,8 @@ def _count_rows_for_every_seat():
 # is), indexed by SQLite's FTS5 trigram tokenizer (SQLite 3.34 or newer) or
 # PostgreSQL's pg_trgm. Where neither is there, the side table is kept all the same
 # and filters scan as before. The write paths keep it (_insert_user, SEARCH_UPDATE);
-# a deleted user's row goes with it (ON DELETE CASCADE), and on SQLite the FTS5
+# a deleted user's row goes with it (PostgreSQL's ON DELETE CASCADE, SQLite's
+# SEARCH_ROW_REMOVED), and on SQLite the FTS5
 # table follows user_search (UNINDEXED_AT_MOST).
 #
 # sortBy on the attributes IdPs and the dashboard sort by walks an index of its
@@ -668,6 +672,40 @@ def _changed_in_place():
         database.execute_sql(statement)
 
 
+def _search_rows_in_users():
+    """Schema version 12: users.search_row, and on SQLite each user's number in it, in
+    batches with the progress on the console; then user_search made anew without its
+    UNIQUE user_id (its rows and numbers as they were: the trigram index holds those)."""
+    if 'search_row' not in {column.name for column in database.get_columns('users')}:
+        database.execute_sql('ALTER TABLE users ADD COLUMN search_row INTEGER')
+    if not is_sqlite() or 'user_search' not in database.get_tables():
+        return
+    database.execute_sql('CREATE INDEX IF NOT EXISTS user_search_upgrading ON user_search (user_id)')
+    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
+    done, last = 0, ''
+    while True:
+        ids = database.execute_sql('SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?',
+                                   (last, BUILD_BATCH)).fetchall()
+        if not ids:
+            break
+        database.execute_sql('UPDATE users SET search_row = (SELECT row FROM user_search '
+                             'WHERE user_search.user_id = users.id) WHERE id > ? AND id <= ?', (last, ids[-1][0]))
+        done, last = done + len(ids), ids[-1][0]
+        print(f'scimlite: upgrading: {done:,} of {total:,} users numbered', file=sys.stderr, flush=True)
+    database.execute_sql('DROP INDEX user_search_upgrading')
+    made = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'user_search'").fetchone()[0]
+    if 'UNIQUE' not in made.upper():
+        return   # made by version 7's build, after this version's SEARCH_SCHEMA
+    database.execute_sql(SEARCH_TABLE_SQLITE.format(name='user_search_v12'))
+    database.execute_sql('INSERT INTO user_search_v12 (row, user_id, user_name, display_name, emails) '
+                         'SELECT row, user_id, user_name, display_name, emails FROM user_search')
+    database.execute_sql('DROP TABLE user_search')   # and its triggers, made again here
+    database.execute_sql('ALTER TABLE user_search_v12 RENAME TO user_search')
+    if _in_sqlite_schema('user_text'):
+        for statement in FOLLOWING_TRIGGERS:
+            database.execute_sql(statement)
+
+
 def _index_waiting():
     """Index every user_search row that waits, and the changed ones' new values in
     place of their stale entries, in the caller's transaction."""
@@ -688,12 +726,17 @@ def _index_waiting():
 
 # The side table differs by database: on SQLite its rowid is the FTS5 table's, so it
 # is an INTEGER PRIMARY KEY (VACUUM renumbers an implicit rowid, and would scramble
-# the index).
+# the index), and a user's row is found by its number, which the user's own row
+# keeps (users.search_row, schema version 12): an index of user_id would cost
+# every create a page of the WAL, 1.2 of the 12 it wrote. A deleted user's row goes
+# by a trigger (SEARCH_ROW_REMOVED), as a foreign key would need that index.
+SEARCH_TABLE_SQLITE = ('CREATE TABLE IF NOT EXISTS {name} (row INTEGER PRIMARY KEY, user_id VARCHAR(64) NOT NULL, '
+                       'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)')
+SEARCH_ROW_REMOVED = ('CREATE TRIGGER IF NOT EXISTS users_search_row_removed AFTER DELETE ON users '
+                      'BEGIN DELETE FROM user_search WHERE row = old.search_row; END')
 SEARCH_SCHEMA = {
     'sqlite': {
-        'table': 'CREATE TABLE IF NOT EXISTS user_search (row INTEGER PRIMARY KEY, '
-                 'user_id VARCHAR(64) NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE, '
-                 'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
+        'table': SEARCH_TABLE_SQLITE.format(name='user_search'),
         'sort': _sort_indexes('', directions=BOTH_DIRECTIONS[:1]),
         'trigram': [
             "CREATE VIRTUAL TABLE user_text USING fts5(user_name, display_name, emails, content='user_search', "
@@ -722,6 +765,8 @@ def _make_search_schema():
     global _trigram_index, _building, _indexed_upto
     schema = SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']
     database.execute_sql(schema['table'])
+    if is_sqlite():
+        database.execute_sql(SEARCH_ROW_REMOVED)
     for number, statement in enumerate(schema['sort'], 1):
         _progress(f'sort index {number} of {len(schema["sort"])}')
         database.execute_sql(statement)
@@ -1163,6 +1208,7 @@ class User(BaseModel):
     given_name_key = TextField(null=True)
     email_key = TextField(null=True)
     sort_odd = BooleanField(default=False)
+    search_row = IntegerField(null=True)   # SQLite: its user_search row (schema version 12)
 
     class Meta:
         table_name = 'users'
@@ -2387,7 +2433,7 @@ def _user_writes(names=USER_WRITABLE + SORT_WRITABLE):
 
 USER_INSERT = Prepared(lambda: User.insert(
     id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
-    **_user_writes()))
+    search_row=slot('search_row'), **_user_writes()))
 _USER_UPDATES = {}
 INDEXED_WRITABLE = SORT_WRITABLE + ('external_id', 'user_name_key')
 
@@ -2426,31 +2472,39 @@ class UserSearch(BaseModel):
 
 SEARCH_INSERT = Prepared(lambda: UserSearch.insert(
     user_id=slot('id'), **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}))
+# On SQLite a user's row is found by its number, users.search_row (SEARCH_SCHEMA).
 SEARCH_UPDATE = Prepared(lambda: UserSearch.update(
-    **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(UserSearch.user_id == slot('id')))
+    **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(
+        UserSearch.user_id == slot('id') if not is_sqlite() else
+        SQL('row') == User.select(User.search_row).where(User.id == slot('id'))))
 
 
-# On SQLite with the trigram index: numbered past every row and what the index
-# holds, to wait (UNINDEXED_AT_MOST).
-SEARCH_INSERT_WAITING = (f'INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
-                         f'VALUES (({NEXT_ROW}), ?, scim_lower(?), scim_lower(?), scim_lower(?))')
+# On SQLite: numbered past every row and, with the trigram index, past what the
+# index holds, to wait (UNINDEXED_AT_MOST).
+NEXT_PLAIN_ROW = 'SELECT ifnull(max(row), 0) + 1 FROM user_search'
+SEARCH_INSERT_NUMBERED = ('INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
+                          'VALUES (?, ?, scim_lower(?), scim_lower(?), scim_lower(?))')
 STALE_COUNT = 'SELECT COUNT(*) FROM user_text_stale'
 
 
 def _insert_user(user_id, stamp, columns):
     """A new user's row, and its searched values beside it."""
-    USER_INSERT.execute(id=user_id, stamp=stamp, **columns)
-    if _trigram_index != 'fts5':
+    if not is_sqlite():
+        USER_INSERT.execute(id=user_id, stamp=stamp, search_row=None, **columns)
         SEARCH_INSERT.execute(id=user_id, **columns)
         return
-    _numbered(database.execute_sql(SEARCH_INSERT_WAITING, (
-        user_id, columns['user_name'], columns['display_name'], columns['emails'])).lastrowid)
+    row = database.execute_sql(NEXT_ROW if _trigram_index == 'fts5' else NEXT_PLAIN_ROW).fetchone()[0]
+    USER_INSERT.execute(id=user_id, stamp=stamp, search_row=row, **columns)
+    database.execute_sql(SEARCH_INSERT_NUMBERED, (
+        row, user_id, columns['user_name'], columns['display_name'], columns['emails']))
+    if _trigram_index == 'fts5':
+        _numbered(row)
 
 
 def _update_searched(user_id, columns):
-    """A user's changed searched values (_user_columns), in the caller's transaction:
-    in place; on SQLite, the change that makes UNINDEXED_AT_MOST indexed users' values
-    stale indexes them."""
+    """A user's changed searched values (_user_columns), in the caller's transaction,
+    after the user's own row: in place; on SQLite, the change that makes
+    UNINDEXED_AT_MOST indexed users' values stale indexes them."""
     SEARCH_UPDATE.execute(id=user_id, **columns)
     if _trigram_index == 'fts5' and database.execute_sql(STALE_COUNT).fetchone()[0] >= UNINDEXED_AT_MOST:
         _index_waiting()

@@ -111,6 +111,10 @@ def assert_indexes_agree(client, monkeypatch):
             assert listing(client, **query) == scanned(client, monkeypatch, **query), query
     user_ids = sorted(row[0] for row in store.User.select(store.User.id).tuples())
     assert sorted(row[0] for row in store.UserSearch.select(store.UserSearch.user_id).tuples()) == user_ids
+    if store.is_sqlite():   # each user finds its row by the number it keeps
+        assert sorted(row[0] for row in store.database.execute_sql(
+            'SELECT users.id FROM users JOIN user_search ON user_search.row = users.search_row '
+            'AND user_search.user_id = users.id')) == user_ids
     if store.is_sqlite():   # the FTS5 table follows user_search
         assert store.database.execute_sql(
             "INSERT INTO user_text (user_text, rank) VALUES ('integrity-check', 1)") is not None
@@ -593,3 +597,48 @@ def test_a_version_9_database_sorts_descending_ties_newest_first(make_app, datab
     assert descending == [ids[2], ids[0], ids[3], ids[4], ids[1]]   # same (newest first), other, then none
     ascending = listing(client, sortBy='title')[1]
     assert ascending == [ids[3], ids[0], ids[2], ids[1], ids[4]]
+
+
+def test_a_version_11_database_numbers_its_users_search_rows(make_app, database_url, monkeypatch, capsys):
+    """Version 12: each user keeps the number of its user_search row, and SQLite's
+    user_search loses its UNIQUE user_id (an index a create wrote a page of): the rows
+    keep their numbers, so the trigram index, the waiting user and the stale one still
+    answer; a user deleted afterwards takes its row, and its index entry, with it."""
+    client = ScimClient(make_app())
+    ids = [add_user(client, user) for user in USERS[:4]]
+    index_waiting()
+    put_user(client, ids[1], 1, userName='stale.yve@example.com')   # its indexed values stale
+    ids.append(create(client, 6))   # waits for the index
+    store.close_database()
+    if store.backend(database_url) == 'sqlite':
+        statements = [  # user_search as versions 7 to 11 made it, and no users.search_row
+            ('DROP TRIGGER users_search_row_removed', ()),
+            ('CREATE TABLE user_search_v11 (row INTEGER PRIMARY KEY, user_id VARCHAR(64) NOT NULL UNIQUE '
+             'REFERENCES users (id) ON DELETE CASCADE, user_name TEXT NOT NULL, display_name TEXT, emails TEXT)', ()),
+            ('INSERT INTO user_search_v11 SELECT row, user_id, user_name, display_name, emails FROM user_search', ()),
+            ('DROP TABLE user_search', ()), ('ALTER TABLE user_search_v11 RENAME TO user_search', ()),
+            *((sql, ()) for sql in store.FOLLOWING_TRIGGERS if sql.startswith('CREATE TRIGGER'))]
+    else:
+        statements = []
+    statements += [('ALTER TABLE users DROP COLUMN search_row', ()), ('UPDATE scimlite_schema SET version = 11', ())]
+    test_upgrade.run_sql(database_url, statements)
+    capsys.readouterr()
+
+    client = ScimClient(make_app())
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
+        (store.SCHEMA_VERSION,)]
+    if store.is_sqlite():
+        assert 'upgrading: 5 of 5 users numbered' in capsys.readouterr().err
+        assert store.database.execute_sql("PRAGMA index_list('user_search')").fetchall() == []
+        assert 'UNIQUE' not in store.database.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'user_search'").fetchone()[0]
+        assert search_triggers() == {'user_search_removed', 'user_search_changed'}
+        assert waiting() == 1 and stale() == 1
+    assert listing(client, filter='userName co "yve@"') == (1, [ids[1]])
+    assert listing(client, filter='userName co "ann"') == (2, [ids[0], ids[4]])
+    client.delete(f'/Users/{ids[0]}', status=204)
+    client.delete(f'/Users/{ids[4]}', status=204)
+    assert listing(client, filter='userName co "ann"') == (0, [])
+    if store.is_sqlite():
+        assert matches('ann.lee@') == 0
+    assert_indexes_agree(client, monkeypatch)
