@@ -2488,7 +2488,8 @@ STALE_COUNT = 'SELECT COUNT(*) FROM user_text_stale'
 
 
 def _insert_user(user_id, stamp, columns):
-    """A new user's row, and its searched values beside it."""
+    """A new user's row, and its searched values beside it, in the caller's write
+    transaction (on SQLite an IMMEDIATE one, writing(): it reads before it writes)."""
     if not is_sqlite():
         USER_INSERT.execute(id=user_id, stamp=stamp, search_row=None, **columns)
         SEARCH_INSERT.execute(id=user_id, **columns)
@@ -2825,7 +2826,7 @@ def create_user(resource):
     user_id = new_id()
     columns = _user_columns(resource)
     try:
-        with writer_turn(), database.atomic():
+        with writing():   # _insert_user reads its row's number first: the write lock at once
             _insert_user(user_id, stamp, columns)
     except IntegrityError as error:
         if not _unique_violation(error):
