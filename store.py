@@ -17,7 +17,6 @@ turns into SCIM errors. Every write is one transaction.
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -30,7 +29,6 @@ import threading
 import time
 import types
 import uuid
-import weakref
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -1826,22 +1824,9 @@ class Prepared:
         self.build = build
         self.compiled_for = None
         self.sql = self.bindings = None
-        # PostgreSQL: (name, text) of its server-side statement. The name is this
-        # object's for good: threads compiling it at once agree on it.
-        self.name = f'scimlite_{next(_statement_numbers)}'
-        self.server_side = None
-        self.calls = 0
 
     def execute(self, **values):
-        sql, params = self.statement(**values)
-        server_side = self.server_side
-        if server_side is None:
-            return database.execute_sql(sql, params)
-        self.calls += 1
-        if self.calls < PREPARE_AFTER_CALLS or not _prepared_here(*server_side):
-            return database.execute_sql(sql, params)
-        placeholders = ', '.join(['%s'] * len(params))
-        return database.execute_sql(f'EXECUTE {server_side[0]}' + (f'({placeholders})' if params else ''), params)
+        return database.execute_sql(*self.statement(**values))
 
     def statement(self, **values):
         """(SQL, parameters) with these values."""
@@ -1850,11 +1835,6 @@ class Prepared:
             self.bindings = [(param.name, None) if isinstance(param, _SlotName) else (None, param)
                              for param in params]
             self.sql, self.compiled_for = sql, database.obj
-            text = None if is_sqlite() else _numbered_parameters(sql)
-            self.server_side = (self.name, text) if text else None
-            if text:
-                _prepared_texts[self.name] = sql
-            self.calls = 0
         values.setdefault('seat', getattr(_this_thread, 'seat', INSTRUCTOR))
         return self.sql, [values[name] if name else constant for name, constant in self.bindings]
 
@@ -1864,86 +1844,6 @@ class Prepared:
     def changed(self, **values):
         """The number of rows an INSERT, UPDATE or DELETE touched."""
         return self.execute(**values).rowcount
-
-
-# PostgreSQL plans every statement it is sent anew: Okta's lookup (a page joined to
-# its users, links and groups) took 0.41-0.57 ms from psycopg2's call to its answer,
-# most of it planning, and 0.08-0.17 ms as a prepared statement (5,000 users, the
-# same connection). So a Prepared run again is PREPAREd on each connection that
-# runs it, and EXECUTEd there from then on; a Prepared made for one request (a
-# sorted page) runs once and is never prepared, so a connection holds one server-side
-# statement per hot query at most. PREPARE outlives a rollback; a connection the
-# pool drops takes its statements with it (a new one has none: _prepared_on).
-PREPARE_AFTER_CALLS = 2
-_statement_numbers = itertools.count(1)
-_prepared_on = weakref.WeakKeyDictionary()   # psycopg2 connection -> names PREPAREd on it
-_prepared_lock = threading.Lock()
-_unpreparable = set()   # names PostgreSQL refused to PREPARE: run as plain statements
-_prepared_texts = {}   # name -> its SQL as psycopg2 takes it (prepared_sql)
-
-
-def _numbered_parameters(sql):
-    """psycopg2's SQL (%s parameters, %% for a percent sign) as PREPARE takes it ($1,
-    $2, ...; a percent sign as it is); None where it has another % form."""
-    parts, number, at = [], 0, 0
-    for match in re.finditer(r'%(.)', sql, re.DOTALL):
-        parts.append(sql[at:match.start()])
-        if match.group(1) == 's':
-            number += 1
-            parts.append(f'${number}')
-        elif match.group(1) == '%':
-            parts.append('%')
-        else:
-            return None
-        at = match.end()
-    return ''.join(parts) + sql[at:]
-
-
-def _prepared_here(name, text):
-    """Whether this thread's connection holds statement `name`, PREPAREd now if not.
-    Sent on the driver's own cursor, as the connection's setup is: once a connection,
-    not a statement of the request (the query log shows each EXECUTE, prepared_sql()
-    its text). In a transaction it runs in a savepoint, so that a refusal (such as a
-    parameter whose type PostgreSQL cannot tell) leaves the transaction as it was;
-    the statement then runs plain, on every connection."""
-    import psycopg2
-    from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
-    if name in _unpreparable:
-        return False
-    connection = database.connection()
-    with _prepared_lock:
-        names = _prepared_on.setdefault(connection, set())
-    if name in names:
-        return True
-    status = connection.info.transaction_status
-    if status not in (TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS):
-        return False   # a failed transaction: the caller's next statement says so
-    cursor = connection.cursor()
-    try:
-        if status == TRANSACTION_STATUS_INTRANS:
-            cursor.execute('SAVEPOINT scimlite_prepare')
-        try:
-            cursor.execute(f'PREPARE {name} AS {text}')
-        except psycopg2.Error as error:
-            log.info('PostgreSQL would not prepare a statement (%s): it runs unprepared', first_line(error))
-            _unpreparable.add(name)
-            if status == TRANSACTION_STATUS_INTRANS:
-                cursor.execute('ROLLBACK TO SAVEPOINT scimlite_prepare')
-            return False
-        finally:
-            if status == TRANSACTION_STATUS_INTRANS:
-                cursor.execute('RELEASE SAVEPOINT scimlite_prepare')
-    finally:
-        cursor.close()
-    names.add(name)
-    return True
-
-
-def prepared_sql(sql):
-    """The statement an `EXECUTE scimlite_N(...)` runs, as psycopg2 would have been sent
-    it unprepared; any other SQL as it is (for reading a query log)."""
-    found = re.match(r'EXECUTE (scimlite_\d+)\b', sql)
-    return _prepared_texts.get(found.group(1), sql) if found else sql
 
 
 # ---------------------------------------------------------------------------

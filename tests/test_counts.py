@@ -515,14 +515,12 @@ def test_excluding_groups_and_another_attribute_drops_both(client, members):
 def test_a_page_without_groups_reads_no_link_row(client, members):
     with count_queries() as counter:
         client.get('/Users?startIndex=2&count=5&excludedAttributes=groups', status=200)
-    statements = [store.prepared_sql(query.msg[0]) for query in counter.get_queries()
-                  if query.thread == threading.get_ident()]
+    statements = [query.msg[0] for query in counter.get_queries() if query.thread == threading.get_ident()]
     assert statements
     assert not any('"link"' in statement for statement in statements), statements
     with count_queries() as counter:
         client.get('/Users?startIndex=2&count=5', status=200)
-    assert any('"link"' in store.prepared_sql(query.msg[0])   # the check can see one
-               for query in counter.get_queries())
+    assert any('"link"' in query.msg[0] for query in counter.get_queries())   # the check can see one
 
 
 def test_a_page_without_groups_of_users_in_no_group_is_the_same(client, ten):

@@ -264,8 +264,7 @@ def statements(send):
     it), not the exchange log's writer thread, which may flush meanwhile."""
     with count_queries() as counter:
         send()
-    return [store.prepared_sql(query.msg[0]) for query in counter.get_queries()
-            if query.thread == threading.get_ident()]
+    return [query.msg[0] for query in counter.get_queries() if query.thread == threading.get_ident()]
 
 
 @pytest.mark.parametrize('few, many', [(10, 1000)])
