@@ -680,7 +680,10 @@ def _search_rows_in_users():
         database.execute_sql('ALTER TABLE users ADD COLUMN search_row INTEGER')
     if not is_sqlite() or 'user_search' not in database.get_tables():
         return
-    database.execute_sql('CREATE INDEX IF NOT EXISTS user_search_upgrading ON user_search (user_id)')
+    made = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'user_search'").fetchone()[0]
+    unique = 'UNIQUE' in made.upper()   # else made by version 7's build, after this version's SEARCH_SCHEMA
+    if not unique:   # the UNIQUE constraint's own index finds each user's row; else one for now
+        database.execute_sql('CREATE INDEX IF NOT EXISTS user_search_upgrading ON user_search (user_id)')
     total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
     done, last = 0, ''
     while True:
@@ -692,10 +695,9 @@ def _search_rows_in_users():
                              'WHERE user_search.user_id = users.id) WHERE id > ? AND id <= ?', (last, ids[-1][0]))
         done, last = done + len(ids), ids[-1][0]
         print(f'scimlite: upgrading: {done:,} of {total:,} users numbered', file=sys.stderr, flush=True)
-    database.execute_sql('DROP INDEX user_search_upgrading')
-    made = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'user_search'").fetchone()[0]
-    if 'UNIQUE' not in made.upper():
-        return   # made by version 7's build, after this version's SEARCH_SCHEMA
+    if not unique:
+        database.execute_sql('DROP INDEX user_search_upgrading')
+        return
     database.execute_sql(SEARCH_TABLE_SQLITE.format(name='user_search_v12'))
     database.execute_sql('INSERT INTO user_search_v12 (row, user_id, user_name, display_name, emails) '
                          'SELECT row, user_id, user_name, display_name, emails FROM user_search')
@@ -825,7 +827,7 @@ def _make_trigram_index(statements):
     FTS5 or its trigram tokenizer, or PostgreSQL without pg_trgm (not installed, or
     no right to create it): False, and nothing changed."""
     if is_sqlite():
-        if 'user_text' in database.get_tables() or _in_sqlite_schema('user_text'):
+        if _in_sqlite_schema('user_text'):   # sqlite_master lists virtual tables too
             return True
         try:
             with savepoint():
