@@ -2972,6 +2972,18 @@ LINKS_REMOVE_UNLISTED = Prepared(lambda: Link.delete().where(
     (Link.group == slot('group')) & Link.user.not_in(_listed())))
 
 
+# One member added or removed, as Okta's PATCHes do, one operation a member: a
+# one-row statement each, not a JSON array of one unpacked into a table (a PATCH
+# removing one member and adding another, on PostgreSQL at 100,000 users: 896 requests
+# a second against 665 to 707). The add inserts only a user of this seat; when it
+# inserts nothing, USER_IN_SEAT tells "already a member" from "no such user".
+LINK_ADD_ONE = Prepared(lambda: Link.insert_from(
+    User.select(slot('group'), User.id).where((User.id == slot('user')) & (User.seat == slot('seat'))),
+    fields=[Link.group, Link.user]).on_conflict_ignore().returning())
+LINK_REMOVE_ONE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))))
+USER_IN_SEAT = Prepared(lambda: User.select(SQL('1')).where((User.id == slot('user')) & (User.seat == slot('seat'))))
+
+
 def _require_users(user_ids):
     """Raise UnknownMembers, naming them, unless every id names a user of this seat."""
     if user_ids:
@@ -2996,6 +3008,11 @@ def _add_members(group_id, user_ids):
     added. UnknownMembers, adding none, unless every id names a user of this seat."""
     if not user_ids:
         return 0
+    if len(user_ids) == 1:
+        added = LINK_ADD_ONE.changed(group=group_id, user=user_ids[0])
+        if not added and not USER_IN_SEAT.rows(user=user_ids[0]):
+            raise UnknownMembers({user_ids[0]})
+        return added
     if is_sqlite():
         _require_users(user_ids)
         return LINKS_ADD.changed(group=group_id, ids=_as_ids(user_ids))
@@ -3011,6 +3028,8 @@ def _remove_members(group_id, user_ids=None):
         return LINK_REMOVE_ALL.changed(group=group_id)
     if not user_ids:
         return 0
+    if len(user_ids) == 1:
+        return LINK_REMOVE_ONE.changed(group=group_id, user=user_ids[0])
     return LINKS_REMOVE.changed(group=group_id, ids=_as_ids(user_ids))
 
 

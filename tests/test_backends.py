@@ -165,13 +165,15 @@ def wait_until_blocked_by(database_url, blocker_pid, timeout=10):
         watcher.close()
 
 
-def test_a_member_deleted_while_being_added_is_400_unknown_member(client, database_url, monkeypatch):
+@pytest.mark.parametrize('with_ann', [True, False], ids=['two members', 'one member'])
+def test_a_member_deleted_while_being_added_is_400_unknown_member(client, database_url, monkeypatch, with_ann):
     """Another process deletes the user while our PATCH adds it, and commits only once the
     PATCH is inside its write: the client hears of an unknown member, not a 500, and the
     PATCH changes nothing. On PostgreSQL the PATCH has checked the user (the delete was not
     committed yet) and its insert waits on the deleted row's lock: the foreign key decides
     (an IntegrityError, then the users looked up again). On SQLite the PATCH waits for the
-    write lock, and checks the user inside its transaction, after the delete."""
+    write lock, and checks the user inside its transaction, after the delete. One member
+    alone is a statement of its own (store.LINK_ADD_ONE)."""
     ann, bob = user(client, 'ann@example.com'), user(client, 'bob@example.com')
     group = client.create_group('G')
     if ON_POSTGRESQL:
@@ -187,7 +189,7 @@ def test_a_member_deleted_while_being_added_is_400_unknown_member(client, databa
 
     def add():
         answers['patch'] = client.patch(f'/Groups/{group["id"]}', [
-            {'op': 'add', 'path': 'members', 'value': [{'value': ann['id']}, {'value': bob['id']}]}])
+            {'op': 'add', 'path': 'members', 'value': [{'value': ann['id']}] * with_ann + [{'value': bob['id']}]}])
     adding = threading.Thread(target=add)
     # What the PATCH does, as it does it: the write it enters, and the foreign key's refusals.
     entered_write, refused_by_foreign_key = threading.Event(), []

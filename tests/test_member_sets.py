@@ -256,6 +256,48 @@ def test_a_user_deleted_while_thousands_are_set_is_named_and_nothing_changes(cli
 
 
 # ---------------------------------------------------------------------------
+# One member at a time, as Okta sends them: one-row statements
+# ---------------------------------------------------------------------------
+
+def test_one_member_added_or_removed_is_one_row_statement(client, users):
+    """Okta's PATCH, one member out and one in: a statement for each, naming the user,
+    no list of one unpacked into a table (json_each, json_array_elements_text)."""
+    group = client.create_group('Everyone', users[:100])
+    operations = [{'op': 'remove', 'path': f'members[value eq "{users[0]}"]'},
+                  {'op': 'add', 'path': 'members', 'value': as_members(users[100:101])}]
+    sent = statements(lambda: client.patch(f'/Groups/{group["id"]}', operations, status=204))
+    assert not [sql for sql in sent if 'json_' in sql], sent
+    assert len([sql for sql in sent if sql.startswith('DELETE FROM "link"')]) == 1, sent
+    assert len([sql for sql in sent if sql.startswith('INSERT') and ' INTO "link"' in sql.split('(')[0]]) == 1, sent
+    assert member_ids(client, group) == set(users[1:101])
+
+
+def test_one_member_unknown_another_seats_or_already_there(make_app):
+    """The one-row add refuses an unknown id and another seat's user, naming it and
+    changing nothing, and takes a member the group has as a change of nothing."""
+    app = make_app(seats=2)
+    tokens = {seat['number']: seat['token'] for seat in store.seats()}
+    client = ScimClient(app)
+    client.headers['Authorization'] = f'Bearer {tokens[2]}'
+    with store.seat_data(1):
+        stranger = stored_users(1, prefix='stranger')[0]
+    with store.seat_data(2):
+        mine = stored_users(3)
+    group = client.create_group('Everyone', mine[:2])
+    etag = version(client, group)
+    before = store_rows()
+    for unknown in (stranger, 'no-such-user', mine[0].upper()):
+        detail = assert_scim_error(add_members(client, group, [unknown]), 400, 'invalidValue')['detail']
+        assert unknown in detail
+    assert store_rows() == before
+    add_members(client, group, mine[:1], status=204)
+    client.patch(f'/Groups/{group["id"]}', [{'op': 'remove', 'path': f'members[value eq "{mine[2]}"]'}], status=204)
+    assert version(client, group) == etag and store_rows() == before
+    add_members(client, group, mine[2:], status=204)
+    assert member_ids(client, group) == set(mine) and version(client, group) != etag
+
+
+# ---------------------------------------------------------------------------
 # The statements: as many for thousands of members as for ten
 # ---------------------------------------------------------------------------
 
