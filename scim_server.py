@@ -543,7 +543,10 @@ class Streams:
         finally:
             with self.lock:
                 self.streaming -= 1
+                last = not self.streaming
             self.adjust()
+            if last:
+                release_freed_memory()
 
     def adjust(self):
         if self.dispatcher is not None:
@@ -2530,19 +2533,45 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8   # glibc's malloc.h
 
 
-def cap_malloc_arenas(environ=os.environ):
-    """Have glibc's malloc keep MALLOC_ARENAS heaps; True if it was told to. Before
-    any thread is started: a heap, once made, stays."""
-    if not sys.platform.startswith('linux') or 'MALLOC_ARENA_MAX' in environ:
-        return False
+def _glibc():
+    """The C library, where it is glibc (Linux); else None."""
+    if not sys.platform.startswith('linux'):
+        return None
     import ctypes
     import platform
     if platform.libc_ver()[0] != 'glibc':
-        return False
+        return None
     try:
-        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def cap_malloc_arenas(environ=os.environ):
+    """Have glibc's malloc keep MALLOC_ARENAS heaps; True if it was told to. Before
+    any thread is started: a heap, once made, stays."""
+    libc = None if 'MALLOC_ARENA_MAX' in environ else _glibc()
+    try:
+        return libc is not None and libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
+    except AttributeError:
         return False
+
+
+# What a streamed answer's pieces took, malloc keeps once they are freed: glibc
+# hands a heap's free pages back to the system only at its top, and a megabyte
+# piece freed in the middle stays in the process's RSS. So when the last answer
+# being streamed ends, the free pages go back (glibc's malloc_trim: a few ms, after
+# the answer's last byte, not for a request waiting). Elsewhere nothing is done.
+_libc = _glibc()
+
+
+def release_freed_memory():
+    """Give the pages malloc holds free back to the system, where malloc is glibc's."""
+    try:
+        if _libc is not None:
+            _libc.malloc_trim(0)
+    except AttributeError:
+        pass
 
 
 def port_taken(error):

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -612,3 +613,39 @@ def test_a_client_reading_a_streamed_group_slowly_holds_up_no_other_request(data
     assert len({member['value'] for member in group['members']}) == EVERYONE
     displays = [member['display'] for member in group['members']]
     assert displays == [f'user{n:05}@example.com' for n in range(EVERYONE)]
+
+
+def test_when_the_last_streamed_answer_ends_the_freed_memory_goes_back(client, people, pieces, monkeypatch):
+    """A streamed answer's pieces are freed as they go; once no answer is being
+    streamed, malloc is told to hand its free pages back (glibc's malloc_trim), after
+    the answer's last byte and only then: not while one still streams, not for an
+    answer that was not streamed."""
+    released = []
+    monkeypatch.setattr(scim_server, 'release_freed_memory', lambda: released.append(scim_server.STREAMS.streaming))
+    group = client.create_group('Everyone', people.values())
+    assert released == [0]   # the create's answer was streamed
+    first = client.get(f'/Groups/{group["id"]}', status=200)
+    assert released == [0, 0] and len(first.json['members']) == len(NAMES)
+    client.get(f'/Groups/{group["id"]}?excludedAttributes=members', status=200)
+    client.get(f'/Users/{people["b"]}', status=200)
+    assert released == [0, 0]
+    with scim_server.STREAMS.one():   # another answer still streaming: this one's end releases nothing
+        client.get(f'/Groups/{group["id"]}', status=200)
+        assert released == [0, 0]
+    assert released == [0, 0, 0]
+
+
+@pytest.mark.skipif(scim_server._glibc() is None, reason="glibc's malloc_trim (Linux)")
+def test_freed_memory_goes_back_to_the_system_on_glibc():
+    """The real call: 100 MB of blocks freed below one still held stay in the process
+    (glibc gives back only the top of its heap) until release_freed_memory()."""
+    def rss_mb():
+        with open('/proc/self/statm') as statm:
+            return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    blocks = [bytearray(b'x' * 100_000) for _ in range(1000)]   # each below malloc's mmap threshold
+    held = bytearray(b'y' * 100_000)   # above them in the heap
+    blocks.clear()
+    freed = rss_mb()
+    scim_server.release_freed_memory()
+    assert freed - rss_mb() > 50
+    assert held[0] == ord('y')
