@@ -47,6 +47,7 @@ import contextlib
 import copy
 import dataclasses
 import errno
+import functools
 import hmac
 import ipaddress
 import json
@@ -2533,8 +2534,9 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8   # glibc's malloc.h
 
 
+@functools.cache
 def _glibc():
-    """The C library, where it is glibc (Linux); else None."""
+    """The C library, where it is glibc (Linux); else None. Looked for once, when first asked."""
     if not sys.platform.startswith('linux'):
         return None
     import ctypes
@@ -2562,14 +2564,12 @@ def cap_malloc_arenas(environ=os.environ):
 # piece freed in the middle stays in the process's RSS. So when the last answer
 # being streamed ends, the free pages go back (glibc's malloc_trim: a few ms, after
 # the answer's last byte, not for a request waiting). Elsewhere nothing is done.
-_libc = _glibc()
-
-
 def release_freed_memory():
     """Give the pages malloc holds free back to the system, where malloc is glibc's."""
+    libc = _glibc()
     try:
-        if _libc is not None:
-            _libc.malloc_trim(0)
+        if libc is not None:
+            libc.malloc_trim(0)
     except AttributeError:
         pass
 

