@@ -676,6 +676,10 @@ def client_address(environ):
 
 
 def is_loopback(address):
+    """Whether a host (a name or an address) or a client's address is this machine's:
+    localhost, 127.0.0.0/8, ::1, or 127.x mapped into IPv6 (a dual-stack socket's peer)."""
+    if address == 'localhost':
+        return True
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -940,7 +944,7 @@ def dashboard_cards():
     root = scim_url[:-len(base_path)] if base_path and scim_url.endswith(base_path) else scim_url
     host = urlsplit(scim_url).hostname or ''
     return page('cards', seats=store.seats(), scim_url=scim_url, dashboard_url=root.rstrip('/') + '/',
-                local=host == 'localhost' or is_loopback(host))
+                local=is_loopback(host))
 
 
 def dashboard_cards_csv():

@@ -49,7 +49,6 @@ import dataclasses
 import errno
 import functools
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -336,15 +335,6 @@ def seconds_setting(key, value):
     if not 0 < seconds < 86400:
         raise SettingsError(f'{key} must be more than 0 seconds and less than a day, not {value}')
     return seconds
-
-
-def is_loopback(host):
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ===========================================================================
@@ -2215,7 +2205,7 @@ def demo_token_allowed(presented):
     """The demo token is printed in every copy of the Okta tutorial: it only opens the
     door to this machine (ngrok connects from here), whatever server runs the app."""
     return (not hmac.compare_digest(presented, DEMO_TOKEN.encode())
-            or is_loopback(request.environ.get('REMOTE_ADDR', '')))
+            or dashboard.is_loopback(request.environ.get('REMOTE_ADDR', '')))
 
 
 def token_accepted(presented):
@@ -2737,7 +2727,7 @@ def main(argv=None):
     if settings.seat_cards:
         print_seat_cards(settings)
         return
-    if DEMO_TOKEN in settings['tokens'] and not is_loopback(settings['host']):
+    if DEMO_TOKEN in settings['tokens'] and not dashboard.is_loopback(settings['host']):
         die(f'refusing to listen on {settings["host"]} with the demo token {DEMO_TOKEN}: '
             'set your own with --token or SCIM_TOKEN')
     try:

@@ -308,9 +308,10 @@ def test_demo_token_is_accepted_only_from_this_machine(make_app):
     token opens the door to loopback clients only; ngrok connects from loopback."""
     client = webtest.TestApp(make_app(token=scim_server.DEMO_TOKEN))
     headers = {'Authorization': f'Bearer {scim_server.DEMO_TOKEN}'}
-    for address in ('127.0.0.1', '::1'):
+    # ::ffff:127.0.0.1: loopback as a dual-stack (IPv6) socket sees an IPv4 client.
+    for address in ('127.0.0.1', '::1', '::ffff:127.0.0.1'):
         client.get('/scim/v2/Users', headers=headers, extra_environ={'REMOTE_ADDR': address}, status=200)
-    for address in ('192.0.2.7', '10.0.0.2', ''):
+    for address in ('192.0.2.7', '10.0.0.2', '::ffff:192.0.2.7', 'localhost.example', ''):
         refused = client.get('/scim/v2/Users', headers=headers, extra_environ={'REMOTE_ADDR': address},
                              expect_errors=True)
         body = assert_scim_error(refused, 401)
