@@ -1865,10 +1865,11 @@ class Prepared:
 # has grown, until the table is next ANALYZEd (measured: a GET whose plan was made
 # with 5 link rows took 69 ms at 500,000). So a statement is PREPAREd anew on a
 # connection PLAN_SECONDS after it was last prepared there: a plan is at most that old.
-# Only key lookups (a user or group by id, a page by a unique value) are prepared:
-# an OFFSET page's or a member list's generic plan was slower than the plans made
-# for each run (README, PostgreSQL). The query log shows the statement run, not
-# the EXECUTE: it is what runs.
+# Only key lookups are prepared (a user or group by id, a page by a unique value,
+# and a member change's statements: the group locked, a link row removed or added,
+# the group updated): an OFFSET page's or a member list's generic plan was slower
+# than the plans made for each run (README, PostgreSQL). The query log shows the
+# statement run, not the EXECUTE: it is what runs.
 PLAN_SECONDS = 2.0
 _statement_numbers = iter(range(1, 1 << 62))
 _prepared_on = weakref.WeakKeyDictionary()   # psycopg2 connection -> {name: time.monotonic() when PREPAREd}
@@ -1902,7 +1903,7 @@ class _ServerSide:
 
     def execute(self, sql, params):
         import psycopg2
-        from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+        from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
         if self.refused:
             return database.execute_sql(sql, params)
         connection = database.connection()
@@ -1910,15 +1911,22 @@ class _ServerSide:
             prepared = _prepared_on.setdefault(connection, {})
         made = prepared.get(self.name)
         if made is None or time.monotonic() - made > PLAN_SECONDS:
-            # Outside a transaction only: a PREPARE refused inside one would abort it.
-            if connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
-                return database.execute_sql(sql, params)
+            status = connection.info.transaction_status
+            if status not in (TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS):
+                return database.execute_sql(sql, params)   # a failed transaction: the plain run says so
+            # In a transaction, in a savepoint: a refusal then leaves the transaction as it was.
+            within = status == TRANSACTION_STATUS_INTRANS
             text = _numbered_parameters(sql)
             try:
                 with connection.cursor() as cursor:
-                    cursor.execute((f'DEALLOCATE {self.name}; ' if made is not None else '')
-                                   + f'PREPARE {self.name} AS {text}')
+                    cursor.execute(('SAVEPOINT scimlite_prepare; ' if within else '')
+                                   + (f'DEALLOCATE {self.name}; ' if made is not None else '')
+                                   + f'PREPARE {self.name} AS {text}'
+                                   + ('; RELEASE SAVEPOINT scimlite_prepare' if within else ''))
             except psycopg2.Error as error:   # an operational error shows in the plain run next
+                if within:
+                    with peewee.__exception_wrapper__, connection.cursor() as cursor:
+                        cursor.execute('ROLLBACK TO SAVEPOINT scimlite_prepare; RELEASE SAVEPOINT scimlite_prepare')
                 log.info('PostgreSQL would not prepare a statement (%s): it runs unprepared', first_line(error))
                 self.refused = isinstance(error, psycopg2.ProgrammingError) or text is None
                 prepared.pop(self.name, None)
@@ -2004,7 +2012,7 @@ def _record(row, links=()):
 
 GROUP_BY_ID = Prepared(lambda: Group.select(*_record_columns(Group)).where(
     (Group.id == slot('id')) & (Group.seat == slot('seat'))), server_side=True)
-GROUP_LOCKED_BY_ID = Prepared(lambda: GROUP_BY_ID.build().for_update('FOR NO KEY UPDATE'))
+GROUP_LOCKED_BY_ID = Prepared(lambda: GROUP_BY_ID.build().for_update('FOR NO KEY UPDATE'), server_side=True)
 
 
 _MEMBERS_BY_IN_SIZE = {}
@@ -3010,7 +3018,8 @@ GROUP_UPDATE = Prepared(lambda: Group.update(
                                      & (Group.display_name_key == slot('display_name_key')), None)],
                              slot('display_name_key')),
     **{name: slot(name) for name in GROUP_WRITABLE}).where((Group.id == slot('id'))
-                                                           & (Group.version == slot('version'))))
+                                                           & (Group.version == slot('version'))),
+    server_side=True)
 # The index cannot see a grandfathered group's name (NULL never collides): a group
 # taking a name one still holds is refused by looking. Grandfathered groups only
 # ever go (renamed or deleted), never come, so finding none settles it, race or not.
@@ -3061,8 +3070,9 @@ LINKS_REMOVE_UNLISTED = Prepared(lambda: Link.delete().where(
 # inserts nothing, USER_IN_SEAT tells "already a member" from "no such user".
 LINK_ADD_ONE = Prepared(lambda: Link.insert_from(
     User.select(slot('group'), User.id).where((User.id == slot('user')) & (User.seat == slot('seat'))),
-    fields=[Link.group, Link.user]).on_conflict_ignore().returning())
-LINK_REMOVE_ONE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))))
+    fields=[Link.group, Link.user]).on_conflict_ignore().returning(), server_side=True)
+LINK_REMOVE_ONE = Prepared(lambda: Link.delete().where((Link.group == slot('group')) & (Link.user == slot('user'))),
+                           server_side=True)
 USER_IN_SEAT = Prepared(lambda: User.select(SQL('1')).where((User.id == slot('user')) & (User.seat == slot('seat'))))
 
 

@@ -92,33 +92,48 @@ def test_a_plan_made_while_link_was_small_is_made_anew_once_plan_seconds_have_pa
     assert store.get_user('u7')['links'] and len(store.get_user('u7')['links']) == 100
 
 
-def test_a_statement_postgresql_will_not_prepare_runs_plain(app):
-    """`%s + %s` of unknown types: PREPARE refuses it, and the statement runs as it
-    would have, now and from then on, on a connection none the worse."""
-    odd = store.Prepared(lambda: store.User.select(store.SQL('%s + %s', [store._SlotName('a'), store._SlotName('b')]))
-                         .limit(1), server_side=True)
-    ScimClient(app).create_user('ann@example.com')
-    store.database.connect(reuse_if_open=True)
-    assert [odd.rows(a=2, b=3) for _ in range(3)] == [[(5,)]] * 3
-    assert odd.server_side.refused and odd.server_side.name not in prepared_on(store.database.connection())
-    assert store.database.execute_sql('SELECT 1').fetchall() == [(1,)]
-
-
-def test_in_a_transaction_a_statement_not_yet_prepared_runs_plain(app):
-    """A PREPARE is sent outside transactions only (one refused inside would abort
-    the transaction); a statement prepared already is EXECUTEd inside one too."""
+def test_a_statement_postgresql_will_not_prepare_runs_plain_and_its_transaction_goes_on(app):
+    """`%s + %s` of unknown types: PREPARE refuses it. Outside a transaction the
+    statement then runs as it would have; inside one, the refusal is undone in a
+    savepoint, the statement runs plain, and the transaction commits what it wrote."""
+    def odd():
+        return store.Prepared(lambda: store.User.select(store.SQL('%s + %s', [
+            store._SlotName('a'), store._SlotName('b')])).limit(1), server_side=True)
     ann = ScimClient(app).create_user('ann@example.com')
     store.database.connect(reuse_if_open=True)
-    connection = store.database.connection()
-    name = store.USER_WITH_GROUPS.server_side.name
+    outside = odd()
+    assert [outside.rows(a=2, b=3) for _ in range(3)] == [[(5,)]] * 3
+    assert outside.server_side.refused and outside.server_side.name not in prepared_on(store.database.connection())
+    inside = odd()
     with store.database.atomic():
-        assert store.get_user(ann['id'])['id'] == ann['id']
-    assert name not in prepared_on(connection)
-    assert store.get_user(ann['id'])['id'] == ann['id']
-    made = prepared_on(connection)[name][1]
-    with store.database.atomic():
-        assert store.get_user(ann['id'])['id'] == ann['id']
-    assert prepared_on(connection)[name][1] == made
+        store.database.execute_sql('CREATE TEMPORARY TABLE kept (n INTEGER)')
+        answers = [inside.rows(a=2, b=3) for _ in range(3)]
+        store.database.execute_sql('INSERT INTO kept VALUES (1)')
+        assert store.get_user(ann['id'])['id'] == ann['id']   # prepared in the same transaction
+    assert answers == [[(5,)]] * 3 and inside.server_side.refused
+    assert store.database.execute_sql('SELECT n FROM kept').fetchall() == [(1,)]
+    assert store.USER_WITH_GROUPS.server_side.name in prepared_on(store.database.connection())
+
+
+def test_a_member_change_runs_prepared_statements_in_its_transaction(client):
+    """Okta's member PATCH (one out, one in): the group's lock, the link rows and the
+    group's update are PREPAREd inside the write's transaction, and the group reads
+    back as written, every time."""
+    users = [client.create_user(f'user{n}@example.com')['id'] for n in range(6)]
+    group = client.create_group('Readers', users[:3])
+    for out, into in zip(users[:3], users[3:], strict=True):
+        client.patch(f'/Groups/{group["id"]}', [
+            {'op': 'remove', 'path': f'members[value eq "{out}"]'},
+            {'op': 'add', 'path': 'members', 'value': [{'value': into}]}], status=204)
+    assert sorted(member['value'] for member in client.get(f'/Groups/{group["id"]}').json['members']) == sorted(
+        users[3:])
+    before = client.get(f'/Groups/{group["id"]}').json
+    client.patch(f'/Groups/{group["id"]}', [{'op': 'add', 'path': 'members', 'value': [{'value': 'nobody'}]}],
+                 status=400)
+    assert client.get(f'/Groups/{group["id"]}').json == before   # refused whole, prepared or not
+    names = set(prepared_on(store.database.connection()))
+    assert {store.GROUP_LOCKED_BY_ID.server_side.name, store.LINK_REMOVE_ONE.server_side.name,
+            store.LINK_ADD_ONE.server_side.name} <= names, names
 
 
 def test_each_connection_prepares_for_itself(app, make_app):
