@@ -376,7 +376,26 @@ def test_walking_the_pages_gives_every_user_once_in_order(client, ten):
         assert walk(client, count) == ten, count
         assert walk(client, count) == ten, count   # again, every page after the first from where it ended
     _, now = store.count_of(store.User)
-    assert store.PAGE_ENDS.get((store.INSTRUCTOR, store.User, 4, now)) is not None   # keyset, not OFFSET, was used
+    assert store.PAGE_ANCHORS.nearest(store.INSTRUCTOR, store.User, now, 4)[0] == 4   # known: not OFFSET from the start
+
+
+def test_pages_at_any_depth_start_from_rows_whose_place_is_known_and_answer_as_offset_would(client):
+    """Pages asked for out of order, at depths no page started at before: each is the
+    slice of the paging order that startIndex names, and once a page near it has been
+    answered, it starts from a row of that page, not by OFFSET from the first user."""
+    everyone = [client.create_user(f'user{n:02d}@example.com')['id'] for n in range(60)]
+    starts = [31, 7, 52, 33, 8, 2, 56, 30, 45, 9, 34, 1, 57, 44, 12, 31]
+    for start in starts * 2:
+        assert ids(page(client, start, 5)) == everyone[start - 1:start + 4], start
+    with count_queries() as counter:
+        assert ids(page(client, 40, 5)) == everyone[39:44]   # from 38, where 34's page ended
+    run = [query.msg[0] for query in counter.get_queries() if query.thread == threading.get_ident()]
+    assert any('"created" >=' in statement for statement in run), run   # from a known row
+    _, now = store.count_of(store.User)
+    assert store.PAGE_ANCHORS.nearest(store.INSTRUCTOR, store.User, now, 40)[0] == 40
+    client.delete(f'/Users/{everyone[0]}', status=204)   # every row moves up one place
+    for start in starts:
+        assert ids(page(client, start, 5)) == everyone[start:start + 5], start
 
 
 @pytest.mark.parametrize('deleted', [0, 1, 2, 3, 5, 9])
