@@ -302,6 +302,25 @@ def test_the_change_that_makes_enough_stale_indexes_them(client, monkeypatch):
     assert_indexes_agree(client, monkeypatch)
 
 
+def test_the_stale_list_is_counted_now_and_then_and_overruns_by_little(client, monkeypatch):
+    """A process counts the stale list at one in UNINDEXED_AT_MOST // STALE_COUNT_EVERY
+    of its changes: with 33 and 16, at every second change, so the change after the
+    one that makes 33 stale indexes them."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index")
+    monkeypatch.setattr(store, 'UNINDEXED_AT_MOST', 33)
+    monkeypatch.setattr(store, '_changes_uncounted', 0)
+    ids = [create(client, 3, userName=f'count{number}@example.com') for number in range(34)]
+    index_waiting()
+    for number, user_id in enumerate(ids[:33]):
+        put_user(client, user_id, 3, userName=f'counted{number}.zed@example.com')
+    assert stale() == 33 and matches('zed@') == 0   # counted at the 32nd change: 32
+    put_user(client, ids[33], 3, userName='counted33.zed@example.com')
+    assert stale() == 0 and matches('zed@') == 34
+    assert listing(client, filter='userName co "zed@"') == (34, ids)
+    assert_indexes_agree(client, monkeypatch)
+
+
 def test_a_new_user_is_numbered_past_the_indexed_rows(client, monkeypatch):
     """SQLite gives the next row the highest rowid + 1: after the highest indexed row
     goes, that number is one the index takes to hold. A new row is numbered past it."""
