@@ -28,9 +28,13 @@ CREATE TABLE IF NOT EXISTS users (
     given_name_key   TEXT,
     email_key        TEXT,    -- the primary email's value, else the first one's
     sort_odd         BOOLEAN NOT NULL DEFAULT FALSE,
-    -- SQLite: the number of this user's row in the search side table (version 12),
-    -- by which it is found; NULL on PostgreSQL, whose side table is keyed by the id.
-    search_row       INTEGER
+    -- SQLite: the user's number in the trigram index (version 12), and the values it
+    -- searches (version 13), lower-cased: userName's is user_name_key, displayName's
+    -- and the emails' (one a line) are these. NULL on PostgreSQL, whose side table
+    -- user_search holds its searched values.
+    search_row          INTEGER,
+    search_display_name TEXT,
+    search_emails       TEXT
 );
 -- Every lookup is within one seat's data (0: the server's own, all there is without
 -- seats), so the unique and paging indexes start with the seat; the others are

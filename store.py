@@ -25,6 +25,7 @@ import os
 import pkgutil
 import re
 import secrets
+import sqlite3
 import sys
 import threading
 import time
@@ -344,7 +345,7 @@ class _PostgresqlPool(PooledPostgresqlDatabase):
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 # What each schema version changes in the one before it, run in order on a
 # database an older scimlite created, before schema.sql adds what is missing.
 # 1: users, groups and link, and no version table. 2: the version table.
@@ -375,6 +376,9 @@ SCHEMA_VERSION = 12
 # 11: the (id, seat) index on users goes (schema.sql says why).
 # 12: users.search_row; on SQLite each user's user_search row is found by it, and
 #    user_search loses its index of user_id (_search_rows_in_users).
+# 13: users.search_display_name and search_emails; on SQLite the searched values
+#    move there from user_search, which goes, and the trigram index is made anew
+#    over users (_search_values_in_users).
 MIGRATIONS = {
     2: [],
     3: [],
@@ -405,6 +409,7 @@ MIGRATIONS = {
     10: [lambda: _changed_in_place()],
     11: ['DROP INDEX IF EXISTS users_id_seat'],
     12: [lambda: _search_rows_in_users()],
+    13: [lambda: _search_values_in_users()],
 }
 # The NOT NULL in users.active's definition, however it is spelt: quoted or not, any
 # type, before or after DEFAULT (a database browser rewrites the CREATE statement).
@@ -557,14 +562,17 @@ def _count_rows_for_every_seat():
 # ---------------------------------------------------------------------------
 # `userName co "ann"` and its kin, on userName, displayName and emails' values, are
 # narrowed by a trigram index to the few users that can match, and the exact test
-# (_compare) runs on those only: the index never decides a match alone. It is a side
-# table, user_search, of each user's values lower-cased (the stored JSON stays as it
-# is), indexed by SQLite's FTS5 trigram tokenizer (SQLite 3.34 or newer) or
-# PostgreSQL's pg_trgm. Where neither is there, the side table is kept all the same
-# and filters scan as before. The write paths keep it (_insert_user, SEARCH_UPDATE);
-# a deleted user's row goes with it (PostgreSQL's ON DELETE CASCADE, SQLite's
-# SEARCH_ROW_REMOVED), and on SQLite the FTS5
-# table follows user_search (UNINDEXED_AT_MOST).
+# (_compare) runs on those only: the index never decides a match alone. It indexes
+# each user's values lower-cased (the stored JSON stays as it is): on SQLite, with
+# FTS5's trigram tokenizer (SQLite 3.35 or newer), columns of the user's own row
+# (schema version 13: user_name_key, search_display_name, search_emails), which the
+# FTS5 table follows (UNINDEXED_AT_MOST); on PostgreSQL, with pg_trgm, a side table,
+# user_search (SEARCH_INSERT, SEARCH_UPDATE; ON DELETE CASCADE). Where neither
+# index is there, the values are kept all the same and filters scan as before.
+# Until version 13 SQLite had a side table too (SEARCH_TABLE_SQLITE): a create
+# wrote two rows in a transaction, and a change of the searched values two rows,
+# one on a page of its own; in the user's row a create is one INSERT and such a
+# change one UPDATE, with no transaction around it (README, Performance).
 #
 # sortBy on the attributes IdPs and the dashboard sort by walks an index of its
 # own per direction: users' sort key columns, whose indexes start with the seat and
@@ -600,26 +608,27 @@ def _sort_indexes(collate, names=INDEXED_SORTS, directions=BOTH_DIRECTIONS):
 
 # FTS5 writes a segment of its own at each commit, however few its rows: indexing a
 # new user at once cost 80 µs of a create's 230 (before the index), and a PUT that
-# changes a user's emails twice that. So on SQLite a user's new values wait in
-# user_search, rows numbered past user_text_upto.upto, until UNINDEXED_AT_MOST rows
-# have been numbered since; the write that reaches that many indexes them all in its
-# own transaction, at about 10 µs a row (_index_waiting). A search reads the index
+# changes a user's emails twice that. So on SQLite a user's new values wait, the
+# user numbered (users.search_row) past user_text_upto.upto, until UNINDEXED_AT_MOST
+# users have been numbered since; the write that reaches that many indexes them all
+# in a transaction of its own, at about 10 µs a user (_index_waiting). A search reads the index
 # and the waiting rows, an instr() over at most that many short strings, so the next
 # search finds every write: PostgreSQL's GIN indexes keep their pending list the
-# same way (fastupdate). An indexed user whose values change keeps its row, changed
-# in place, and the values the index holds for it go to user_text_stale (the first
+# same way (fastupdate). An indexed user whose values change keeps its number, its
+# values changed in place, and the values the index holds for it go to user_text_stale (the first
 # change's: they are what the index holds until the next batch); a search reads the
 # changed rows as it reads the waiting ones, and the index's stale entry only adds
 # a candidate the exact test refuses. The batch drops the stale entries and indexes
-# those rows' values; a change writes two pages (the row's and the stale list's),
-# where moving the row to a new number wrote four. A deleted indexed user leaves
-# the index at once (a trigger), with the values the index holds: its stale ones,
-# if it has any, are the batch's to drop. Rows are numbered past `upto` and every
-# row, never below: SQLite would give a deleted highest rowid to the next row,
-# which the index would then take to be indexed. scimlite never renumbers a row.
+# those users' values; a change writes the stale list's page beside the row's, where
+# moving the row to a new number wrote four. A deleted indexed user leaves the index
+# at once (a trigger), with the values the index holds: its stale ones, if it has
+# any, are the batch's to drop. Users are numbered past `upto` and every user, never
+# below: a number a deleted user had is one the index may still take to be indexed.
+# scimlite never renumbers a user.
 UNINDEXED_AT_MOST = 1000
-NEXT_ROW = 'SELECT max(upto, ifnull((SELECT max(row) FROM user_search), 0)) + 1 FROM user_text_upto'
-FOLLOWING_TRIGGERS = [
+# Versions 9 to 12's triggers and upto, on user_search: the upgrades to them make
+# them, and version 13 replaces them (_search_values_in_users).
+SEARCH_TRIGGERS_V12 = [
     'CREATE TABLE IF NOT EXISTS user_text_upto (upto INTEGER NOT NULL)',
     'CREATE TABLE IF NOT EXISTS user_text_stale (row INTEGER PRIMARY KEY, user_name TEXT NOT NULL, '
     'display_name TEXT, emails TEXT)',
@@ -633,8 +642,29 @@ FOLLOWING_TRIGGERS = [
     'INSERT OR IGNORE INTO user_text_stale (row, user_name, display_name, emails) '
     'VALUES (old.row, old.user_name, old.display_name, old.emails); END',
 ]
+INDEXED_UPTO_V12 = ['DELETE FROM user_text_upto',
+                    'INSERT INTO user_text_upto (upto) SELECT ifnull(max(row), 0) FROM user_search']
+# Version 13: the searched values are users' columns, and a user's number in the
+# index is its search_row.
+TEXT_COLUMNS = 'user_name_key, search_display_name, search_emails'   # user_text's, as users names them
+NEXT_ROW = 'SELECT max(upto, ifnull((SELECT max(search_row) FROM users), 0)) + 1 FROM user_text_upto'
+FOLLOWING_TRIGGERS = [
+    'CREATE TABLE IF NOT EXISTS user_text_upto (upto INTEGER NOT NULL)',
+    'CREATE TABLE IF NOT EXISTS user_text_stale (row INTEGER PRIMARY KEY, user_name TEXT NOT NULL, '
+    'display_name TEXT, emails TEXT)',
+    'CREATE TRIGGER IF NOT EXISTS users_search_removed AFTER DELETE ON users '
+    'WHEN old.search_row <= (SELECT upto FROM user_text_upto) '
+    'AND NOT EXISTS (SELECT 1 FROM user_text_stale WHERE row = old.search_row) BEGIN '
+    f"INSERT INTO user_text (user_text, rowid, {TEXT_COLUMNS}) "
+    "VALUES ('delete', old.search_row, old.user_name_key, old.search_display_name, old.search_emails); END",
+    # Fired only where a write sets one of them: it sets them only where they change (_user_update).
+    'CREATE TRIGGER IF NOT EXISTS users_search_changed AFTER UPDATE OF user_name_key, search_display_name, '
+    'search_emails ON users WHEN old.search_row <= (SELECT upto FROM user_text_upto) BEGIN '
+    'INSERT OR IGNORE INTO user_text_stale (row, user_name, display_name, emails) '
+    'VALUES (old.search_row, old.user_name_key, old.search_display_name, old.search_emails); END',
+]
 INDEXED_UPTO = ['DELETE FROM user_text_upto',
-                'INSERT INTO user_text_upto (upto) SELECT ifnull(max(row), 0) FROM user_search']
+                'INSERT INTO user_text_upto (upto) SELECT ifnull(max(search_row), 0) FROM users']
 _indexed_upto = 0   # user_text_upto.upto as this process last read or wrote it
 
 
@@ -652,7 +682,7 @@ def _trigram_writes_wait():
         return   # they wait already (a version 9 database, its version stamped down by a test)
     for name in ('added', 'removed', 'changed'):   # version 8's
         database.execute_sql(f'DROP TRIGGER IF EXISTS user_search_{name}')
-    for statement in FOLLOWING_TRIGGERS + INDEXED_UPTO:
+    for statement in SEARCH_TRIGGERS_V12 + INDEXED_UPTO_V12:
         database.execute_sql(statement)
 
 
@@ -667,11 +697,11 @@ def _changed_in_place():
     if not is_sqlite():
         database.execute_sql('DROP INDEX IF EXISTS users_sort_user_name_key_desc')
         return
-    if not _in_sqlite_schema('user_text'):
-        return
+    if not _in_sqlite_schema('user_text') or not _in_sqlite_schema('user_search'):
+        return   # no trigram index, or version 13's (a database whose version a test stamped down)
     for name in ('moved', 'changed', 'removed'):   # version 9's
         database.execute_sql(f'DROP TRIGGER IF EXISTS user_search_{name}')
-    for statement in FOLLOWING_TRIGGERS:
+    for statement in SEARCH_TRIGGERS_V12:
         database.execute_sql(statement)
 
 
@@ -707,54 +737,87 @@ def _search_rows_in_users():
     database.execute_sql('DROP TABLE user_search')   # and its triggers, made again here
     database.execute_sql('ALTER TABLE user_search_v12 RENAME TO user_search')
     if _in_sqlite_schema('user_text'):
-        for statement in FOLLOWING_TRIGGERS:
+        for statement in SEARCH_TRIGGERS_V12:
             database.execute_sql(statement)
+
+
+def _search_values_in_users():
+    """Schema version 13: users.search_display_name and search_emails, and on SQLite
+    each user's values moved there from user_search, in batches with the progress
+    on the console; user_search goes, and the trigram index is made anew over users
+    (_make_search_schema, after the upgrades: its content table is named when it is made)."""
+    global _building
+    present = {column.name for column in database.get_columns('users')}
+    for name in ('search_display_name', 'search_emails'):
+        if name not in present:
+            database.execute_sql(f'ALTER TABLE users ADD COLUMN {name} TEXT')
+    if not is_sqlite() or 'user_search' not in database.get_tables():
+        return
+    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
+    started, done, last = time.monotonic(), 0, ''
+    while True:
+        ids = database.execute_sql('SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?',
+                                   (last, BUILD_BATCH)).fetchall()
+        if not ids:
+            break
+        database.execute_sql(
+            'UPDATE users SET (search_display_name, search_emails) = (SELECT display_name, emails FROM user_search '
+            'WHERE user_search.row = users.search_row) WHERE id > ? AND id <= ?', (last, ids[-1][0]))
+        done, last = done + len(ids), ids[-1][0]
+        print(f'scimlite: upgrading: {done:,} of {total:,} users\' searched values moved', file=sys.stderr,
+              flush=True)
+    database.execute_sql('DROP TRIGGER IF EXISTS users_search_row_removed')
+    for table in ('user_text', 'user_text_stale', 'user_text_upto', 'user_search'):   # and their triggers
+        database.execute_sql(f'DROP TABLE IF EXISTS {table}')
+    if total:   # _make_search_schema makes the trigram index anew, and says so
+        _building = started
 
 
 def _index_waiting():
     """Index every user_search row that waits, and the changed ones' new values in
     place of their stale entries, in the caller's transaction."""
     global _indexed_upto
-    database.execute_sql("INSERT INTO user_text (user_text, rowid, user_name, display_name, emails) "
+    database.execute_sql(f"INSERT INTO user_text (user_text, rowid, {TEXT_COLUMNS}) "
                          "SELECT 'delete', row, user_name, display_name, emails FROM user_text_stale")
-    database.execute_sql('INSERT INTO user_text (rowid, user_name, display_name, emails) '
-                         'SELECT row, user_name, display_name, emails FROM user_search '
-                         'WHERE row IN (SELECT row FROM user_text_stale)')
+    database.execute_sql(f'INSERT INTO user_text (rowid, {TEXT_COLUMNS}) SELECT search_row, {TEXT_COLUMNS} '
+                         'FROM users WHERE search_row IN (SELECT row FROM user_text_stale)')
     database.execute_sql('DELETE FROM user_text_stale')
     upto = database.execute_sql('SELECT upto FROM user_text_upto').fetchone()[0]
-    database.execute_sql('INSERT INTO user_text (rowid, user_name, display_name, emails) '
-                         'SELECT row, user_name, display_name, emails FROM user_search WHERE row > ?', (upto,))
-    newest = database.execute_sql('SELECT max(?, ifnull(max(row), 0)) FROM user_search', (upto,)).fetchone()[0]
+    database.execute_sql(f'INSERT INTO user_text (rowid, {TEXT_COLUMNS}) SELECT search_row, {TEXT_COLUMNS} '
+                         'FROM users WHERE search_row > ?', (upto,))
+    newest = database.execute_sql('SELECT max(?, ifnull(max(search_row), 0)) FROM users', (upto,)).fetchone()[0]
     database.execute_sql('UPDATE user_text_upto SET upto = ?', (newest,))
     _indexed_upto = newest
 
 
-# The side table differs by database: on SQLite its rowid is the FTS5 table's, so it
-# is an INTEGER PRIMARY KEY (VACUUM renumbers an implicit rowid, and would scramble
-# the index), and a user's row is found by its number, which the user's own row
-# keeps (users.search_row, schema version 12): an index of user_id would cost
-# every create a page of the WAL, 1.2 of the 12 it wrote. A deleted user's row goes
-# by a trigger (SEARCH_ROW_REMOVED), as a foreign key would need that index.
+# SQLite's FTS5 table takes its values from users (content='users'), by the number
+# each user keeps, search_row, not its rowid: VACUUM may renumber the rowids of a
+# table without an INTEGER PRIMARY KEY, and would scramble the index. The index of
+# search_row finds the users the FTS5 table names. Versions 7 to 12 kept the values
+# in a side table, numbered by its INTEGER PRIMARY KEY (SEARCH_TABLE_SQLITE), each
+# user's row found by users.search_row and removed with it by a trigger
+# (SEARCH_ROW_REMOVED); the upgrades to them make it, and version 13 empties it
+# into users (_search_values_in_users).
 SEARCH_TABLE_SQLITE = ('CREATE TABLE IF NOT EXISTS {name} (row INTEGER PRIMARY KEY, user_id VARCHAR(64) NOT NULL, '
                        'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)')
 SEARCH_ROW_REMOVED = ('CREATE TRIGGER IF NOT EXISTS users_search_row_removed AFTER DELETE ON users '
                       'BEGIN DELETE FROM user_search WHERE row = old.search_row; END')
 SEARCH_SCHEMA = {
     'sqlite': {
-        'table': SEARCH_TABLE_SQLITE.format(name='user_search'),
+        'side': 'CREATE INDEX IF NOT EXISTS users_search_row ON users (search_row)',
         'sort': _sort_indexes('', directions=BOTH_DIRECTIONS[:1]),
         'trigram': [
-            "CREATE VIRTUAL TABLE user_text USING fts5(user_name, display_name, emails, content='user_search', "
-            "content_rowid='row', tokenize='trigram', columnsize=0)",
+            f"CREATE VIRTUAL TABLE user_text USING fts5({TEXT_COLUMNS}, content='users', "
+            "content_rowid='search_row', tokenize='trigram', columnsize=0)",
             *FOLLOWING_TRIGGERS,
-            "INSERT INTO user_text (user_text) VALUES ('rebuild')",   # from what user_search holds
+            "INSERT INTO user_text (user_text) VALUES ('rebuild')",   # from what users hold
             *INDEXED_UPTO,
         ],
     },
     'postgresql': {
-        'table': 'CREATE TABLE IF NOT EXISTS user_search ('
-                 'user_id VARCHAR(64) NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE, '
-                 'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
+        'side': 'CREATE TABLE IF NOT EXISTS user_search ('
+                'user_id VARCHAR(64) NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE, '
+                'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)',
         # As in_code_point_order sorts: userName too, whose COLLATE hides from _page_of_keys
         # that its key is NOT NULL (SQLite sorts it by users_seat_user_name_key).
         'sort': _sort_indexes(' COLLATE "C"', INDEXED_SORTS + ('user_name_key',)),
@@ -769,9 +832,7 @@ def _make_search_schema():
     (at every start, as schema.sql: what exists is left as it is)."""
     global _trigram_index, _building, _indexed_upto
     schema = SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']
-    database.execute_sql(schema['table'])
-    if is_sqlite():
-        database.execute_sql(SEARCH_ROW_REMOVED)
+    database.execute_sql(schema['side'])
     for number, statement in enumerate(schema['sort'], 1):
         _progress(f'sort index {number} of {len(schema["sort"])}')
         database.execute_sql(statement)
@@ -830,6 +891,10 @@ def _make_trigram_index(statements):
     FTS5 or its trigram tokenizer, or PostgreSQL without pg_trgm (not installed, or
     no right to create it): False, and nothing changed."""
     if is_sqlite():
+        if sqlite3.sqlite_version_info < (3, 35, 0):   # a create reads its number back (RETURNING)
+            log.warning('no trigram index for searches (SQLite %s, older than 3.35): co/sw/ew filters scan',
+                        sqlite3.sqlite_version)
+            return False
         if _in_sqlite_schema('user_text'):   # sqlite_master lists virtual tables too
             return True
         try:
@@ -867,7 +932,8 @@ def _build_search_index():
     """Schema version 7 on a database with users: their sort keys and search values,
     in batches, each batch's progress on the console; then the indexes, at once."""
     global _building
-    database.execute_sql(SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']['table'])
+    database.execute_sql(SEARCH_TABLE_SQLITE.format(name='user_search') if is_sqlite() else
+                         SEARCH_SCHEMA['postgresql']['side'])
     total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
     started, done, last = time.monotonic(), 0, ''
     while True:
@@ -1213,7 +1279,9 @@ class User(BaseModel):
     given_name_key = TextField(null=True)
     email_key = TextField(null=True)
     sort_odd = BooleanField(default=False)
-    search_row = IntegerField(null=True)   # SQLite: its user_search row (schema version 12)
+    search_row = IntegerField(null=True)   # SQLite: its number in the trigram index (schema version 12)
+    search_display_name = TextField(null=True)   # SQLite: the searched values (schema version 13)
+    search_emails = TextField(null=True)
 
     class Meta:
         table_name = 'users'
@@ -1683,17 +1751,18 @@ class _FilterTranslator:
             text = value.lower()
             if len(text) < 3 or '\x00' in text:
                 return matched
-            query = _fts_query(searched, text)
+            column = SEARCHED_IN_USERS[searched]
+            query = _fts_query(column, text)
             if not _few_candidates(query):
                 return matched
             # The users the index finds, and those whose values wait to be indexed
             # (new, or changed since) and may match.
-            candidates = SQL('(SELECT user_id FROM user_search WHERE row IN '
+            candidates = SQL('(SELECT id FROM users WHERE search_row IN '
                              '(SELECT rowid FROM user_text WHERE user_text MATCH ?) UNION ALL '
-                             'SELECT user_id FROM user_search WHERE row > (SELECT upto FROM user_text_upto) '
-                             f'AND instr({searched}, ?) UNION ALL '
-                             'SELECT user_id FROM user_search WHERE row IN (SELECT row FROM user_text_stale) '
-                             f'AND instr({searched}, ?))', [query, text, text])
+                             'SELECT id FROM users WHERE search_row > (SELECT upto FROM user_text_upto) '
+                             f'AND instr({column}, ?) UNION ALL '
+                             'SELECT id FROM users WHERE search_row IN (SELECT row FROM user_text_stale) '
+                             f'AND instr({column}, ?))', [query, text, text])
         else:
             if len(value) < 3 or '\x00' in value:
                 return matched
@@ -1752,6 +1821,8 @@ def _few_candidates(query):
 # Filters the trigram index narrows: {attribute key: user_search's column}.
 SEARCHED_ATTRIBUTES = {'username': 'user_name', 'displayname': 'display_name', 'emails': 'emails',
                        'emails.value': 'emails'}
+# On SQLite the searched values are users' columns (schema version 13): {user_search's: users'}.
+SEARCHED_IN_USERS = dict(zip(SEARCHED_COLUMNS, TEXT_COLUMNS.split(', '), strict=True))
 
 
 def _value_test(expr):
@@ -2553,43 +2624,68 @@ def _user_columns(resource):
         'active': resource.get('active'),   # None: unassigned
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
         **_sort_values(resource),
-        'emails': _email_values(resource),
+        **_searched_values(resource),
     }
 
 
+def _searched_values(resource):
+    """{emails: the email values, one a line (_email_values)} and, as SQLite keeps
+    them in the user's row for its trigram index, lower-cased as the search compares
+    (scim_lower): search_display_name and search_emails."""
+    emails = _email_values(resource)
+    return {'emails': emails, 'search_display_name': _lower(resource.get('displayName')),
+            'search_emails': _lower(emails)}
+
+
 USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'active', 'resource')
+SEARCH_WRITABLE = ('search_display_name', 'search_emails')   # SQLite's (schema version 13)
 
 
 SORT_WRITABLE = (*(f'sort_{name}' for name in SORT_VALUES), 'sort_odd')
 
 
-def _user_writes(names=USER_WRITABLE + SORT_WRITABLE):
+def _written():
+    """The names (_user_columns' keys) of the columns a user's write sets."""
+    return USER_WRITABLE + SORT_WRITABLE + (SEARCH_WRITABLE if is_sqlite() else ())
+
+
+def _user_writes(names):
     """The columns a user's write sets, of `names` (_user_columns' keys): the sort
     keys lower-cased by the database, as sort_expression's JSON path lower-cases."""
     return {f'{name[5:]}_key' if name.startswith('sort_') and name != 'sort_odd' else name:
             lower(slot(name)) if name.startswith('sort_') and name != 'sort_odd' else slot(name) for name in names}
 
 
-USER_INSERT = Prepared(lambda: User.insert(
-    id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'), last_modified=slot('stamp'),
-    search_row=slot('search_row'), **_user_writes()))
+def _user_insert(numbering=None):
+    """The INSERT of a new user; on SQLite its search_row numbered by `numbering`, a
+    SELECT of the number, in the INSERT itself (_insert_user)."""
+    return User.insert(id=slot('id'), seat=slot('seat'), version=1, created=slot('stamp'),
+                       last_modified=slot('stamp'), search_row=SQL(f'({numbering})') if numbering else None,
+                       **_user_writes(_written()))
+
+
+# On SQLite: numbered past every user and, with the trigram index, past what the
+# index holds, to wait (UNINDEXED_AT_MOST); the number found by the INSERT itself.
+NEXT_PLAIN_ROW = 'SELECT ifnull(max(search_row), 0) + 1 FROM users'
+USER_INSERT = {numbering: Prepared(lambda numbering=numbering: _user_insert(numbering))
+               for numbering in (None, NEXT_ROW, NEXT_PLAIN_ROW)}
 _USER_UPDATES = {}
-INDEXED_WRITABLE = SORT_WRITABLE + ('external_id', 'user_name_key')
+INDEXED_WRITABLE = SORT_WRITABLE + SEARCH_WRITABLE + ('external_id', 'user_name_key')
 
 
 def _user_indexed(resource):
     """The INDEXED_WRITABLE columns of a stored user's resource, as _user_columns has them."""
     return {'external_id': resource.get('externalId'), 'user_name_key': resource['userName'].lower(),
-            **_sort_values(resource)}
+            **_sort_values(resource), **_searched_values(resource)}
 
 
 def _user_update(before, after):
     """The UPDATE of a user's row from `before` to `after` (_user_columns, or the
     INDEXED_WRITABLE of them): optimistic, it lands only on the version that was read.
     It sets the indexed columns only where they change: SQLite rewrites an index entry
-    of every column SET, changed or not, a page written at commit each."""
-    names = tuple(name for name in USER_WRITABLE + SORT_WRITABLE
-                  if name not in INDEXED_WRITABLE or before[name] != after[name])
+    of every column SET, changed or not, a page written at commit each, and a change
+    of the searched values is what lists the old ones as stale (users_search_changed)."""
+    names = tuple(name for name in _written() if name not in INDEXED_WRITABLE or before[name] != after[name])
     if names not in _USER_UPDATES:
         _USER_UPDATES[names] = Prepared(lambda: User.update(
             version=User.version + 1, last_modified=slot('stamp'),
@@ -2609,58 +2705,57 @@ class UserSearch(BaseModel):
         table_name = 'user_search'
 
 
+# PostgreSQL's side table (SQLite keeps the values in users, schema version 13).
 SEARCH_INSERT = Prepared(lambda: UserSearch.insert(
     user_id=slot('id'), **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}))
-# On SQLite a user's row is found by its number, users.search_row (SEARCH_SCHEMA).
 SEARCH_UPDATE = Prepared(lambda: UserSearch.update(
-    **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(
-        UserSearch.user_id == slot('id') if not is_sqlite() else
-        SQL('row') == User.select(User.search_row).where(User.id == slot('id'))))
-
-
-# On SQLite: numbered past every row and, with the trigram index, past what the
-# index holds, to wait (UNINDEXED_AT_MOST); the number found by the INSERT itself,
-# not a SELECT before it (a statement less a create: 8 µs of its 300).
-NEXT_PLAIN_ROW = 'SELECT ifnull(max(row), 0) + 1 FROM user_search'
-SEARCH_INSERT_NUMBERED = {
-    numbering: 'INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
-               f'VALUES (({numbering}), ?, scim_lower(?), scim_lower(?), scim_lower(?))'
-    for numbering in (NEXT_ROW, NEXT_PLAIN_ROW)}
+    **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(UserSearch.user_id == slot('id')))
 STALE_COUNT = 'SELECT COUNT(*) FROM user_text_stale'
 STALE_COUNT_EVERY = 16   # counts of the stale list in UNINDEXED_AT_MOST changes (_update_searched)
 _changes_uncounted = 0   # this process's changes of searched values since it last counted
 
 
 def _insert_user(user_id, stamp, columns):
-    """A new user's row, and its searched values beside it, in the caller's write
-    transaction (on SQLite an IMMEDIATE one, writing(): it reads before it writes)."""
+    """A new user's row, and its searched values: on PostgreSQL beside it, in the
+    caller's write transaction; on SQLite in it, one statement, which numbers it
+    (the write lock is taken before the number is read), and the insert that makes
+    UNINDEXED_AT_MOST wait indexes them, in a transaction of its own."""
     if not is_sqlite():
-        USER_INSERT.execute(id=user_id, stamp=stamp, search_row=None, **columns)
+        USER_INSERT[None].execute(id=user_id, stamp=stamp, **columns)
         SEARCH_INSERT.execute(id=user_id, **columns)
         return
-    row = database.execute_sql(SEARCH_INSERT_NUMBERED[NEXT_ROW if _trigram_index == 'fts5' else NEXT_PLAIN_ROW], (
-        user_id, columns['user_name'], columns['display_name'], columns['emails'])).lastrowid
-    USER_INSERT.execute(id=user_id, stamp=stamp, search_row=row, **columns)
-    if _trigram_index == 'fts5' and row - _indexed_upto >= UNINDEXED_AT_MOST:
-        _index_waiting()   # this write makes UNINDEXED_AT_MOST wait: it indexes them
+    if _trigram_index != 'fts5':
+        USER_INSERT[NEXT_PLAIN_ROW].execute(id=user_id, stamp=stamp, **columns)
+        return
+    sql, params = USER_INSERT[NEXT_ROW].statement(id=user_id, stamp=stamp, **columns)
+    cursor = database.execute_sql(sql + ' RETURNING search_row', params)
+    with peewee.__exception_wrapper__:   # the statement ends, and commits, as its row is read
+        ((row,),) = cursor.fetchall()
+    if row - _indexed_upto >= UNINDEXED_AT_MOST:
+        with transaction():
+            _index_waiting()   # this write makes UNINDEXED_AT_MOST wait: it indexes them
 
 
 def _update_searched(user_id, columns):
-    """A user's changed searched values (_user_columns), in the caller's transaction,
-    after the user's own row: in place; on SQLite, the change that makes
-    UNINDEXED_AT_MOST indexed users' values stale indexes them. A process counts
-    the stale list at one in UNINDEXED_AT_MOST // STALE_COUNT_EVERY of its changes
-    (62): counting it at each cost a change 4.7 µs, 1.2% of a PUT's CPU. So the list
-    may overrun by 61 a process before a change indexes it."""
+    """After a user's row changed its searched values (_user_columns): PostgreSQL's
+    side table changed too, in the caller's transaction. On SQLite the row holds
+    them, and the change that makes UNINDEXED_AT_MOST indexed users' values stale
+    indexes them, in a transaction of its own. A process counts the stale list at
+    one in UNINDEXED_AT_MOST // STALE_COUNT_EVERY of its changes (62): counting it
+    at each cost a change 4.7 µs, 1.2% of a PUT's CPU. So the list may overrun by
+    61 a process before a change indexes it."""
     global _changes_uncounted
-    SEARCH_UPDATE.execute(id=user_id, **columns)
+    if not is_sqlite():
+        SEARCH_UPDATE.execute(id=user_id, **columns)
+        return
     if _trigram_index != 'fts5':
         return
     _changes_uncounted += 1
     if _changes_uncounted >= max(1, UNINDEXED_AT_MOST // STALE_COUNT_EVERY):
         _changes_uncounted = 0
         if database.execute_sql(STALE_COUNT).fetchone()[0] >= UNINDEXED_AT_MOST:
-            _index_waiting()
+            with transaction():
+                _index_waiting()
 
 
 def _searched_changed(resource, columns):
@@ -3035,8 +3130,8 @@ def create_user(resource):
     stamp = now()
     user_id = new_id()
     columns = _user_columns(resource)
-    try:
-        with writing():   # _insert_user reads its row's number first: the write lock at once
+    try:   # on SQLite one statement, on PostgreSQL two
+        with writer_turn(), contextlib.nullcontext() if is_sqlite() else transaction():
             _insert_user(user_id, stamp, columns)
     except IntegrityError as error:
         if not _unique_violation(error):
@@ -3066,7 +3161,7 @@ def update_user(user_id, change, expected_versions=None):
             before = _user_indexed(record['resource'])
             searched = _searched_changed(record['resource'], columns)
             try:   # one UPDATE where the searched values stay, as a PATCH of `active` does
-                with writer_turn(), transaction() if searched else contextlib.nullcontext():
+                with writer_turn(), transaction() if searched and not is_sqlite() else contextlib.nullcontext():
                     written = _user_update(before, columns).changed(id=user_id, version=record['version'], stamp=stamp,
                                                                     **columns)
                     if written and searched:

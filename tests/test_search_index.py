@@ -90,9 +90,14 @@ def index_waiting():
 
 
 def waiting():
-    """The user_search rows the trigram index does not hold yet (SQLite)."""
+    """The users the trigram index does not hold yet (SQLite)."""
     return store.database.execute_sql(
-        'SELECT COUNT(*) FROM user_search WHERE row > (SELECT upto FROM user_text_upto)').fetchone()[0]
+        'SELECT COUNT(*) FROM users WHERE search_row > (SELECT upto FROM user_text_upto)').fetchone()[0]
+
+
+def search_row(user_id):
+    """A user's number in SQLite's trigram index."""
+    return store.database.execute_sql('SELECT search_row FROM users WHERE id = ?', (user_id,)).fetchone()[0]
 
 
 def assert_indexes_agree(client, monkeypatch):
@@ -109,15 +114,20 @@ def assert_indexes_agree(client, monkeypatch):
         for order in ('ascending', 'descending'):
             query = {'sortBy': attribute, 'sortOrder': order}
             assert listing(client, **query) == scanned(client, monkeypatch, **query), query
-    user_ids = sorted(row[0] for row in store.User.select(store.User.id).tuples())
-    assert sorted(row[0] for row in store.UserSearch.select(store.UserSearch.user_id).tuples()) == user_ids
-    if store.is_sqlite():   # each user finds its row by the number it keeps
-        assert sorted(row[0] for row in store.database.execute_sql(
-            'SELECT users.id FROM users JOIN user_search ON user_search.row = users.search_row '
-            'AND user_search.user_id = users.id')) == user_ids
-    if store.is_sqlite():   # the FTS5 table follows user_search
-        assert store.database.execute_sql(
-            "INSERT INTO user_text (user_text, rank) VALUES ('integrity-check', 1)") is not None
+    if not store.is_sqlite():   # PostgreSQL's side table: a row for each user
+        user_ids = sorted(row[0] for row in store.User.select(store.User.id).tuples())
+        assert sorted(row[0] for row in store.UserSearch.select(store.UserSearch.user_id).tuples()) == user_ids
+        return
+    # SQLite's: each user's row, with a number of its own, and its values as a write
+    # would make them; the FTS5 table follows users (its integrity-check reads them).
+    rows = store.database.execute_sql('SELECT search_row, resource, user_name_key, search_display_name, '
+                                      'search_emails FROM users').fetchall()
+    assert len({row[0] for row in rows}) == len(rows) and None not in {row[0] for row in rows}
+    for _, text, *searched in rows:
+        columns = store._user_columns(json.loads(text))
+        assert searched == [columns['user_name_key'], columns['search_display_name'], columns['search_emails']]
+    assert store.database.execute_sql(
+        "INSERT INTO user_text (user_text, rank) VALUES ('integrity-check', 1)") is not None
 
 
 def test_filters_and_sorts_answer_as_the_scans_do(client, people, monkeypatch):
@@ -132,7 +142,7 @@ def test_the_trigram_index_narrows_the_query(client, people):
     where = store.filter_expression(scimfilter.parse_filter('userName co "ann"'), store.USER_COLUMNS,
                                     store.USER_MEMBERSHIP, {'emails': True})
     sql, _ = store.User.select(store.User.id).where(store.in_seat(store.User, where)).sql()
-    assert 'user_search' in sql and 'seat' in sql
+    assert ('user_text' if store.is_sqlite() else 'user_search') in sql and 'seat' in sql
     assert ('user_text' in sql) == store.is_sqlite()
 
 
@@ -241,9 +251,9 @@ def test_a_changed_user_is_found_by_its_new_values_only(client, monkeypatch):
         pytest.skip("SQLite's trigram index")
     ids = [add_user(client, user) for user in USERS[:2]]
     index_waiting()
-    (row,) = store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (ids[0],)).fetchone()
+    row = search_row(ids[0])
     put_user(client, ids[0], 0, userName='moved.zed@example.com', emails=[{'value': 'zed@work.example'}])
-    assert store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (ids[0],)).fetchone() == (row,)
+    assert search_row(ids[0]) == row
     assert waiting() == 0 and stale() == 1
     assert matches('ann.lee') == 1 and matches('zed@') == 0   # the index still holds the old values
     assert listing(client, filter='userName co "ann.lee"') == (0, [])
@@ -330,8 +340,7 @@ def test_a_new_user_is_numbered_past_the_indexed_rows(client, monkeypatch):
     index_waiting()
     client.delete(f'/Users/{ids[2]}', status=204)
     newest = create(client, 6, userName='after.ann@example.com')
-    (row,) = store.database.execute_sql('SELECT row FROM user_search WHERE user_id = ?', (newest,)).fetchone()
-    assert row == 4 and waiting() == 1
+    assert search_row(newest) == 4 and waiting() == 1
     assert listing(client, filter='userName co "after.ann"') == (1, [newest])
     assert_indexes_agree(client, monkeypatch)
 
@@ -385,17 +394,22 @@ def test_without_a_trigram_index_filters_scan_and_answer_alike(make_app, monkeyp
     assert answers['emails[type eq "work" and value co "ann"]'] == (2, [ids[0], ids[6]])
     assert answers['userName co "_100%"'] == (1, [ids[1]])
     WRITES['patch userName and emails'](client, ids)
-    monkeypatch.undo()   # the next start can make it: it is built from what user_search kept
+    monkeypatch.undo()   # the next start can make it: it is built from what users (user_search) kept
     client = ScimClient(make_app())
     assert store._trigram_index == ('fts5' if store.is_sqlite() else 'pg_trgm')
     assert_indexes_agree(client, monkeypatch)
 
 
 def test_filters_decode_what_they_stored(client, people):
-    """The side table holds the values lower-cased, one email a line."""
-    row = store.UserSearch.get(store.UserSearch.user_id == people[0])
-    assert (row.user_name, row.display_name, row.emails) == (
-        'ann.lee@example.com', 'ann lee', 'ann@work.example\nann.lee@home.example')
+    """The searched values are kept lower-cased, one email a line: in the user's row
+    on SQLite, in the side table on PostgreSQL."""
+    if store.is_sqlite():
+        row = store.User.get(store.User.id == people[0])
+        searched = (row.user_name_key, row.search_display_name, row.search_emails)
+    else:
+        row = store.UserSearch.get(store.UserSearch.user_id == people[0])
+        searched = (row.user_name, row.display_name, row.emails)
+    assert searched == ('ann.lee@example.com', 'ann lee', 'ann@work.example\nann.lee@home.example')
     stored = json.loads(store.User.get(store.User.id == people[0]).resource)
     assert stored['emails'][0]['value'] == 'ann@work.example'
 
@@ -404,8 +418,8 @@ def test_a_search_with_too_many_candidates_scans_and_answers_alike(client, peopl
     monkeypatch.setattr(store, 'MAX_CANDIDATES', 1)
     assert_indexes_agree(client, monkeypatch)
     if store.is_sqlite():
-        assert 'user_search' not in user_query_sql('userName co "example"')[0]
-        assert 'user_search' in user_query_sql('userName co "ann.lee"')[0]
+        assert 'user_text' not in user_query_sql('userName co "example"')[0]
+        assert 'user_text' in user_query_sql('userName co "ann.lee"')[0]
 
 
 def user_query_sql(text, order_by=()):
@@ -452,6 +466,33 @@ def test_a_sorted_page_walks_its_index(client, people, attribute, index, descend
             assert index in plan and 'Sort' not in plan, plan
 
 
+def as_version_12(database_url):
+    """Statements that turn this version's tables back into version 12's: on SQLite the
+    searched values in user_search, by the users' numbers, and the trigram index over
+    it holding what this one holds (the waiting users left out, the stale values in
+    place of the changed users' new ones), with version 12's triggers."""
+    if store.backend(database_url) != 'sqlite':
+        return [('ALTER TABLE users DROP COLUMN search_display_name', ()),
+                ('ALTER TABLE users DROP COLUMN search_emails', ()), ('UPDATE scimlite_schema SET version = 12', ())]
+    return [(sql, ()) for sql in [
+        'DROP TRIGGER users_search_removed', 'DROP TRIGGER users_search_changed', 'DROP TABLE user_text',
+        store.SEARCH_TABLE_SQLITE.format(name='user_search'),
+        'INSERT INTO user_search (row, user_id, user_name, display_name, emails) '
+        'SELECT search_row, id, user_name_key, search_display_name, search_emails FROM users',
+        'DROP INDEX users_search_row', 'ALTER TABLE users DROP COLUMN search_display_name',
+        'ALTER TABLE users DROP COLUMN search_emails',
+        "CREATE VIRTUAL TABLE user_text USING fts5(user_name, display_name, emails, content='user_search', "
+        "content_rowid='row', tokenize='trigram', columnsize=0)",
+        'INSERT INTO user_text (rowid, user_name, display_name, emails) SELECT row, user_name, display_name, emails '
+        'FROM user_search WHERE row <= (SELECT upto FROM user_text_upto) '
+        'AND row NOT IN (SELECT row FROM user_text_stale)',
+        'INSERT INTO user_text (rowid, user_name, display_name, emails) '
+        'SELECT row, user_name, display_name, emails FROM user_text_stale',
+        *(sql for sql in store.SEARCH_TRIGGERS_V12 if sql.startswith('CREATE TRIGGER')),
+        store.SEARCH_ROW_REMOVED,
+        'UPDATE scimlite_schema SET version = 12']]
+
+
 # What schema version 8 had on SQLite: the trigram index took each user as it was written.
 VERSION_8_TRIGGERS = [
     'CREATE TRIGGER user_search_added AFTER INSERT ON user_search BEGIN '
@@ -483,14 +524,14 @@ def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, databa
                        "'{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],"
                        "\"userName\":\"v8.ann@example.com\"}', '2026-12-01T00:00:00Z', '2026-12-01T00:00:00Z')", ()),
                       ("INSERT INTO user_search (user_id, user_name) VALUES ('v8', 'v8.ann@example.com')", ())]
-    test_upgrade.run_sql(database_url, statements)
+    test_upgrade.run_sql(database_url, as_version_12(database_url) + statements)
 
     client = ScimClient(make_app())
     assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
         (store.SCHEMA_VERSION,)]
     if store.is_sqlite():
         assert waiting() == 0
-        assert search_triggers() == {'user_search_removed', 'user_search_changed'}
+        assert search_triggers() == {'users_search_removed', 'users_search_changed'}
     found = ['v8', ids[0]] if store.is_sqlite() else [ids[0]]   # v8's created is older
     assert listing(client, filter='userName co "ann"') == (len(found), found)
     found.append(create(client, 6, userName='nine.ann@example.com'))
@@ -502,7 +543,8 @@ def test_a_version_8_database_lets_new_users_wait_once_it_opens(make_app, databa
 
 def search_triggers():
     return {name for (name,) in store.database.execute_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'user_search%'")}
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND (name LIKE 'user_search%' "
+        "OR name LIKE 'users_search%')")}
 
 
 def sqlite_indexes():
@@ -539,6 +581,7 @@ def test_a_version_9_database_changes_users_in_place_once_it_opens(make_app, dat
     index_waiting()
     store.close_database()
     test_upgrade.run_sql(database_url, [
+        *as_version_12(database_url),
         *(('DROP TRIGGER ' + name, ()) for name in ('user_search_removed', 'user_search_changed')),
         *((sql, ()) for sql in VERSION_9_TRIGGERS),
         (store._sort_indexes('', directions=store.BOTH_DIRECTIONS[1:])[0], ()),
@@ -552,13 +595,14 @@ def test_a_version_9_database_changes_users_in_place_once_it_opens(make_app, dat
     client = ScimClient(make_app())
     assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
         (store.SCHEMA_VERSION,)]
-    assert search_triggers() == {'user_search_removed', 'user_search_changed'}
+    assert search_triggers() == {'users_search_removed', 'users_search_changed'}
     assert 'users_sort_title_key_desc' not in sqlite_indexes() and 'users_sort_title_key' in sqlite_indexes()
-    assert waiting() == 1 and stale() == 1 and matches('ann.lee@example') == 1
+    # Version 13 made the index anew over users: what the user holds now, nothing waiting.
+    assert waiting() == 0 and stale() == 0 and matches('ann.lee@example') == 0 and matches('v9.zed') == 1
     assert listing(client, filter='userName co "ann.lee"') == (0, [])
     assert listing(client, filter='userName co "v9.zed"') == (1, [ids[0]])
     put_user(client, ids[1], 1, userName='ten.yve@example.com')   # changed in place now
-    assert waiting() == 1 and stale() == 2
+    assert waiting() == 0 and stale() == 1
     assert listing(client, filter='userName co "yve@"') == (1, [ids[1]])
     assert_indexes_agree(client, monkeypatch)
     assert matches('ann.lee@example') == 0 and matches('v9.zed') == 1 and matches('yve@') == 1
@@ -629,16 +673,15 @@ def test_a_version_11_database_numbers_its_users_search_rows(make_app, database_
     put_user(client, ids[1], 1, userName='stale.yve@example.com')   # its indexed values stale
     ids.append(create(client, 6))   # waits for the index
     store.close_database()
+    statements = as_version_12(database_url)
     if store.backend(database_url) == 'sqlite':
-        statements = [  # user_search as versions 7 to 11 made it, and no users.search_row
+        statements += [  # user_search as versions 7 to 11 made it, and no users.search_row
             ('DROP TRIGGER users_search_row_removed', ()),
             ('CREATE TABLE user_search_v11 (row INTEGER PRIMARY KEY, user_id VARCHAR(64) NOT NULL UNIQUE '
              'REFERENCES users (id) ON DELETE CASCADE, user_name TEXT NOT NULL, display_name TEXT, emails TEXT)', ()),
             ('INSERT INTO user_search_v11 SELECT row, user_id, user_name, display_name, emails FROM user_search', ()),
             ('DROP TABLE user_search', ()), ('ALTER TABLE user_search_v11 RENAME TO user_search', ()),
-            *((sql, ()) for sql in store.FOLLOWING_TRIGGERS if sql.startswith('CREATE TRIGGER'))]
-    else:
-        statements = []
+            *((sql, ()) for sql in store.SEARCH_TRIGGERS_V12 if sql.startswith('CREATE TRIGGER'))]
     statements += [('ALTER TABLE users DROP COLUMN search_row', ()), ('UPDATE scimlite_schema SET version = 11', ())]
     test_upgrade.run_sql(database_url, statements)
     capsys.readouterr()
@@ -646,13 +689,12 @@ def test_a_version_11_database_numbers_its_users_search_rows(make_app, database_
     client = ScimClient(make_app())
     assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
         (store.SCHEMA_VERSION,)]
-    if store.is_sqlite():
-        assert 'upgrading: 5 of 5 users numbered' in capsys.readouterr().err
-        assert store.database.execute_sql("PRAGMA index_list('user_search')").fetchall() == []
-        assert 'UNIQUE' not in store.database.execute_sql(
-            "SELECT sql FROM sqlite_master WHERE name = 'user_search'").fetchone()[0]
-        assert search_triggers() == {'user_search_removed', 'user_search_changed'}
-        assert waiting() == 1 and stale() == 1
+    if store.is_sqlite():   # then version 13 moved the values into users, by those numbers
+        err = capsys.readouterr().err
+        assert 'upgrading: 5 of 5 users numbered' in err and "upgrading: 5 of 5 users' searched values moved" in err
+        assert 'user_search' not in store.database.get_tables()
+        assert search_triggers() == {'users_search_removed', 'users_search_changed'}
+        assert waiting() == 0 and stale() == 0
     assert listing(client, filter='userName co "yve@"') == (1, [ids[1]])
     assert listing(client, filter='userName co "ann"') == (2, [ids[0], ids[4]])
     client.delete(f'/Users/{ids[0]}', status=204)
@@ -660,4 +702,45 @@ def test_a_version_11_database_numbers_its_users_search_rows(make_app, database_
     assert listing(client, filter='userName co "ann"') == (0, [])
     if store.is_sqlite():
         assert matches('ann.lee@') == 0
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_a_version_12_database_moves_its_searched_values_into_users(make_app, database_url, monkeypatch, capsys):
+    """Version 13: the searched values move from user_search into the users' rows, by
+    their numbers, with the progress on the console, and SQLite's trigram index is
+    made anew over users; a user waiting for the index, one whose values were stale
+    and one deleted while stale are found, or not, as before."""
+    client = ScimClient(make_app())
+    ids = [add_user(client, user) for user in USERS[:5]]
+    index_waiting()
+    put_user(client, ids[1], 1, userName='stale.yve@example.com')   # its indexed values stale
+    put_user(client, ids[2], 2, userName='gone.zed@example.com')
+    client.delete(f'/Users/{ids[2]}', status=204)   # deleted while stale
+    ids.append(create(client, 6, userName='waiting.ann@example.net'))   # waits for the index
+    if store.is_sqlite():
+        assert (waiting(), stale()) == (1, 2)
+    store.close_database()
+    test_upgrade.run_sql(database_url, as_version_12(database_url))
+    if store.backend(database_url) == 'sqlite':   # what version 12 kept, as the upgrade finds it
+        assert test_upgrade.run_sql(database_url, [('SELECT COUNT(*) FROM user_search', ())]) == [(5,)]
+    capsys.readouterr()
+
+    client = ScimClient(make_app())
+    assert test_upgrade.run_sql(database_url, [('SELECT version FROM scimlite_schema', ())]) == [
+        (store.SCHEMA_VERSION,)]
+    if store.is_sqlite():
+        err = capsys.readouterr().err
+        assert "upgrading: 5 of 5 users' searched values moved" in err
+        assert 'building search index: trigram index' in err
+        assert 'user_search' not in store.database.get_tables()
+        assert search_triggers() == {'users_search_removed', 'users_search_changed'}
+        assert (waiting(), stale()) == (0, 0)
+        assert matches('gone.zed') == 0 and matches('bob_100%@example') == 0 and matches('stale.yve') == 1
+    assert listing(client, filter='userName co "yve@"') == (1, [ids[1]])
+    assert listing(client, filter='userName co "zed@"') == (0, [])
+    assert listing(client, filter='userName co "ann"') == (2, [ids[0], ids[5]])
+    assert listing(client, filter='emails[type eq "other" and value co "carol@w"]') == (1, [ids[3]])
+    assert_indexes_agree(client, monkeypatch)
+    put_user(client, ids[0], 0, userName='after.upgrade@example.com')
+    assert listing(client, filter='userName co "after.up"') == (1, [ids[0]])
     assert_indexes_agree(client, monkeypatch)
