@@ -622,7 +622,7 @@ def render(record, kind, projection=None):
     location = f'{base}{kind.endpoint}/{record["id"]}'
     if projection is None or projection.drops_only(name):
         # created and lastModified are our own fixed-width UTC stamps: nothing to escape.
-        listed = '' if projection else f'"{name}":{MEMBERS_HERE if streamed else encode(members)},'
+        listed = '' if projection else f'"{name}":{MEMBERS_HERE if streamed else encode(members) if members else "[]"},'
         text = (f'{record["json"][:-1]},"id":{quote(record["id"])},{listed}'
                 f'"meta":{{"resourceType":"{kind.name}","created":"{record["created"]}",'
                 f'"lastModified":"{record["last_modified"]}","location":{quote(location)},'
