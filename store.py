@@ -2183,21 +2183,36 @@ class MemberStream:
 
 
 # A user and its groups in one statement: every statement is a wait for the GIL.
-USER_WITH_GROUPS = Prepared(lambda: User.select(*_record_columns(User), Group.id, Group.display_name)
-                            .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
-                            .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
-                            .where((User.id == slot('id')) & (User.seat == slot('seat')))
-                            .order_by(in_code_point_order(Group.display_name_key), Group.id),
-                            server_side=True)
+def _user_with_groups(*columns):
+    return (User.select(*_record_columns(User), Group.id, Group.display_name, *columns)
+            .join(Link, JOIN.LEFT_OUTER, on=(Link.user == User.id))
+            .join(Group, JOIN.LEFT_OUTER, on=(Group.id == Link.group))
+            .where((User.id == slot('id')) & (User.seat == slot('seat')))
+            .order_by(in_code_point_order(Group.display_name_key), Group.id))
 
 
-def get_user(user_id):
+USER_WITH_GROUPS = Prepared(lambda: _user_with_groups(), server_side=True)
+# What a change compares its new values with (update_user): the columns it sets only
+# where they change, as the row holds them: {_user_columns' name: users' column}.
+# Read with the user, they spare a PUT parsing the stored JSON to compute them.
+STORED_INDEXED = {'external_id': User.external_id, 'user_name_key': User.user_name_key,
+                  **{f'sort_{name}': getattr(User, f'{name}_key') for name in SORT_VALUES},
+                  'sort_odd': User.sort_odd, 'search_display_name': User.search_display_name,
+                  'search_emails': User.search_emails}
+USER_WITH_INDEXED = Prepared(lambda: _user_with_groups(*STORED_INDEXED.values()), server_side=True)
+
+
+def get_user(user_id, indexed=False):
+    """`indexed`: with the user's STORED_INDEXED values, as the Record's `indexed`."""
     if '\x00' in user_id:   # no id holds one, and PostgreSQL cannot be asked
         raise NotFound(user_id)
-    rows = USER_WITH_GROUPS.rows(id=user_id)
+    rows = (USER_WITH_INDEXED if indexed else USER_WITH_GROUPS).rows(id=user_id)
     if not rows:
         raise NotFound(user_id)
-    return _record(rows[0], [(row[5], row[6]) for row in rows if row[5] is not None])
+    record = _record(rows[0], [(row[5], row[6]) for row in rows if row[5] is not None])
+    if indexed:
+        record['indexed'] = dict(zip(STORED_INDEXED, rows[0][7:], strict=True))
+    return record
 
 
 def get_group(group_id, with_members=True, locked=False):
@@ -2673,15 +2688,17 @@ _USER_UPDATES = {}
 INDEXED_WRITABLE = SORT_WRITABLE + SEARCH_WRITABLE + ('external_id', 'user_name_key')
 
 
-def _user_indexed(resource):
-    """The INDEXED_WRITABLE columns of a stored user's resource, as _user_columns has them."""
-    return {'external_id': resource.get('externalId'), 'user_name_key': resource['userName'].lower(),
-            **_sort_values(resource), **_searched_values(resource)}
+def _as_stored(columns):
+    """The INDEXED_WRITABLE of _user_columns as the row holds them (STORED_INDEXED): the
+    sort keys lower-cased, as the database does (scim_lower on SQLite; PostgreSQL's
+    lower() may differ for a few letters, and then a value is only set unchanged)."""
+    return {name: _lower(columns[name]) if name.startswith('sort_') and name != 'sort_odd' else columns[name]
+            for name in INDEXED_WRITABLE}
 
 
 def _user_update(before, after):
-    """The UPDATE of a user's row from `before` to `after` (_user_columns, or the
-    INDEXED_WRITABLE of them): optimistic, it lands only on the version that was read.
+    """The UPDATE of a user's row from `before` to `after` (the INDEXED_WRITABLE of
+    _user_columns as stored): optimistic, it lands only on the version that was read.
     It sets the indexed columns only where they change: SQLite rewrites an index entry
     of every column SET, changed or not, a page written at commit each, and a change
     of the searched values is what lists the old ones as stale (users_search_changed)."""
@@ -3151,19 +3168,22 @@ def update_user(user_id, change, expected_versions=None):
     holds it from the read to the write."""
     for attempt in range(MAX_WRITE_ATTEMPTS):
         with _retry_turn(User, user_id) if attempt else contextlib.nullcontext():
-            record = get_user(user_id)
+            record = get_user(user_id, indexed=True)
+            before = record.pop('indexed')
             _checked(record, expected_versions)
             resource = change(record)
             columns = _user_columns(resource)
             if columns['resource'] == record['json']:   # compare text, not dicts: 1 == True in Python
                 return record
             stamp = now()
-            before = _user_indexed(record['resource'])
-            searched = _searched_changed(record['resource'], columns)
+            after = _as_stored(columns)
+            # SQLite compares the searched values the row holds; PostgreSQL's are in user_search.
+            searched = (any(before[name] != after[name] for name in ('user_name_key', *SEARCH_WRITABLE))
+                        if is_sqlite() else _searched_changed(record['resource'], columns))
             try:   # one UPDATE where the searched values stay, as a PATCH of `active` does
                 with writer_turn(), transaction() if searched and not is_sqlite() else contextlib.nullcontext():
-                    written = _user_update(before, columns).changed(id=user_id, version=record['version'], stamp=stamp,
-                                                                    **columns)
+                    written = _user_update(before, after).changed(id=user_id, version=record['version'], stamp=stamp,
+                                                                  **columns)
                     if written and searched:
                         _update_searched(user_id, columns)
             except IntegrityError as error:

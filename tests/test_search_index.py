@@ -4,6 +4,7 @@ displayName and emails, the sort key columns order as the JSON path does, after
 every kind of write, where the database has no trigram index, and after an upgrade."""
 
 import json
+import logging
 import urllib.parse
 
 import pytest
@@ -211,6 +212,35 @@ def test_every_write_keeps_the_indexes(client, people, monkeypatch, write, index
         index_waiting()
     WRITES[write](client, people)
     assert_indexes_agree(client, monkeypatch)
+
+
+def test_a_change_sets_the_indexed_columns_only_where_they_change(client, people, caplog, monkeypatch):
+    """A user's UPDATE sets an indexed column (a sort key, a searched value, externalId,
+    the userName key) only where the value the row holds changes: SQLite rewrites an
+    index entry of every column set, and a searched value set lists the user stale."""
+    def set_columns(request):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger='peewee'):
+            request()
+        (sql,) = [record.args[0] if record.args else record.msg[0] for record in caplog.records
+                  if 'UPDATE "users"' in str(record.msg)]
+        return {column for column in INDEXED_COLUMNS if f'"{column}" =' in sql}
+
+    assert set_columns(lambda: patch_user(client, people[0], [{'op': 'replace', 'value': {'active': False}}])) == set()
+    assert set_columns(lambda: put_user(client, people[0], 0, title='ENGINEER')) == set()   # the key is the same
+    assert set_columns(lambda: put_user(client, people[0], 0, title='Manager')) == {'title_key'}
+    searched = {'search_display_name'} if store.is_sqlite() else set()
+    assert set_columns(lambda: put_user(client, people[0], 0, title='Manager', displayName='Ann Lee-Smith')) == {
+        'display_name_key', *searched}
+    assert set_columns(lambda: put_user(client, people[0], 0, title='Manager', displayName='Ann Lee-Smith',
+                                        userName='ANN.LEE@example.com')) == set()
+    assert listing(client, filter='displayName co "lee-sm"') == (1, [people[0]])
+    assert listing(client, sortBy='title', filter='title eq "manager"') == (1, [people[0]])
+    assert_indexes_agree(client, monkeypatch)
+
+
+INDEXED_COLUMNS = ('external_id', 'user_name_key', 'display_name_key', 'title_key', 'family_name_key',
+                   'given_name_key', 'email_key', 'sort_odd', 'search_display_name', 'search_emails')
 
 
 def test_new_users_wait_for_the_trigram_index_and_are_found_meanwhile(client, monkeypatch):
