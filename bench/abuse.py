@@ -202,7 +202,7 @@ def start_server(workdir, token):
     database = f'sqlite:///{(workdir / "abuse.db").as_posix()}'
     env = {k: v for k, v in os.environ.items() if not k.startswith('SCIM_')}
     process = subprocess.Popen([sys.executable, str(ROOT / 'scim_server.py'), '--port', '0', '--quiet',
-                                '--token', token, '--database', database],
+                                f'--token={token}', '--database', database],
                                cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in process.stdout:

@@ -1247,7 +1247,7 @@ class Lab:
         """A scimlite server on a fresh database of `backend` (or on `database`)."""
         database = database or self.databases.new(backend, name)
         process, port = start([sys.executable, str(Path(checkout) / 'scim_server.py'), '--port', '0',
-                               '--token', self.token, '--database', database, *extra],
+                               f'--token={self.token}', '--database', database, *extra],
                               r'SCIM base URL:\s+http://127\.0\.0\.1:(\d+)/', self.env)
         target = Target(name, f'http://127.0.0.1:{port}/scim/v2', self.token, process, backend, size,
                         Path(checkout).resolve(), database)
@@ -1257,7 +1257,7 @@ class Lab:
     def seated_server(self, backend):
         """A server with `--seats` workshop seats, their tokens read as the instructor would (--seat-cards)."""
         plain = self.server('seats', backend, '--seats', str(self.args.seats))
-        cards = subprocess.run([sys.executable, str(ROOT / 'scim_server.py'), '--token', self.token,
+        cards = subprocess.run([sys.executable, str(ROOT / 'scim_server.py'), f'--token={self.token}',
                                 '--database', plain.database, '--seat-cards'],
                                cwd=ROOT, env=self.env, capture_output=True, text=True, check=True).stdout
         shutil.rmtree(plain.data, ignore_errors=True)
