@@ -794,10 +794,10 @@ def _index_waiting():
 # each user keeps, search_row, not its rowid: VACUUM may renumber the rowids of a
 # table without an INTEGER PRIMARY KEY, and would scramble the index. The index of
 # search_row finds the users the FTS5 table names. Versions 7 to 12 kept the values
-# in a side table, numbered by its INTEGER PRIMARY KEY (SEARCH_TABLE_SQLITE), each
-# user's row found by users.search_row and removed with it by a trigger
-# (SEARCH_ROW_REMOVED); the upgrades to them make it, and version 13 empties it
-# into users (_search_values_in_users).
+# in a side table, numbered by its INTEGER PRIMARY KEY (SEARCH_TABLE_SQLITE; the
+# upgrade to version 7 still makes it), each user's row found by users.search_row
+# and removed with it by a trigger (SEARCH_ROW_REMOVED: the tests make version 12's
+# tables with it); version 13 empties it into users (_search_values_in_users).
 SEARCH_TABLE_SQLITE = ('CREATE TABLE IF NOT EXISTS {name} (row INTEGER PRIMARY KEY, user_id VARCHAR(64) NOT NULL, '
                        'user_name TEXT NOT NULL, display_name TEXT, emails TEXT)')
 SEARCH_ROW_REMOVED = ('CREATE TRIGGER IF NOT EXISTS users_search_row_removed AFTER DELETE ON users '
