@@ -626,12 +626,17 @@ def _sort_indexes(collate, names=INDEXED_SORTS, directions=BOTH_DIRECTIONS):
 # below: a number a deleted user had is one the index may still take to be indexed.
 # scimlite never renumbers a user.
 UNINDEXED_AT_MOST = 1000
-# Versions 9 to 12's triggers and upto, on user_search: the upgrades to them make
-# them, and version 13 replaces them (_search_values_in_users).
-SEARCH_TRIGGERS_V12 = [
+# Where the index stands: the highest number it holds, and the values it holds of
+# the users changed since (as they were when it took them).
+WAITING_TABLES = [
     'CREATE TABLE IF NOT EXISTS user_text_upto (upto INTEGER NOT NULL)',
     'CREATE TABLE IF NOT EXISTS user_text_stale (row INTEGER PRIMARY KEY, user_name TEXT NOT NULL, '
     'display_name TEXT, emails TEXT)',
+]
+# Versions 9 to 12's triggers and upto, on user_search: the upgrades to them make
+# them, and version 13 replaces them (_search_values_in_users).
+SEARCH_TRIGGERS_V12 = [
+    *WAITING_TABLES,
     'CREATE TRIGGER IF NOT EXISTS user_search_removed AFTER DELETE ON user_search '
     'WHEN old.row <= (SELECT upto FROM user_text_upto) '
     'AND NOT EXISTS (SELECT 1 FROM user_text_stale WHERE row = old.row) BEGIN '
@@ -649,9 +654,7 @@ INDEXED_UPTO_V12 = ['DELETE FROM user_text_upto',
 TEXT_COLUMNS = 'user_name_key, search_display_name, search_emails'   # user_text's, as users names them
 NEXT_ROW = 'SELECT max(upto, ifnull((SELECT max(search_row) FROM users), 0)) + 1 FROM user_text_upto'
 FOLLOWING_TRIGGERS = [
-    'CREATE TABLE IF NOT EXISTS user_text_upto (upto INTEGER NOT NULL)',
-    'CREATE TABLE IF NOT EXISTS user_text_stale (row INTEGER PRIMARY KEY, user_name TEXT NOT NULL, '
-    'display_name TEXT, emails TEXT)',
+    *WAITING_TABLES,
     'CREATE TRIGGER IF NOT EXISTS users_search_removed AFTER DELETE ON users '
     'WHEN old.search_row <= (SELECT upto FROM user_text_upto) '
     'AND NOT EXISTS (SELECT 1 FROM user_text_stale WHERE row = old.search_row) BEGIN '
@@ -705,6 +708,22 @@ def _changed_in_place():
         database.execute_sql(statement)
 
 
+def _update_users_in_batches(update, done_text):
+    """Run `update` (an UPDATE of users, without its WHERE) over every user, BUILD_BATCH
+    at a time in id order, the progress on the console after each batch: `scimlite:
+    upgrading: 10,000 of 1,000,000 users` and `done_text`. The number of users."""
+    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
+    done, last = 0, ''
+    while True:
+        ids = database.execute_sql('SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?',
+                                   (last, BUILD_BATCH)).fetchall()
+        if not ids:
+            return total
+        database.execute_sql(f'{update} WHERE id > ? AND id <= ?', (last, ids[-1][0]))
+        done, last = done + len(ids), ids[-1][0]
+        print(f'scimlite: upgrading: {done:,} of {total:,} users{done_text}', file=sys.stderr, flush=True)
+
+
 def _search_rows_in_users():
     """Schema version 12: users.search_row, and on SQLite each user's number in it, in
     batches with the progress on the console; then user_search made anew without its
@@ -717,17 +736,8 @@ def _search_rows_in_users():
     unique = 'UNIQUE' in made.upper()   # else made by version 7's build, after this version's SEARCH_SCHEMA
     if not unique:   # the UNIQUE constraint's own index finds each user's row; else one for now
         database.execute_sql('CREATE INDEX IF NOT EXISTS user_search_upgrading ON user_search (user_id)')
-    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
-    done, last = 0, ''
-    while True:
-        ids = database.execute_sql('SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?',
-                                   (last, BUILD_BATCH)).fetchall()
-        if not ids:
-            break
-        database.execute_sql('UPDATE users SET search_row = (SELECT row FROM user_search '
-                             'WHERE user_search.user_id = users.id) WHERE id > ? AND id <= ?', (last, ids[-1][0]))
-        done, last = done + len(ids), ids[-1][0]
-        print(f'scimlite: upgrading: {done:,} of {total:,} users numbered', file=sys.stderr, flush=True)
+    _update_users_in_batches('UPDATE users SET search_row = (SELECT row FROM user_search '
+                             'WHERE user_search.user_id = users.id)', ' numbered')
     if not unique:
         database.execute_sql('DROP INDEX user_search_upgrading')
         return
@@ -753,19 +763,10 @@ def _search_values_in_users():
             database.execute_sql(f'ALTER TABLE users ADD COLUMN {name} TEXT')
     if not is_sqlite() or 'user_search' not in database.get_tables():
         return
-    total = database.execute_sql('SELECT COUNT(*) FROM users').fetchone()[0]
-    started, done, last = time.monotonic(), 0, ''
-    while True:
-        ids = database.execute_sql('SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?',
-                                   (last, BUILD_BATCH)).fetchall()
-        if not ids:
-            break
-        database.execute_sql(
-            'UPDATE users SET (search_display_name, search_emails) = (SELECT display_name, emails FROM user_search '
-            'WHERE user_search.row = users.search_row) WHERE id > ? AND id <= ?', (last, ids[-1][0]))
-        done, last = done + len(ids), ids[-1][0]
-        print(f'scimlite: upgrading: {done:,} of {total:,} users\' searched values moved', file=sys.stderr,
-              flush=True)
+    started = time.monotonic()
+    total = _update_users_in_batches(
+        'UPDATE users SET (search_display_name, search_emails) = (SELECT display_name, emails FROM user_search '
+        'WHERE user_search.row = users.search_row)', "' searched values moved")
     database.execute_sql('DROP TRIGGER IF EXISTS users_search_row_removed')
     for table in ('user_text', 'user_text_stale', 'user_text_upto', 'user_search'):   # and their triggers
         database.execute_sql(f'DROP TABLE IF EXISTS {table}')
@@ -774,8 +775,8 @@ def _search_values_in_users():
 
 
 def _index_waiting():
-    """Index every user_search row that waits, and the changed ones' new values in
-    place of their stale entries, in the caller's transaction."""
+    """Index every user who waits, and the changed ones' new values in place of their
+    stale entries, in the caller's transaction."""
     global _indexed_upto
     database.execute_sql(f"INSERT INTO user_text (user_text, rowid, {TEXT_COLUMNS}) "
                          "SELECT 'delete', row, user_name, display_name, emails FROM user_text_stale")
@@ -2656,7 +2657,8 @@ USER_WRITABLE = ('user_name', 'user_name_key', 'external_id', 'display_name', 'a
 SEARCH_WRITABLE = ('search_display_name', 'search_emails')   # SQLite's (schema version 13)
 
 
-SORT_WRITABLE = (*(f'sort_{name}' for name in SORT_VALUES), 'sort_odd')
+SORT_KEY_NAMES = tuple(f'sort_{name}' for name in SORT_VALUES)   # _user_columns' names of the sort keys
+SORT_WRITABLE = (*SORT_KEY_NAMES, 'sort_odd')
 
 
 def _written():
@@ -2667,8 +2669,8 @@ def _written():
 def _user_writes(names):
     """The columns a user's write sets, of `names` (_user_columns' keys): the sort
     keys lower-cased by the database, as sort_expression's JSON path lower-cases."""
-    return {f'{name[5:]}_key' if name.startswith('sort_') and name != 'sort_odd' else name:
-            lower(slot(name)) if name.startswith('sort_') and name != 'sort_odd' else slot(name) for name in names}
+    return {f'{name[5:]}_key' if name in SORT_KEY_NAMES else name:
+            lower(slot(name)) if name in SORT_KEY_NAMES else slot(name) for name in names}
 
 
 def _user_insert(numbering=None):
@@ -2692,8 +2694,7 @@ def _as_stored(columns):
     """The INDEXED_WRITABLE of _user_columns as the row holds them (STORED_INDEXED): the
     sort keys lower-cased, as the database does (scim_lower on SQLite; PostgreSQL's
     lower() may differ for a few letters, and then a value is only set unchanged)."""
-    return {name: _lower(columns[name]) if name.startswith('sort_') and name != 'sort_odd' else columns[name]
-            for name in INDEXED_WRITABLE}
+    return {name: _lower(columns[name]) if name in SORT_KEY_NAMES else columns[name] for name in INDEXED_WRITABLE}
 
 
 def _user_update(before, after):
