@@ -21,11 +21,11 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import pkgutil
 import re
 import secrets
-import sqlite3
 import sys
 import threading
 import time
@@ -564,7 +564,7 @@ def _count_rows_for_every_seat():
 # narrowed by a trigram index to the few users that can match, and the exact test
 # (_compare) runs on those only: the index never decides a match alone. It indexes
 # each user's values lower-cased (the stored JSON stays as it is): on SQLite, with
-# FTS5's trigram tokenizer (SQLite 3.35 or newer), columns of the user's own row
+# FTS5's trigram tokenizer (SQLite 3.34 or newer), columns of the user's own row
 # (schema version 13: user_name_key, search_display_name, search_emails), which the
 # FTS5 table follows (UNINDEXED_AT_MOST); on PostgreSQL, with pg_trgm, a side table,
 # user_search (SEARCH_INSERT, SEARCH_UPDATE; ON DELETE CASCADE). Where neither
@@ -668,7 +668,6 @@ FOLLOWING_TRIGGERS = [
 ]
 INDEXED_UPTO = ['DELETE FROM user_text_upto',
                 'INSERT INTO user_text_upto (upto) SELECT ifnull(max(search_row), 0) FROM users']
-_indexed_upto = 0   # user_text_upto.upto as this process last read or wrote it
 
 
 def _in_sqlite_schema(name):
@@ -777,7 +776,6 @@ def _search_values_in_users():
 def _index_waiting():
     """Index every user who waits, and the changed ones' new values in place of their
     stale entries, in the caller's transaction."""
-    global _indexed_upto
     database.execute_sql(f"INSERT INTO user_text (user_text, rowid, {TEXT_COLUMNS}) "
                          "SELECT 'delete', row, user_name, display_name, emails FROM user_text_stale")
     database.execute_sql(f'INSERT INTO user_text (rowid, {TEXT_COLUMNS}) SELECT search_row, {TEXT_COLUMNS} '
@@ -788,7 +786,6 @@ def _index_waiting():
                          'FROM users WHERE search_row > ?', (upto,))
     newest = database.execute_sql('SELECT max(?, ifnull(max(search_row), 0)) FROM users', (upto,)).fetchone()[0]
     database.execute_sql('UPDATE user_text_upto SET upto = ?', (newest,))
-    _indexed_upto = newest
 
 
 # SQLite's FTS5 table takes its values from users (content='users'), by the number
@@ -831,7 +828,7 @@ SEARCH_SCHEMA = {
 def _make_search_schema():
     """The side table, the sort indexes and, where the database can, the trigram index
     (at every start, as schema.sql: what exists is left as it is)."""
-    global _trigram_index, _building, _indexed_upto
+    global _trigram_index, _building
     schema = SEARCH_SCHEMA['sqlite' if is_sqlite() else 'postgresql']
     database.execute_sql(schema['side'])
     for number, statement in enumerate(schema['sort'], 1):
@@ -841,8 +838,6 @@ def _make_search_schema():
     _progress('trigram index')
     if _make_trigram_index(schema['trigram']):
         _trigram_index = 'fts5' if is_sqlite() else 'pg_trgm'
-    if _trigram_index == 'fts5':
-        _indexed_upto = database.execute_sql('SELECT upto FROM user_text_upto').fetchone()[0]
     _progress('done')
     _building = None
     if is_sqlite():
@@ -892,10 +887,6 @@ def _make_trigram_index(statements):
     FTS5 or its trigram tokenizer, or PostgreSQL without pg_trgm (not installed, or
     no right to create it): False, and nothing changed."""
     if is_sqlite():
-        if sqlite3.sqlite_version_info < (3, 35, 0):   # a create reads its number back (RETURNING)
-            log.warning('no trigram index for searches (SQLite %s, older than 3.35): co/sw/ew filters scan',
-                        sqlite3.sqlite_version)
-            return False
         if _in_sqlite_schema('user_text'):   # sqlite_master lists virtual tables too
             return True
         try:
@@ -971,19 +962,32 @@ def _write_many(sql, rows):
 # What sortBy sorts by, from the resource: users.<name>_key, each a string or None.
 SORT_VALUES = {'display_name': ('displayName',), 'title': ('title',), 'family_name': ('name', 'familyName'),
                'given_name': ('name', 'givenName'), 'email': None}
+SORT_PATHS = tuple((f'sort_{name}', keys) for name, keys in SORT_VALUES.items())   # (_user_columns' name, keys)
 
 
-def _sort_values(resource):
+def _sort_values(resource, lowered=False):
     """{sort_<name>: the string sortBy sorts by, or None, for each of SORT_VALUES;
     sort_odd: whether one of them is there but not a string, or longer than an index
-    entry may be (PostgreSQL's B-tree refuses 2,704 bytes)}: the database lower-cases
-    them as it writes them (USER_INSERT), as sort_expression's JSON path would."""
+    entry may be (PostgreSQL's B-tree refuses 2,704 bytes)}. `lowered`: lower-cased
+    here, as SQLite's scim_lower would (it is str.lower); else the database lower-cases
+    them as it writes them (_user_writes), as sort_expression's JSON path would."""
     values, odd = {}, False
-    for name, keys in SORT_VALUES.items():
-        found = _primary_email(resource.get('emails')) if keys is None else _at(resource, keys)
-        if found is not None and not (isinstance(found, str) and len(found.encode('utf-8')) <= MAX_INDEXED_BYTES):
-            odd, found = True, None
-        values[f'sort_{name}'] = found
+    for column, keys in SORT_PATHS:
+        if keys is None:
+            found = _primary_email(resource.get('emails'))
+        else:   # _at, written out: a write computes five of them
+            found = resource.get(keys[0])
+            if len(keys) > 1:
+                found = found.get(keys[1]) if isinstance(found, dict) else None
+        if found is not None:
+            # At most 4 bytes a letter: most strings need no encoding to be measured.
+            if isinstance(found, str) and (len(found) * 4 <= MAX_INDEXED_BYTES
+                                           or len(found.encode('utf-8')) <= MAX_INDEXED_BYTES):
+                if lowered:
+                    found = found.lower()
+            else:
+                odd, found = True, None
+        values[column] = found
     values['sort_odd'] = odd
     return values
 
@@ -1003,11 +1007,18 @@ def _primary_email(emails):
     sort_expression's JSON path picks it; _ODD where that path might differ."""
     if emails is None or emails == []:
         return None
-    if not isinstance(emails, list) or not all(isinstance(item, dict) and isinstance(item.get('primary', False), bool)
-                                               for item in emails):
+    if not isinstance(emails, list):
         return _ODD
-    chosen = next((item for item in emails if item.get('primary') is True), emails[0])
-    return chosen.get('value')
+    chosen = None
+    for item in emails:   # one pass: every write computes it
+        if not isinstance(item, dict):
+            return _ODD
+        primary = item.get('primary', False)
+        if primary is True:
+            chosen = item if chosen is None else chosen
+        elif primary is not False:
+            return _ODD
+    return (emails[0] if chosen is None else chosen).get('value')
 
 
 def _email_values(resource):
@@ -2639,7 +2650,7 @@ def _user_columns(resource):
         'display_name': resource.get('displayName'),
         'active': resource.get('active'),   # None: unassigned
         'resource': json.dumps(resource, separators=(',', ':'), ensure_ascii=False),
-        **_sort_values(resource),
+        **_sort_values(resource, lowered=is_sqlite()),
         **_searched_values(resource),
     }
 
@@ -2668,9 +2679,12 @@ def _written():
 
 def _user_writes(names):
     """The columns a user's write sets, of `names` (_user_columns' keys): the sort
-    keys lower-cased by the database, as sort_expression's JSON path lower-cases."""
+    keys lower-cased as sort_expression's JSON path lower-cases, on PostgreSQL by the
+    database (its lower() may differ from Python's for a few letters); on SQLite
+    _user_columns did it, as scim_lower would: five calls from SQLite into Python
+    cost a create 13,600 instructions, 1.5% of it."""
     return {f'{name[5:]}_key' if name in SORT_KEY_NAMES else name:
-            lower(slot(name)) if name in SORT_KEY_NAMES else slot(name) for name in names}
+            lower(slot(name)) if name in SORT_KEY_NAMES and not is_sqlite() else slot(name) for name in names}
 
 
 def _user_insert(numbering=None):
@@ -2691,24 +2705,38 @@ INDEXED_WRITABLE = SORT_WRITABLE + SEARCH_WRITABLE + ('external_id', 'user_name_
 
 
 def _as_stored(columns):
-    """The INDEXED_WRITABLE of _user_columns as the row holds them (STORED_INDEXED): the
-    sort keys lower-cased, as the database does (scim_lower on SQLite; PostgreSQL's
-    lower() may differ for a few letters, and then a value is only set unchanged)."""
+    """The INDEXED_WRITABLE of _user_columns as the row holds them (STORED_INDEXED): on
+    SQLite `columns` itself (_user_columns lower-cased the sort keys); on PostgreSQL
+    with the sort keys lower-cased as its lower() does (it may differ for a few
+    letters, and then a value is only set unchanged)."""
+    if is_sqlite():
+        return columns
     return {name: _lower(columns[name]) if name in SORT_KEY_NAMES else columns[name] for name in INDEXED_WRITABLE}
 
 
-def _user_update(before, after):
-    """The UPDATE of a user's row from `before` to `after` (the INDEXED_WRITABLE of
-    _user_columns as stored): optimistic, it lands only on the version that was read.
-    It sets the indexed columns only where they change: SQLite rewrites an index entry
+def _indexed_changes(before, after):
+    """Whether each of INDEXED_WRITABLE differs from `before` to `after` (as stored): a
+    tuple of bools, compared by map() without a Python call a column."""
+    return tuple(map(operator.ne, map(before.__getitem__, INDEXED_WRITABLE), map(after.__getitem__, INDEXED_WRITABLE)))
+
+
+SEARCHED_CHANGES = operator.itemgetter(*(INDEXED_WRITABLE.index(name) for name in ('user_name_key', *SEARCH_WRITABLE)))
+
+
+def _user_update(changes):
+    """The UPDATE of a user's row whose INDEXED_WRITABLE change as `changes` says
+    (_indexed_changes): optimistic, it lands only on the version that was read. It
+    sets the indexed columns only where they change: SQLite rewrites an index entry
     of every column SET, changed or not, a page written at commit each, and a change
     of the searched values is what lists the old ones as stale (users_search_changed)."""
-    names = tuple(name for name in _written() if name not in INDEXED_WRITABLE or before[name] != after[name])
-    if names not in _USER_UPDATES:
-        _USER_UPDATES[names] = Prepared(lambda: User.update(
+    key = (changes, is_sqlite())
+    if key not in _USER_UPDATES:
+        changed = {name for name, change in zip(INDEXED_WRITABLE, changes, strict=True) if change}
+        names = tuple(name for name in _written() if name not in INDEXED_WRITABLE or name in changed)
+        _USER_UPDATES[key] = Prepared(lambda: User.update(
             version=User.version + 1, last_modified=slot('stamp'),
             **_user_writes(names)).where((User.id == slot('id')) & (User.version == slot('version'))))
-    return _USER_UPDATES[names]
+    return _USER_UPDATES[key]
 
 
 class UserSearch(BaseModel):
@@ -2728,16 +2756,36 @@ SEARCH_INSERT = Prepared(lambda: UserSearch.insert(
     user_id=slot('id'), **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}))
 SEARCH_UPDATE = Prepared(lambda: UserSearch.update(
     **{name: lower(slot(name)) for name in SEARCHED_COLUMNS}).where(UserSearch.user_id == slot('id')))
-STALE_COUNT = 'SELECT COUNT(*) FROM user_text_stale'
-STALE_COUNT_EVERY = 16   # counts of the stale list in UNINDEXED_AT_MOST changes (_update_searched)
-_changes_uncounted = 0   # this process's changes of searched values since it last counted
+# How long SQLite's two wait lists are: the users numbered past what the index holds
+# (gaps of deleted ones counted), and the stale entries.
+WAIT_COUNTS = {'waiting': 'SELECT ifnull((SELECT max(search_row) FROM users), 0) - upto FROM user_text_upto',
+               'stale': 'SELECT COUNT(*) FROM user_text_stale'}
+WAIT_COUNT_EVERY = 16   # counts of a wait list in UNINDEXED_AT_MOST writes onto it (_index_now_and_then)
+_uncounted = dict.fromkeys(WAIT_COUNTS, 0)   # this process's writes onto each since it last counted it
+
+
+def _index_now_and_then(wait_list):
+    """After a write onto one of SQLite's wait lists (WAIT_COUNTS): at one in
+    UNINDEXED_AT_MOST // WAIT_COUNT_EVERY (62) of this process's writes onto it,
+    count it, and when it holds UNINDEXED_AT_MOST, index the waiting users and the
+    stale ones, in a transaction of its own. Counting at every write cost a change
+    4.7 µs, 1.2% of a PUT's CPU, and reading a create's number back (RETURNING)
+    21,800 instructions, 2.4% of it. So a list may overrun by 61 a process before
+    a write indexes it; a search reads at most that many more rows."""
+    _uncounted[wait_list] += 1
+    if _uncounted[wait_list] < max(1, UNINDEXED_AT_MOST // WAIT_COUNT_EVERY):
+        return
+    _uncounted[wait_list] = 0
+    if database.execute_sql(WAIT_COUNTS[wait_list]).fetchone()[0] >= UNINDEXED_AT_MOST:
+        with transaction():
+            _index_waiting()
 
 
 def _insert_user(user_id, stamp, columns):
     """A new user's row, and its searched values: on PostgreSQL beside it, in the
     caller's write transaction; on SQLite in it, one statement, which numbers it
-    (the write lock is taken before the number is read), and the insert that makes
-    UNINDEXED_AT_MOST wait indexes them, in a transaction of its own."""
+    (the write lock is taken before the number is read): it waits for the trigram
+    index (_index_now_and_then)."""
     if not is_sqlite():
         USER_INSERT[None].execute(id=user_id, stamp=stamp, **columns)
         SEARCH_INSERT.execute(id=user_id, **columns)
@@ -2745,35 +2793,19 @@ def _insert_user(user_id, stamp, columns):
     if _trigram_index != 'fts5':
         USER_INSERT[NEXT_PLAIN_ROW].execute(id=user_id, stamp=stamp, **columns)
         return
-    sql, params = USER_INSERT[NEXT_ROW].statement(id=user_id, stamp=stamp, **columns)
-    cursor = database.execute_sql(sql + ' RETURNING search_row', params)
-    with peewee.__exception_wrapper__:   # the statement ends, and commits, as its row is read
-        ((row,),) = cursor.fetchall()
-    if row - _indexed_upto >= UNINDEXED_AT_MOST:
-        with transaction():
-            _index_waiting()   # this write makes UNINDEXED_AT_MOST wait: it indexes them
+    USER_INSERT[NEXT_ROW].execute(id=user_id, stamp=stamp, **columns)
+    _index_now_and_then('waiting')
 
 
 def _update_searched(user_id, columns):
     """After a user's row changed its searched values (_user_columns): PostgreSQL's
     side table changed too, in the caller's transaction. On SQLite the row holds
-    them, and the change that makes UNINDEXED_AT_MOST indexed users' values stale
-    indexes them, in a transaction of its own. A process counts the stale list at
-    one in UNINDEXED_AT_MOST // STALE_COUNT_EVERY of its changes (62): counting it
-    at each cost a change 4.7 µs, 1.2% of a PUT's CPU. So the list may overrun by
-    61 a process before a change indexes it."""
-    global _changes_uncounted
+    them, and its old values wait on the stale list (_index_now_and_then)."""
     if not is_sqlite():
         SEARCH_UPDATE.execute(id=user_id, **columns)
         return
-    if _trigram_index != 'fts5':
-        return
-    _changes_uncounted += 1
-    if _changes_uncounted >= max(1, UNINDEXED_AT_MOST // STALE_COUNT_EVERY):
-        _changes_uncounted = 0
-        if database.execute_sql(STALE_COUNT).fetchone()[0] >= UNINDEXED_AT_MOST:
-            with transaction():
-                _index_waiting()
+    if _trigram_index == 'fts5':
+        _index_now_and_then('stale')
 
 
 def _searched_changed(resource, columns):
@@ -3177,14 +3209,14 @@ def update_user(user_id, change, expected_versions=None):
             if columns['resource'] == record['json']:   # compare text, not dicts: 1 == True in Python
                 return record
             stamp = now()
-            after = _as_stored(columns)
+            changes = _indexed_changes(before, _as_stored(columns))
             # SQLite compares the searched values the row holds; PostgreSQL's are in user_search.
-            searched = (any(before[name] != after[name] for name in ('user_name_key', *SEARCH_WRITABLE))
-                        if is_sqlite() else _searched_changed(record['resource'], columns))
+            searched = (any(SEARCHED_CHANGES(changes)) if is_sqlite()
+                        else _searched_changed(record['resource'], columns))
             try:   # one UPDATE where the searched values stay, as a PATCH of `active` does
                 with writer_turn(), transaction() if searched and not is_sqlite() else contextlib.nullcontext():
-                    written = _user_update(before, after).changed(id=user_id, version=record['version'], stamp=stamp,
-                                                                  **columns)
+                    written = _user_update(changes).changed(id=user_id, version=record['version'], stamp=stamp,
+                                                            **columns)
                     if written and searched:
                         _update_searched(user_id, columns)
             except IntegrityError as error:

@@ -343,13 +343,13 @@ def test_the_change_that_makes_enough_stale_indexes_them(client, monkeypatch):
 
 
 def test_the_stale_list_is_counted_now_and_then_and_overruns_by_little(client, monkeypatch):
-    """A process counts the stale list at one in UNINDEXED_AT_MOST // STALE_COUNT_EVERY
+    """A process counts the stale list at one in UNINDEXED_AT_MOST // WAIT_COUNT_EVERY
     of its changes: with 33 and 16, at every second change, so the change after the
     one that makes 33 stale indexes them."""
     if not store.is_sqlite():
         pytest.skip("SQLite's trigram index")
     monkeypatch.setattr(store, 'UNINDEXED_AT_MOST', 33)
-    monkeypatch.setattr(store, '_changes_uncounted', 0)
+    monkeypatch.setitem(store._uncounted, 'stale', 0)
     ids = [create(client, 3, userName=f'count{number}@example.com') for number in range(34)]
     index_waiting()
     for number, user_id in enumerate(ids[:33]):
@@ -357,6 +357,23 @@ def test_the_stale_list_is_counted_now_and_then_and_overruns_by_little(client, m
     assert stale() == 33 and matches('zed@') == 0   # counted at the 32nd change: 32
     put_user(client, ids[33], 3, userName='counted33.zed@example.com')
     assert stale() == 0 and matches('zed@') == 34
+    assert listing(client, filter='userName co "zed@"') == (34, ids)
+    assert_indexes_agree(client, monkeypatch)
+
+
+def test_the_waiting_users_are_counted_now_and_then_and_overrun_by_little(client, monkeypatch):
+    """Creates count the users waiting for the index as changes count the stale list:
+    with 33 and 16, at every second create, so the create after the one that makes
+    33 wait indexes them; meanwhile searches find the waiting ones."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's trigram index")
+    monkeypatch.setattr(store, 'UNINDEXED_AT_MOST', 33)
+    monkeypatch.setitem(store._uncounted, 'waiting', 0)
+    ids = [create(client, 3, userName=f'waits{number}.zed@example.com') for number in range(33)]
+    assert waiting() == 33 and matches('zed@') == 0   # counted at the 32nd create: 32
+    assert listing(client, filter='userName co "zed@"') == (33, ids)
+    ids.append(create(client, 3, userName='waits33.zed@example.com'))
+    assert waiting() == 0 and matches('zed@') == 34
     assert listing(client, filter='userName co "zed@"') == (34, ids)
     assert_indexes_agree(client, monkeypatch)
 
