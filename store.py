@@ -975,10 +975,10 @@ def _sort_values(resource, lowered=False):
     for column, keys in SORT_PATHS:
         if keys is None:
             found = _primary_email(resource.get('emails'))
-        else:   # _at, written out: a write computes five of them
+        else:   # a path of keys, walked here rather than by a call a key: a write computes five
             found = resource.get(keys[0])
-            if len(keys) > 1:
-                found = found.get(keys[1]) if isinstance(found, dict) else None
+            for key in keys[1:]:
+                found = found.get(key) if isinstance(found, dict) else None
         if found is not None:
             # At most 4 bytes a letter: most strings need no encoding to be measured.
             if isinstance(found, str) and (len(found) * 4 <= MAX_INDEXED_BYTES
@@ -990,13 +990,6 @@ def _sort_values(resource, lowered=False):
         values[column] = found
     values['sort_odd'] = odd
     return values
-
-
-def _at(resource, keys):
-    found = resource
-    for key in keys:
-        found = found.get(key) if isinstance(found, dict) else None
-    return found
 
 
 _ODD = object()   # not a string, nor absent: a sort by it takes the JSON path
@@ -2720,7 +2713,7 @@ def _indexed_changes(before, after):
     return tuple(map(operator.ne, map(before.__getitem__, INDEXED_WRITABLE), map(after.__getitem__, INDEXED_WRITABLE)))
 
 
-SEARCHED_CHANGES = operator.itemgetter(*(INDEXED_WRITABLE.index(name) for name in ('user_name_key', *SEARCH_WRITABLE)))
+SEARCHED_CHANGES = operator.itemgetter(*(INDEXED_WRITABLE.index(name) for name in SEARCHED_IN_USERS.values()))
 
 
 def _user_update(changes):
