@@ -1,6 +1,7 @@
 """store.py's models and schema.sql describe the same tables."""
 
 import threading
+from pathlib import Path
 
 import peewee
 import pytest
@@ -49,20 +50,46 @@ def test_foreign_keys_cascade(database):
 
 
 def test_every_sqlite_connection_gets_the_settings(database):
-    """Each thread has its own connection: WAL, synchronous=NORMAL, foreign keys and a
-    16 MiB page cache apply to the one a new thread opens, not only to the first."""
+    """Each thread has its own connection: WAL, synchronous=NORMAL, foreign keys, a
+    16 MiB page cache and checkpoints at 4,000 WAL pages apply to the one a new thread
+    opens, not only to the first."""
     if not store.is_sqlite():
         pytest.skip('SQLite settings')
     seen = {}
 
     def read():
-        for name in ('journal_mode', 'synchronous', 'foreign_keys', 'cache_size'):
+        for name in ('journal_mode', 'synchronous', 'foreign_keys', 'cache_size', 'wal_autocheckpoint'):
             seen[name] = store.database.execute_sql(f'PRAGMA {name}').fetchone()[0]
         store.database.close()
     thread = threading.Thread(target=read)
     thread.start()
     thread.join()
-    assert seen == {'journal_mode': 'wal', 'synchronous': 1, 'foreign_keys': 1, 'cache_size': -16384}
+    assert seen == {'journal_mode': 'wal', 'synchronous': 1, 'foreign_keys': 1, 'cache_size': -16384,
+                    'wal_autocheckpoint': 4000}
+
+
+def test_the_wal_is_checkpointed_past_4000_pages_not_1000(client, database_url):
+    """Writes through the API grow the -wal past SQLite's 1,000 pages without a
+    checkpoint, and a checkpoint restarts it before it holds much more than 4,000:
+    the file (which SQLite reuses from its start, not truncates) stops growing."""
+    if not store.is_sqlite():
+        pytest.skip("SQLite's WAL")
+    wal = Path(store.sqlite_path(database_url) + '-wal')
+    page = store.database.execute_sql('PRAGMA page_size').fetchone()[0]
+    frame = page + 24   # each page in the WAL has a 24-byte header
+    number = 0
+    while wal.stat().st_size < 1500 * frame:   # past where SQLite's own setting checkpoints
+        number += 1
+        client.create_user(f'wal{number}@example.com', displayName=f'Wal {number}', title='t' * 300,
+                           emails=[{'value': f'wal{number}@example.com', 'primary': True}])
+        assert number < 5000, wal.stat().st_size
+    grown_by = number
+    for _ in range(grown_by * 4):   # four times the writes that wrote 1,500 pages: ~6,000
+        number += 1
+        client.create_user(f'wal{number}@example.com', displayName=f'Wal {number}', title='t' * 300,
+                           emails=[{'value': f'wal{number}@example.com', 'primary': True}])
+    assert 4000 * frame <= wal.stat().st_size < 4600 * frame
+    assert client.get('/Users?count=0').json['totalResults'] == number
 
 
 def test_schema_is_applied_idempotently(app):
