@@ -139,25 +139,24 @@ class Workload:
         self.call('GET', OKTA_LOOKUP.format(f'nobody{secrets.token_hex(4)}@bench.example'),
                   token=self.any_user()[1])
 
-    def put(self):
+    def replace(self, **changed):
+        """A PUT of a random user: its POST body again, with `changed` attributes."""
         index, token = self.any_user()
-        self.call('PUT', f'/Users/{self.ids[index]}', user_body(
-            self.names[index], id=self.ids[index], title=f'Title {secrets.randbelow(1000)}'), token)
+        self.call('PUT', f'/Users/{self.ids[index]}', user_body(self.names[index], id=self.ids[index], **changed),
+                  token)
+
+    def put(self):
+        self.replace(title=f'Title {secrets.randbelow(1000)}')
 
     def put_unindexed(self):
         """A PUT as Okta sends one after a profile edit that no index holds (a nickName here):
         the same body, one attribute new."""
-        index, token = self.any_user()
-        self.call('PUT', f'/Users/{self.ids[index]}', user_body(
-            self.names[index], id=self.ids[index], nickName=f'Nick {secrets.randbelow(1000)}'), token)
+        self.replace(nickName=f'Nick {secrets.randbelow(1000)}')
 
     def put_email(self):
         """A PUT that changes what searches find: a new email, and a new displayName."""
-        index, token = self.any_user()
         moved = f'moved{secrets.token_hex(4)}@bench.example'
-        self.call('PUT', f'/Users/{self.ids[index]}', user_body(
-            self.names[index], id=self.ids[index], displayName=f'Moved {moved}',
-            emails=[{'primary': True, 'value': moved, 'type': 'work'}]), token)
+        self.replace(displayName=f'Moved {moved}', emails=[{'primary': True, 'value': moved, 'type': 'work'}])
 
     def page(self):
         start = 1 + secrets.randbelow(max(1, self.per_seat - 99))

@@ -80,16 +80,17 @@ def test_the_wal_is_checkpointed_past_4000_pages_not_1000(make_app, database_url
     page = store.database.execute_sql('PRAGMA page_size').fetchone()[0]
     frame = page + 24   # each page in the WAL has a 24-byte header
     number = 0
+
+    def create():
+        nonlocal number
+        number += 1
+        client.create_user(f'wal{number}@example.com', displayName=f'Wal {number}', title='t' * 300,
+                           emails=[{'value': f'wal{number}@example.com', 'primary': True}])
     while wal.stat().st_size < 1500 * frame:   # past where SQLite's own setting checkpoints
-        number += 1
-        client.create_user(f'wal{number}@example.com', displayName=f'Wal {number}', title='t' * 300,
-                           emails=[{'value': f'wal{number}@example.com', 'primary': True}])
+        create()
         assert number < 5000, wal.stat().st_size
-    grown_by = number
-    for _ in range(grown_by * 4):   # four times the writes that wrote 1,500 pages: ~6,000
-        number += 1
-        client.create_user(f'wal{number}@example.com', displayName=f'Wal {number}', title='t' * 300,
-                           emails=[{'value': f'wal{number}@example.com', 'primary': True}])
+    for _ in range(number * 4):   # four times the writes that wrote 1,500 pages: ~6,000
+        create()
     assert 4000 * frame <= wal.stat().st_size < 4600 * frame
     assert client.get('/Users?count=0').json['totalResults'] == number
 
